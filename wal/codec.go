@@ -1,0 +1,204 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"time"
+)
+
+// Header is a Kafka record header.
+type Header struct {
+	Key   string
+	Value []byte
+}
+
+// Record is what the log stores: one Kafka record and where it goes.
+type Record struct {
+	Topic string
+	// Partition is the target partition; PartitionAny (-1) lets the
+	// producer's partitioner choose from the key.
+	Partition int32
+	Key       []byte
+	Value     []byte
+	Headers   []Header
+	// Timestamp is the record's create time; the zero value is stored as
+	// "unset".
+	Timestamp time.Time
+}
+
+// PartitionAny lets the partitioner choose the partition.
+const PartitionAny int32 = -1
+
+// codecVersion is the first byte after the checksum. Bump it with any change
+// to the layout in doc.go; Decode refuses versions it does not know.
+const codecVersion = 1
+
+// headerSize is crc32c(4) + version(1) + timestamp(8) + partition(4).
+const headerSize = 4 + 1 + 8 + 4
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// errEntry is wrapped by every decode failure so that callers can tell a bad
+// entry (ErrCorrupt) from other failures.
+var errEntry = fmt.Errorf("%w: bad entry", ErrCorrupt)
+
+// EncodedLen returns the number of bytes Encode will produce for r.
+func EncodedLen(r *Record) int {
+	n := headerSize
+	n += uvarintLen(uint64(len(r.Topic))) + len(r.Topic)
+	n += bytesLen(r.Key) + bytesLen(r.Value)
+	n += uvarintLen(uint64(len(r.Headers)))
+	for _, h := range r.Headers {
+		n += uvarintLen(uint64(len(h.Key))) + len(h.Key) + bytesLen(h.Value)
+	}
+	return n
+}
+
+// AppendEncode appends r's encoding (layout in doc.go) to dst.
+func AppendEncode(dst []byte, r *Record) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, codecVersion)
+	var ts int64
+	if !r.Timestamp.IsZero() {
+		ts = r.Timestamp.UnixNano()
+	}
+	dst = binary.BigEndian.AppendUint64(dst, uint64(ts))
+	dst = binary.BigEndian.AppendUint32(dst, uint32(r.Partition))
+	dst = binary.AppendUvarint(dst, uint64(len(r.Topic)))
+	dst = append(dst, r.Topic...)
+	dst = appendBytes(dst, r.Key)
+	dst = appendBytes(dst, r.Value)
+	dst = binary.AppendUvarint(dst, uint64(len(r.Headers)))
+	for _, h := range r.Headers {
+		dst = binary.AppendUvarint(dst, uint64(len(h.Key)))
+		dst = append(dst, h.Key...)
+		dst = appendBytes(dst, h.Value)
+	}
+	binary.BigEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], castagnoli))
+	return dst
+}
+
+// Encode returns r's encoding.
+func Encode(r *Record) []byte { return AppendEncode(make([]byte, 0, EncodedLen(r)), r) }
+
+// Decode parses one entry. Key, Value and header values alias b; copy them
+// if b is reused. It never panics and allocates at most a small multiple of
+// len(b) whatever the bytes say.
+func Decode(b []byte) (Record, error) {
+	var r Record
+	if len(b) < headerSize {
+		return r, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", errEntry, len(b), headerSize)
+	}
+	if want, got := binary.BigEndian.Uint32(b), crc32.Checksum(b[4:], castagnoli); want != got {
+		return r, fmt.Errorf("%w: crc32c %08x, want %08x", errEntry, got, want)
+	}
+	if b[4] != codecVersion {
+		return r, fmt.Errorf("%w: unknown codec version %d", errEntry, b[4])
+	}
+	if ts := int64(binary.BigEndian.Uint64(b[5:])); ts != 0 {
+		r.Timestamp = time.Unix(0, ts)
+	}
+	r.Partition = int32(binary.BigEndian.Uint32(b[13:]))
+	d := decoder{b: b[headerSize:]}
+	r.Topic = string(d.bytes())
+	r.Key = d.optBytes()
+	r.Value = d.optBytes()
+	if n := d.uvarint(); n > 0 && d.err == nil {
+		// Each header takes at least two bytes: never trust n beyond that.
+		if n > uint64(len(d.b))/2 {
+			return r, fmt.Errorf("%w: %d headers in %d bytes", errEntry, n, len(d.b))
+		}
+		r.Headers = make([]Header, n)
+		for i := range r.Headers {
+			r.Headers[i].Key = string(d.bytes())
+			r.Headers[i].Value = d.optBytes()
+		}
+	}
+	if d.err != nil {
+		return Record{}, d.err
+	}
+	if len(d.b) != 0 {
+		return Record{}, fmt.Errorf("%w: %d trailing bytes", errEntry, len(d.b))
+	}
+	if r.Topic == "" {
+		return Record{}, fmt.Errorf("%w: empty topic", errEntry)
+	}
+	return r, nil
+}
+
+// Nil and empty byte slices differ in Kafka (null key vs empty key), so the
+// length is stored plus one and zero means nil.
+func appendBytes(dst, b []byte) []byte {
+	if b == nil {
+		return append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(b))+1)
+	return append(dst, b...)
+}
+
+func bytesLen(b []byte) int {
+	if b == nil {
+		return 1
+	}
+	return uvarintLen(uint64(len(b))+1) + len(b)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = fmt.Errorf("%w: bad varint", errEntry)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) take(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = fmt.Errorf("%w: field of %d bytes overruns the entry", errEntry, n)
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte { return d.take(d.uvarint()) }
+
+func (d *decoder) optBytes() []byte {
+	n := d.uvarint()
+	if n == 0 || d.err != nil {
+		return nil
+	}
+	if n == math.MaxUint64 {
+		d.err = fmt.Errorf("%w: bad length", errEntry)
+		return nil
+	}
+	return d.take(n - 1)
+}
+
+// IsCorrupt reports whether err came from a checksum or framing failure.
+func IsCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }

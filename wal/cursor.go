@@ -1,0 +1,136 @@
+package wal
+
+import (
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"os"
+	"path/filepath"
+)
+
+// The cursor is kept in two slots, cursor.0 and cursor.1, written in turn.
+// Each holds a generation number, so the newest valid slot wins; a slot torn
+// by a crash fails its checksum and the other slot (the previous value) is
+// used. A cursor that is too old only costs duplicates, never loss.
+//
+//	offset size field
+//	0      4    magic "KWCU"
+//	4      1    version (1)
+//	5      8    generation, big endian
+//	13     8    acked sequence: every sequence <= it is acknowledged
+//	21     4    crc32c of bytes 0..20
+const (
+	cursorMagic   = "KWCU"
+	cursorVersion = 1
+	cursorSize    = 25
+)
+
+// CursorFiles are the names of the two cursor slots.
+var CursorFiles = [2]string{"cursor.0", "cursor.1"}
+
+type cursorFile struct {
+	dir  string
+	perm os.FileMode
+	gen  uint64
+	next int // slot to write next
+}
+
+// CursorState is what LoadCursor found.
+type CursorState struct {
+	Acked uint64 // 0 when no slot was valid
+	Gen   uint64
+	// Damaged counts slots that exist but failed validation.
+	Damaged int
+	// Found is false when no valid slot exists (fresh directory or both torn).
+	Found bool
+}
+
+func encodeCursor(gen, acked uint64) []byte {
+	b := make([]byte, 0, cursorSize)
+	b = append(b, cursorMagic...)
+	b = append(b, cursorVersion)
+	b = binary.BigEndian.AppendUint64(b, gen)
+	b = binary.BigEndian.AppendUint64(b, acked)
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+func decodeCursor(b []byte) (gen, acked uint64, ok bool) {
+	if len(b) != cursorSize || string(b[:4]) != cursorMagic || b[4] != cursorVersion {
+		return 0, 0, false
+	}
+	if crc32.Checksum(b[:21], castagnoli) != binary.BigEndian.Uint32(b[21:]) {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint64(b[5:]), binary.BigEndian.Uint64(b[13:]), true
+}
+
+// LoadCursor reads dir's cursor slots without modifying anything.
+func LoadCursor(dir string) (CursorState, int, error) {
+	var st CursorState
+	newest := -1
+	for i, name := range CursorFiles {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if os.IsNotExist(err) {
+			continue
+		}
+		if err != nil {
+			return st, 0, fmt.Errorf("kafkawal: read cursor: %w", err)
+		}
+		gen, acked, ok := decodeCursor(b)
+		if !ok {
+			st.Damaged++
+			continue
+		}
+		if !st.Found || gen > st.Gen {
+			st.Found, st.Gen, st.Acked, newest = true, gen, acked, i
+		}
+	}
+	return st, (newest + 1) % 2, nil
+}
+
+func openCursor(dir string, perm os.FileMode) (*cursorFile, CursorState, error) {
+	st, next, err := LoadCursor(dir)
+	if err != nil {
+		return nil, st, err
+	}
+	return &cursorFile{dir: dir, perm: perm, gen: st.Gen, next: next}, st, nil
+}
+
+// store writes acked into the older slot and fsyncs it. The first write of
+// each slot also fsyncs the directory so that the new name is durable.
+func (c *cursorFile) store(acked uint64) error {
+	path := filepath.Join(c.dir, CursorFiles[c.next])
+	_, statErr := os.Stat(path)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, c.perm)
+	if err != nil {
+		return fmt.Errorf("kafkawal: write cursor: %w", err)
+	}
+	_, err = f.Write(encodeCursor(c.gen+1, acked))
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil && os.IsNotExist(statErr) {
+		err = syncDir(c.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("kafkawal: write cursor %s: %w", path, err)
+	}
+	c.gen++
+	c.next = (c.next + 1) % 2
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}

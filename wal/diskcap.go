@@ -1,0 +1,87 @@
+package wal
+
+import (
+	"context"
+	"fmt"
+	"sync"
+)
+
+// diskCap accounts the bytes of segment files (used) plus bytes promised to
+// appends that are queued but not yet written (reserved), against max.
+// Appenders reserve before they queue, so the writer never has to refuse.
+type diskCap struct {
+	mu       sync.Mutex
+	used     int64
+	reserved int64
+	max      int64
+	freed    chan struct{} // closed and replaced whenever bytes are freed
+}
+
+func newDiskCap(used, max int64) *diskCap {
+	return &diskCap{used: used, max: max, freed: make(chan struct{})}
+}
+
+// reserve takes n bytes or, when they do not fit, fails (Reject) or waits
+// until they fit, ctx ends or done closes (Block). pressure is called each
+// time a Block waiter starts waiting, to ask for truncation.
+func (d *diskCap) reserve(ctx context.Context, n int64, policy FullPolicy, done <-chan struct{}, pressure func()) error {
+	for {
+		d.mu.Lock()
+		if d.used+d.reserved+n <= d.max {
+			d.reserved += n
+			d.mu.Unlock()
+			return nil
+		}
+		used, ch := d.used+d.reserved, d.freed
+		d.mu.Unlock()
+		if policy == Reject {
+			return fmt.Errorf("%w: %d bytes in use, %d more do not fit under MaxDiskBytes %d", ErrFull, used, n, d.max)
+		}
+		pressure()
+		select {
+		case <-ch:
+		case <-done:
+			return ErrClosed
+		case <-ctx.Done():
+			return fmt.Errorf("%w: waited for %d bytes until the context ended: %w", ErrFull, n, context.Cause(ctx))
+		}
+	}
+}
+
+// commit turns a reservation of n bytes into written bytes.
+func (d *diskCap) commit(n int64) {
+	d.mu.Lock()
+	d.reserved -= n
+	d.used += n
+	d.mu.Unlock()
+}
+
+// release returns a reservation that was not written.
+func (d *diskCap) release(n int64) {
+	d.mu.Lock()
+	d.reserved -= n
+	d.mu.Unlock()
+}
+
+// free records n bytes of deleted segment files and wakes waiters.
+func (d *diskCap) free(n int64) {
+	d.mu.Lock()
+	d.used -= n
+	close(d.freed)
+	d.freed = make(chan struct{})
+	d.mu.Unlock()
+}
+
+func (d *diskCap) usedBytes() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.used
+}
+
+// full reports whether less than one segment of room is left, which makes
+// truncation urgent.
+func (d *diskCap) nearlyFull(segment int64) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.used+d.reserved+segment > d.max
+}

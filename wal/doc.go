@@ -1,0 +1,82 @@
+// Package wal is kafkawal's write-ahead log: the local, checksummed,
+// group-committed log that a record enters before it goes to Kafka.
+//
+// # Directory
+//
+//	DIR/
+//	  LOCK                  flock(2)ed by the open Log; holds its pid
+//	  segments/             tidwall/wal segment files, named by first sequence
+//	    00000000000000000001
+//	    00000000000000012345
+//	  cursor.0, cursor.1    the durable cursor, two slots written in turn
+//	  deadletter.log        records Kafka refused for good (see DeadLetters)
+//	  quarantine/           bytes cut off by repair (package recovery)
+//
+// Files are created 0600 and directories 0700 unless Options say otherwise.
+//
+// # Segment files
+//
+// A segment is a sequence of tidwall/wal binary entries:
+//
+//	uvarint(len(entry)) | entry
+//
+// tidwall/wal carries no checksum, so every entry is one record in
+// kafkawal's own encoding, version 1, all integers big endian:
+//
+//	offset  size  field
+//	0       4     crc32c (Castagnoli) of bytes 4..end
+//	4       1     codec version = 1
+//	5       8     timestamp, Unix nanoseconds; 0 = unset
+//	13      4     partition (int32); -1 = PartitionAny
+//	17      uv    len(topic), then topic bytes (never empty)
+//	        uv    len(key)+1, then key bytes; 0 = null key
+//	        uv    len(value)+1, then value bytes; 0 = null value
+//	        uv    number of headers, then for each:
+//	              uv len(key), key bytes, uv len(value)+1, value bytes
+//
+// An entry is at least 21 bytes, so the 16 phantom empty entries that
+// tidwall/wal loads from 16 zero bytes never decode. The version byte is
+// covered by the checksum; a new layout gets a new version and Decode keeps
+// reading the old ones.
+//
+// Sequence numbers are tidwall/wal indexes: the first record is 1, they have
+// no gaps, and the segment holding sequence s is the last one whose file
+// name is <= s.
+//
+// # When a record is durable
+//
+// One writer goroutine gathers every Append waiting (up to MaxBatchBytes),
+// writes them with one WriteBatch, and then, under SyncAlways, one
+// fdatasync of the tail segment (and one fsync of the directory when the
+// batch created a segment) before it answers each caller. Under
+// SyncPeriodic it answers after the write and fsyncs every SyncInterval;
+// under SyncNever it leaves fsync to the OS. tidwall fsyncs a segment when
+// it seals it.
+//
+// A write or fsync error makes the log answer every Append with that error
+// (a *WriteError; ENOSPC also matches ErrFull) until, RetryAfterError later,
+// it has cut the files back to the last good batch and reopened them. A
+// record is readable (LastSeq) only after its batch succeeded, so a failed
+// batch is never sent to Kafka.
+//
+// # Cursor file
+//
+// Each slot is 25 bytes: "KWCU", version 1, generation (u64), acked
+// sequence (u64), crc32c of the first 21 bytes. The valid slot with the
+// highest generation wins; a torn slot leaves the other (previous) value.
+// Every sequence <= acked has a delivery report from Kafka.
+//
+// # When a record is deleted
+//
+// Only whole sealed segments whose last sequence is <= the persisted cursor
+// are deleted, oldest first, with a directory fsync after; the tail segment
+// is never deleted. Deleting files, unlike tidwall's TruncateFront, copies
+// nothing, so bytes written per byte appended stay 1. Truncation runs at most
+// once a second unless an appender is waiting for room.
+//
+// # Disk cap
+//
+// MaxDiskBytes bounds the bytes of all segment files plus bytes reserved by
+// queued appends. At the cap Append waits (Block) or fails (Reject) with an
+// error matching ErrFull.
+package wal

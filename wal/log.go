@@ -1,0 +1,342 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+	twal "github.com/tidwall/wal"
+)
+
+// Log is kafkawal's write-ahead log: checksummed records in tidwall/wal
+// segments, appended with group commit, read sequentially by one consumer,
+// and deleted a whole segment at a time once the durable cursor has passed
+// them. See doc.go for the format and the rules.
+type Log struct {
+	dir, segDir string
+	opts        Options
+	log         *zerolog.Logger
+	lock        *dirLock
+	disk        *diskCap
+
+	// tlMu guards the identity of tl: reading and writing hold it shared
+	// (tidwall serializes those itself); truncation and repair, which close
+	// and reopen tl, hold it exclusively.
+	tlMu sync.RWMutex
+	tl   *twal.Log
+	// readMu serializes tidwall Read calls: two concurrent Reads race in its
+	// segment cache (upstream issue #34).
+	readMu sync.Mutex
+
+	curMu sync.Mutex
+	cur   *cursorFile
+
+	acked    atomic.Uint64 // persisted cursor: every seq <= acked is delivered
+	first    atomic.Uint64 // first seq still on disk
+	visible  atomic.Uint64 // last seq written (and, with SyncAlways, synced)
+	pressure atomic.Bool   // an appender waits for room
+	segCount atomic.Int64
+
+	reqs     chan *appendReq
+	truncCh  chan struct{}
+	appended chan struct{}
+
+	closeMu    sync.RWMutex
+	closed     bool
+	done       chan struct{} // closed when Close starts
+	writerDone chan struct{}
+
+	w writer // owned by the writer goroutine
+}
+
+// OpenInfo reports what Open found on disk.
+type OpenInfo struct {
+	FirstSeq, LastSeq uint64
+	Cursor            CursorState
+	// CursorClamped is set when the persisted cursor was beyond the last
+	// record on disk (records lost by a power loss under SyncPeriodic or
+	// SyncNever); it was lowered to LastSeq.
+	CursorClamped bool
+}
+
+// Open opens (creating if needed) the log in dir. It takes dir's lock and
+// fails with ErrLocked if another Log holds it. A torn tail must have been
+// repaired first (package recovery); tidwall/wal refuses to open one, and
+// Open then fails with an error matching ErrCorrupt.
+func Open(dir string, opts Options) (*Log, OpenInfo, error) {
+	var info OpenInfo
+	if err := opts.Validate(); err != nil {
+		return nil, info, err
+	}
+	opts = opts.withDefaults()
+	if dir == "" {
+		return nil, info, errors.New("kafkawal: config: Dir: empty")
+	}
+	if err := os.MkdirAll(dir, opts.DirMode); err != nil {
+		return nil, info, fmt.Errorf("kafkawal: create %s: %w", dir, err)
+	}
+	lock, err := lockDir(dir, opts.FileMode)
+	if err != nil {
+		return nil, info, err
+	}
+	l := &Log{
+		dir:        dir,
+		segDir:     filepath.Join(dir, SegmentsDir),
+		opts:       opts,
+		log:        opts.Logger,
+		lock:       lock,
+		reqs:       make(chan *appendReq, 1024),
+		truncCh:    make(chan struct{}, 1),
+		appended:   make(chan struct{}, 1),
+		done:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
+	info, err = l.open()
+	if err != nil {
+		lock.unlock()
+		return nil, info, err
+	}
+	go l.run()
+	return l, info, nil
+}
+
+func (l *Log) open() (OpenInfo, error) {
+	var info OpenInfo
+	if err := os.MkdirAll(l.segDir, l.opts.DirMode); err != nil {
+		return info, fmt.Errorf("kafkawal: create %s: %w", l.segDir, err)
+	}
+	if err := l.openTidwall(); err != nil {
+		return info, err
+	}
+	first, _ := l.tl.FirstIndex()
+	last, _ := l.tl.LastIndex()
+	segs, err := ListSegments(l.dir)
+	if err != nil {
+		l.tl.Close()
+		return info, err
+	}
+	if len(segs) == 0 {
+		l.tl.Close()
+		return info, fmt.Errorf("kafkawal: %s: no segment file after open", l.segDir)
+	}
+	l.w.segs = segTracker{dir: l.segDir, limit: l.opts.SegmentBytes, segs: segs}
+	l.w.last = last
+	if err := l.w.openTail(); err != nil {
+		l.tl.Close()
+		return info, err
+	}
+	// tidwall/wal creates files without syncing their directory.
+	if err := syncDir(l.segDir); err != nil {
+		return info, fmt.Errorf("kafkawal: sync %s: %w", l.segDir, err)
+	}
+	cur, st, err := openCursor(l.dir, l.opts.FileMode)
+	if err != nil {
+		return info, err
+	}
+	l.cur = cur
+	acked := st.Acked
+	if acked > last {
+		info.CursorClamped = true
+		l.log.Warn().Uint64("cursor", acked).Uint64("last_seq", last).
+			Msg("wal: cursor beyond the last record on disk (unsynced records lost by an OS crash); lowering it")
+		acked = last
+	}
+	if st.Damaged > 0 {
+		l.log.Warn().Int("damaged_slots", st.Damaged).Uint64("cursor", acked).
+			Msg("wal: cursor slot failed its checksum; using the previous value (records after it may be sent twice)")
+	}
+	l.acked.Store(acked)
+	l.first.Store(first)
+	l.visible.Store(last)
+	l.segCount.Store(int64(len(segs)))
+	l.disk = newDiskCap(l.w.segs.totalBytes(), l.opts.MaxDiskBytes)
+	info.FirstSeq, info.LastSeq, info.Cursor = first, last, st
+	return info, nil
+}
+
+func (l *Log) openTidwall() error {
+	tl, err := twal.Open(l.segDir, &twal.Options{
+		NoSync:           true, // the writer fsyncs the tail itself, outside tidwall's lock
+		SegmentSize:      int(l.opts.SegmentBytes),
+		SegmentCacheSize: 2,
+		AllowEmpty:       true, // truncation may leave only an empty tail segment
+		DirPerms:         l.opts.DirMode,
+		FilePerms:        l.opts.FileMode,
+	})
+	if err != nil {
+		if errors.Is(err, twal.ErrCorrupt) {
+			return fmt.Errorf("%w: %s: last segment does not parse (torn tail? run recovery): %v", ErrCorrupt, l.segDir, err)
+		}
+		return fmt.Errorf("kafkawal: open %s: %w", l.segDir, err)
+	}
+	l.tl = tl
+	return nil
+}
+
+// Dir returns the log's directory.
+func (l *Log) Dir() string { return l.dir }
+
+// Cursor returns the persisted cursor: every sequence <= it was delivered.
+func (l *Log) Cursor() uint64 { return l.acked.Load() }
+
+// FirstSeq returns the first sequence still on disk (LastSeq+1 when empty).
+func (l *Log) FirstSeq() uint64 { return l.first.Load() }
+
+// LastSeq returns the last sequence a reader can see.
+func (l *Log) LastSeq() uint64 { return l.visible.Load() }
+
+// Appended signals (without blocking the writer) that LastSeq advanced. It
+// has a single reader: the log's consumer.
+func (l *Log) Appended() <-chan struct{} { return l.appended }
+
+// Stats is a snapshot of the log's counters.
+type Stats struct {
+	FirstSeq, LastSeq, Cursor uint64
+	DiskBytes, MaxDiskBytes   int64
+	Segments                  int
+}
+
+// Stats returns current counters. It is cheap and safe from any goroutine.
+func (l *Log) Stats() Stats {
+	return Stats{
+		FirstSeq:     l.first.Load(),
+		LastSeq:      l.visible.Load(),
+		Cursor:       l.acked.Load(),
+		DiskBytes:    l.disk.usedBytes(),
+		MaxDiskBytes: l.opts.MaxDiskBytes,
+		Segments:     int(l.segCount.Load()),
+	}
+}
+
+// SetCursor persists acked (every seq <= acked was delivered) and lets the
+// writer delete segments wholly below it. It ignores values that do not
+// advance the cursor and rejects values beyond LastSeq.
+func (l *Log) SetCursor(acked uint64) error {
+	l.curMu.Lock()
+	defer l.curMu.Unlock()
+	if acked <= l.acked.Load() {
+		return nil
+	}
+	if last := l.visible.Load(); acked > last {
+		return fmt.Errorf("kafkawal: cursor %d beyond last sequence %d", acked, last)
+	}
+	if err := l.cur.store(acked); err != nil {
+		return err
+	}
+	l.acked.Store(acked)
+	select {
+	case l.truncCh <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Close stops accepting appends, finishes those already queued, syncs, and
+// releases the directory lock. The cursor is whatever SetCursor last stored.
+func (l *Log) Close() error {
+	l.closeMu.Lock()
+	if l.closed {
+		l.closeMu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	close(l.done)
+	close(l.reqs)
+	l.closeMu.Unlock()
+	<-l.writerDone
+
+	l.tlMu.Lock()
+	var err error
+	if l.tl != nil {
+		if cerr := l.tl.Close(); cerr != nil && !errors.Is(cerr, twal.ErrClosed) {
+			err = fmt.Errorf("kafkawal: close segments: %w", cerr)
+		}
+	}
+	l.w.closeTail()
+	l.tlMu.Unlock()
+	if uerr := l.lock.unlock(); err == nil && uerr != nil {
+		err = uerr
+	}
+	return err
+}
+
+// Append writes recs as consecutive sequences and returns the first. It
+// returns nil only once every record is durable under the configured Sync
+// mode. Invalid input (empty topic, a record over MaxRecordBytes) fails the
+// whole call before anything is written.
+func (l *Log) Append(ctx context.Context, recs []Record) (uint64, error) {
+	if len(recs) == 0 {
+		return 0, errors.New("kafkawal: append: no records")
+	}
+	req, err := l.encode(recs)
+	if err != nil {
+		return 0, err
+	}
+	if req.bytes > l.opts.MaxDiskBytes-l.opts.SegmentBytes {
+		return 0, fmt.Errorf("%w: batch of %d bytes can never fit under MaxDiskBytes %d", ErrTooLarge, req.bytes, l.opts.MaxDiskBytes)
+	}
+	select {
+	case <-l.done:
+		return 0, ErrClosed
+	default:
+	}
+	if err := l.disk.reserve(ctx, req.bytes, l.opts.FullPolicy, l.done, l.askTruncate); err != nil {
+		return 0, err
+	}
+	l.closeMu.RLock()
+	if l.closed {
+		l.closeMu.RUnlock()
+		l.disk.release(req.bytes)
+		return 0, ErrClosed
+	}
+	l.reqs <- req
+	l.closeMu.RUnlock()
+	<-req.done
+	return req.first, req.err
+}
+
+func (l *Log) askTruncate() {
+	l.pressure.Store(true)
+	select {
+	case l.truncCh <- struct{}{}:
+	default:
+	}
+}
+
+// encode validates and encodes recs into one buffer.
+func (l *Log) encode(recs []Record) (*appendReq, error) {
+	total := 0
+	for i := range recs {
+		r := &recs[i]
+		if r.Topic == "" {
+			return nil, fmt.Errorf("kafkawal: record %d: empty topic", i)
+		}
+		if r.Partition < PartitionAny {
+			return nil, fmt.Errorf("kafkawal: record %d: partition %d (use PartitionAny, -1, to let the partitioner choose)", i, r.Partition)
+		}
+		n := EncodedLen(r)
+		if n > l.opts.MaxRecordBytes {
+			return nil, fmt.Errorf("%w: record %d encodes to %d bytes, limit MaxRecordBytes %d", ErrTooLarge, i, n, l.opts.MaxRecordBytes)
+		}
+		total += n
+	}
+	buf := make([]byte, 0, total)
+	req := &appendReq{entries: make([][]byte, len(recs)), framed: make([]int64, len(recs)), done: make(chan struct{})}
+	for i := range recs {
+		start := len(buf)
+		buf = AppendEncode(buf, &recs[i])
+		req.entries[i] = buf[start:len(buf):len(buf)]
+		req.framed[i] = framedLen(len(buf) - start)
+		req.bytes += req.framed[i]
+	}
+	return req, nil
+}
+
+// nowFunc is replaced in tests.
+var nowFunc = time.Now

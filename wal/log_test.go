@@ -1,0 +1,487 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestGroupCommitConcurrentAppenders(t *testing.T) {
+	checkNoLeak(t)
+	for _, mode := range []SyncMode{SyncAlways, SyncPeriodic, SyncNever} {
+		t.Run(mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			l := openT(t, dir, Options{Sync: mode, SegmentBytes: 64 << 10, MaxDiskBytes: 64 << 20})
+			const appenders, each = 64, 50
+			var mu sync.Mutex
+			owner := map[uint64]string{}
+			var wg sync.WaitGroup
+			errs := make(chan error, appenders)
+			for a := 0; a < appenders; a++ {
+				wg.Add(1)
+				go func(a int) {
+					defer wg.Done()
+					for i := 0; i < each; i++ {
+						want := fmt.Sprintf("a%d-%d", a, i)
+						seq, err := l.Append(bg, []Record{{Topic: "t", Value: []byte(want)}})
+						if err != nil {
+							errs <- err
+							return
+						}
+						mu.Lock()
+						if prev, dup := owner[seq]; dup {
+							errs <- fmt.Errorf("seq %d given to %s and %s", seq, prev, want)
+						}
+						owner[seq] = want
+						mu.Unlock()
+					}
+				}(a)
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+			if got := l.LastSeq(); got != appenders*each {
+				t.Fatalf("LastSeq %d, want %d", got, appenders*each)
+			}
+			entries := readAll(t, l, 1)
+			for i, e := range entries {
+				if e.Seq != uint64(i+1) {
+					t.Fatalf("entry %d has seq %d: gap", i, e.Seq)
+				}
+				if string(e.Record.Value) != owner[e.Seq] {
+					t.Fatalf("seq %d holds %q, its appender wrote %q", e.Seq, e.Record.Value, owner[e.Seq])
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			// Everything survives a reopen and sequences continue.
+			l = openT(t, dir, Options{Sync: mode, SegmentBytes: 64 << 10, MaxDiskBytes: 64 << 20})
+			defer l.Close()
+			if got := len(readAll(t, l, 1)); got != appenders*each {
+				t.Fatalf("after reopen %d records, want %d", got, appenders*each)
+			}
+			if seq := appendOne(t, l, rec("t", 0)); seq != appenders*each+1 {
+				t.Fatalf("next seq %d, want %d", seq, appenders*each+1)
+			}
+		})
+	}
+}
+
+func TestAppendBatchKeepsOrder(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{SegmentBytes: 64 << 10})
+	defer l.Close()
+	recs := make([]Record, 1000)
+	for i := range recs {
+		recs[i] = rec("t", i)
+	}
+	first, err := l.Append(bg, recs)
+	if err != nil || first != 1 {
+		t.Fatalf("Append = %d, %v", first, err)
+	}
+	for i, e := range readAll(t, l, 1) {
+		assertRecordEqual(t, e.Record, recs[i])
+	}
+}
+
+func TestBadInputChangesNothing(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{MaxRecordBytes: 1000, SegmentBytes: 64 << 10})
+	defer l.Close()
+	appendOne(t, l, rec("t", 0))
+	cases := []struct {
+		name string
+		recs []Record
+		is   error
+	}{
+		{"no records", nil, nil},
+		{"empty topic", []Record{{Value: []byte("v")}}, nil},
+		{"empty topic after good", []Record{rec("t", 1), {Value: []byte("v")}}, nil},
+		{"too large", []Record{{Topic: "t", Value: make([]byte, 1000)}}, ErrTooLarge},
+		{"bad partition", []Record{{Topic: "t", Partition: -2}}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := l.Append(bg, c.recs)
+			if err == nil {
+				t.Fatal("Append accepted bad input")
+			}
+			if c.is != nil && !errors.Is(err, c.is) {
+				t.Fatalf("err %v, want %v", err, c.is)
+			}
+			if l.LastSeq() != 1 {
+				t.Fatalf("LastSeq moved to %d", l.LastSeq())
+			}
+		})
+	}
+}
+
+func TestAppendAfterClose(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Append(bg, []Record{rec("t", 1)}); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+	if err := l.Close(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestPermissions(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "wal")
+	l := openT(t, dir, Options{})
+	appendOne(t, l, rec("t", 1))
+	if err := l.SetCursor(1); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if fi.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s has mode %v, want %v", p, fi.Mode().Perm(), want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestLockSameProcess(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, Options{})
+	_, _, err := Open(dir, Options{})
+	if !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	if pid := LockHolder(dir); pid != os.Getpid() {
+		t.Fatalf("LockHolder = %d, want %d", pid, os.Getpid())
+	}
+	l.Close()
+	if pid := LockHolder(dir); pid != 0 {
+		t.Fatalf("LockHolder after Close = %d, want 0", pid)
+	}
+	l = openT(t, dir, Options{}) // released on Close
+	l.Close()
+}
+
+const lockHelperEnv = "KAFKAWAL_TEST_LOCK_DIR"
+
+func TestLockOtherProcess(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, Options{})
+	run := func() int {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestLockHelperProcess$")
+		cmd.Env = append(os.Environ(), lockHelperEnv+"="+dir)
+		out, err := cmd.CombinedOutput()
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("helper: %v\n%s", err, out)
+		}
+		return 0
+	}
+	if code := run(); code != 3 {
+		t.Fatalf("helper exit %d while locked, want 3 (ErrLocked)", code)
+	}
+	l.Close()
+	if code := run(); code != 0 {
+		t.Fatalf("helper exit %d after Close, want 0 (opened)", code)
+	}
+}
+
+// TestLockHelperProcess runs only as the child of TestLockOtherProcess.
+func TestLockHelperProcess(t *testing.T) {
+	dir := os.Getenv(lockHelperEnv)
+	if dir == "" {
+		return // not a child: nothing to do
+	}
+	l, _, err := Open(dir, Options{})
+	if errors.Is(err, ErrLocked) {
+		os.Exit(3)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(4)
+	}
+	l.Close()
+	os.Exit(0)
+}
+
+func TestCursorTornFallsBack(t *testing.T) {
+	dir := t.TempDir()
+	c, st, err := openCursor(dir, 0o600)
+	if err != nil || st.Found {
+		t.Fatalf("fresh cursor: %+v, %v", st, err)
+	}
+	if err := c.store(100); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.store(200); err != nil {
+		t.Fatal(err)
+	}
+	// The next store goes to the slot holding 100; tear it at every length.
+	victim := filepath.Join(dir, CursorFiles[c.next])
+	full := encodeCursor(c.gen+1, 300)
+	for n := 0; n < len(full); n++ {
+		if err := os.WriteFile(victim, full[:n], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, _, err := LoadCursor(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !st.Found || st.Acked != 200 {
+			t.Fatalf("torn at %d bytes: cursor %+v, want the previous value 200", n, st)
+		}
+		if n > 0 && st.Damaged != 1 {
+			t.Fatalf("torn at %d bytes: Damaged %d, want 1", n, st.Damaged)
+		}
+	}
+	os.WriteFile(victim, full, 0o600)
+	if st, _, _ := LoadCursor(dir); st.Acked != 300 {
+		t.Fatalf("whole write: cursor %d, want 300", st.Acked)
+	}
+	// A flipped bit anywhere is caught too.
+	for i := 0; i < len(full); i++ {
+		b := append([]byte(nil), full...)
+		b[i] ^= 0x10
+		os.WriteFile(victim, b, 0o600)
+		if st, _, _ := LoadCursor(dir); st.Acked != 200 {
+			t.Fatalf("bit flip at %d: cursor %d, want 200", i, st.Acked)
+		}
+	}
+}
+
+func TestCursorPersistsAndClamps(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, Options{})
+	for i := 0; i < 10; i++ {
+		appendOne(t, l, rec("t", i))
+	}
+	if err := l.SetCursor(11); err == nil {
+		t.Fatal("SetCursor beyond LastSeq accepted")
+	}
+	if err := l.SetCursor(7); err != nil {
+		t.Fatal(err)
+	}
+	l.SetCursor(5) // never goes back
+	l.Close()
+	l, info, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Cursor() != 7 || info.CursorClamped {
+		t.Fatalf("cursor %d clamped=%v, want 7", l.Cursor(), info.CursorClamped)
+	}
+	l.Close()
+	// A cursor beyond the log (records lost to an OS crash) is lowered.
+	c, _, _ := openCursor(dir, 0o600)
+	c.store(50)
+	l, info, err = Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if l.Cursor() != 10 || !info.CursorClamped {
+		t.Fatalf("cursor %d clamped=%v, want 10 true", l.Cursor(), info.CursorClamped)
+	}
+}
+
+// fillSegments appends until the log has at least n segment files.
+func fillSegments(t *testing.T, l *Log, n int, val []byte) {
+	t.Helper()
+	for i := 0; l.Stats().Segments < n; i++ {
+		if _, err := l.Append(bg, []Record{{Topic: "t", Key: []byte(fmt.Sprint(l.LastSeq() + 1)), Value: val}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestTruncationKeepsEverythingAtOrAboveCursor(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 64 << 10, MaxDiskBytes: 64 << 20}
+	l := openT(t, dir, opts)
+	val := make([]byte, 1000)
+	fillSegments(t, l, 10, val)
+	last := l.LastSeq()
+	cursor := last / 2
+	if err := l.SetCursor(cursor); err != nil {
+		t.Fatal(err)
+	}
+	l.askTruncate()
+	waitFor(t, 5*time.Second, "truncation", func() bool { return l.FirstSeq() > 1 })
+	first := l.FirstSeq()
+	if first > cursor+1 {
+		t.Fatalf("FirstSeq %d deleted records above the cursor %d", first, cursor)
+	}
+	segs, _ := ListSegments(dir)
+	if segs[0].First != first {
+		t.Fatalf("first file %d, FirstSeq %d", segs[0].First, first)
+	}
+	diskBefore := l.Stats().DiskBytes
+	var onDisk int64
+	for _, s := range segs {
+		onDisk += s.Bytes
+	}
+	if diskBefore != onDisk {
+		t.Fatalf("DiskBytes %d, files hold %d", diskBefore, onDisk)
+	}
+	// Appends keep working after the reopen that truncation does.
+	appendOne(t, l, rec("t", 1))
+	l.Close()
+	l = openT(t, dir, opts)
+	defer l.Close()
+	got := readAll(t, l, cursor+1)
+	if uint64(len(got)) != last+1-cursor {
+		t.Fatalf("after reopen read %d records from the cursor, want %d", len(got), last+1-cursor)
+	}
+	for i, e := range got {
+		if e.Seq != cursor+1+uint64(i) {
+			t.Fatalf("gap at %d", e.Seq)
+		}
+	}
+}
+
+func TestDiskCap(t *testing.T) {
+	seg := int64(64 << 10)
+	val := make([]byte, 2000)
+	t.Run("reject", func(t *testing.T) {
+		l := openT(t, t.TempDir(), Options{SegmentBytes: seg, MaxDiskBytes: 4 * seg, FullPolicy: Reject})
+		defer l.Close()
+		var err error
+		n := 0
+		for ; err == nil; n++ {
+			_, err = l.Append(bg, []Record{{Topic: "t", Value: val}})
+		}
+		if !errors.Is(err, ErrFull) {
+			t.Fatalf("err %v, want ErrFull", err)
+		}
+		if l.LastSeq() != uint64(n-1) {
+			t.Fatalf("LastSeq %d after %d accepted appends", l.LastSeq(), n-1)
+		}
+		if d := l.Stats().DiskBytes; d > 4*seg {
+			t.Fatalf("disk %d over cap %d", d, 4*seg)
+		}
+		// Acknowledging frees room: whole segments go and appends resume.
+		if err := l.SetCursor(l.LastSeq()); err != nil {
+			t.Fatal(err)
+		}
+		l.askTruncate()
+		waitFor(t, 5*time.Second, "room after truncation", func() bool {
+			_, err := l.Append(bg, []Record{{Topic: "t", Value: val}})
+			return err == nil
+		})
+	})
+	t.Run("block", func(t *testing.T) {
+		l := openT(t, t.TempDir(), Options{SegmentBytes: seg, MaxDiskBytes: 4 * seg})
+		defer l.Close()
+		// Fill to the cap with a short deadline per append.
+		for {
+			ctx, cancel := context.WithTimeout(bg, 50*time.Millisecond)
+			_, err := l.Append(ctx, []Record{{Topic: "t", Value: val}})
+			cancel()
+			if err != nil {
+				if !errors.Is(err, ErrFull) {
+					t.Fatalf("err %v, want ErrFull", err)
+				}
+				break
+			}
+		}
+		full := l.LastSeq()
+		after := append([]byte("after"), val...)
+		// A blocked append resumes once the cursor frees whole segments.
+		done := make(chan error, 1)
+		var seq uint64
+		go func() {
+			var err error
+			seq, err = l.Append(ctxTimeout(t, 10*time.Second), []Record{{Topic: "t", Value: after}})
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			t.Fatalf("append did not block at the cap: %v", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if err := l.SetCursor(full); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("blocked append: %v", err)
+		}
+		if seq != full+1 {
+			t.Fatalf("blocked append got seq %d, want %d", seq, full+1)
+		}
+		e, _ := l.Read(seq, make([]Entry, 0, 1), 1)
+		if len(e) != 1 || string(e[0].Record.Value) != string(after) {
+			t.Fatalf("read back %+v", e)
+		}
+	})
+	t.Run("close wakes blocked", func(t *testing.T) {
+		l := openT(t, t.TempDir(), Options{SegmentBytes: seg, MaxDiskBytes: 4 * seg})
+		for {
+			ctx, cancel := context.WithTimeout(bg, 20*time.Millisecond)
+			_, err := l.Append(ctx, []Record{{Topic: "t", Value: val}})
+			cancel()
+			if err != nil {
+				break
+			}
+		}
+		done := make(chan error, 1)
+		go func() { _, err := l.Append(bg, []Record{{Topic: "t", Value: val}}); done <- err }()
+		time.Sleep(20 * time.Millisecond)
+		l.Close()
+		if err := <-done; !errors.Is(err, ErrClosed) {
+			t.Fatalf("blocked append after Close: %v, want ErrClosed", err)
+		}
+	})
+}
+
+func TestDeadLetters(t *testing.T) {
+	dir := t.TempDir()
+	d, cut, err := OpenDeadLetters(dir, 0o600)
+	if err != nil || cut != 0 {
+		t.Fatal(cut, err)
+	}
+	now := time.Unix(1700000000, 0)
+	for i := 0; i < 3; i++ {
+		if err := d.Add(DeadLetter{Seq: uint64(i + 1), Time: now, Err: "MSG_SIZE_TOO_LARGE", Record: rec("t", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	// Tear the last frame: it is cut on open and the others remain.
+	path := filepath.Join(dir, DeadLetterFile)
+	fi, _ := os.Stat(path)
+	os.Truncate(path, fi.Size()-3)
+	d, cut, err = OpenDeadLetters(dir, 0o600)
+	if err != nil || cut == 0 {
+		t.Fatalf("reopen: cut %d err %v", cut, err)
+	}
+	d.Close()
+	var got []DeadLetter
+	if err := ReadDeadLetters(dir, func(dl DeadLetter) error { got = append(got, dl); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[1].Seq != 2 || got[1].Err != "MSG_SIZE_TOO_LARGE" || !got[1].Time.Equal(now) {
+		t.Fatalf("dead letters %+v", got)
+	}
+	assertRecordEqual(t, got[0].Record, rec("t", 0))
+}

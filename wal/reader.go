@@ -1,0 +1,47 @@
+package wal
+
+import (
+	"fmt"
+)
+
+// Entry is one record read back from the log.
+type Entry struct {
+	Seq    uint64
+	Record Record
+	Size   int // encoded bytes
+}
+
+// Read appends to dst the records from seq onward: at most cap(dst)-len(dst)
+// of them, stopping once maxBytes of encoded records are read (always at
+// least one), and never past LastSeq. It returns dst unchanged when seq is
+// past LastSeq. Records alias fresh buffers that the caller owns.
+//
+// Reads are serialized (tidwall/wal's Read is not safe for concurrent use);
+// they run alongside the writer.
+func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
+	l.readMu.Lock()
+	defer l.readMu.Unlock()
+	l.tlMu.RLock()
+	defer l.tlMu.RUnlock()
+	if l.tl == nil {
+		return dst, errNoLog
+	}
+	if first := l.first.Load(); seq < first {
+		return dst, fmt.Errorf("kafkawal: read %d: below the first sequence on disk %d", seq, first)
+	}
+	last := l.visible.Load()
+	total := 0
+	for ; seq <= last && len(dst) < cap(dst) && (total < maxBytes || total == 0); seq++ {
+		data, err := l.tl.Read(seq)
+		if err != nil {
+			return dst, fmt.Errorf("%w: read seq %d: %v", ErrCorrupt, seq, err)
+		}
+		rec, err := Decode(data)
+		if err != nil {
+			return dst, fmt.Errorf("read seq %d: %w", seq, err)
+		}
+		dst = append(dst, Entry{Seq: seq, Record: rec, Size: len(data)})
+		total += len(data)
+	}
+	return dst, nil
+}
