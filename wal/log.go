@@ -127,6 +127,7 @@ func (l *Log) open() (OpenInfo, error) {
 	}
 	l.w.segs = segTracker{dir: l.segDir, limit: l.opts.SegmentBytes, segs: segs}
 	l.w.last = last
+	l.w.markGood()
 	if err := l.w.openTail(); err != nil {
 		l.tl.Close()
 		return info, err

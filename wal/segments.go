@@ -88,9 +88,6 @@ func (t *segTracker) apply(first uint64, framed []int64) (created int) {
 	return created
 }
 
-// snapshot returns a copy that a failed batch can be rolled back to.
-func (t *segTracker) snapshot() []SegmentFile { return append([]SegmentFile(nil), t.segs...) }
-
 func (t *segTracker) totalBytes() int64 {
 	var n int64
 	for _, s := range t.segs {

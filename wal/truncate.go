@@ -14,8 +14,8 @@ import (
 // writes nothing, so bytes written per byte appended stay at 1. tidwall is
 // closed and reopened around the deletion so its segment list stays true.
 func (l *Log) maybeTruncate() {
-	if l.w.failed != nil {
-		return
+	if l.w.failed != nil || l.w.inflight != nil || len(l.w.unsynced) > 0 {
+		return // never close tidwall under an fsync in flight
 	}
 	acked := l.acked.Load()
 	segs := l.w.segs.segs
@@ -36,7 +36,7 @@ func (l *Log) maybeTruncate() {
 	l.tlMu.Lock()
 	defer l.tlMu.Unlock()
 	if err := l.tl.Close(); err != nil && !errors.Is(err, twal.ErrClosed) {
-		l.fail(fmt.Errorf("close before truncation: %w", err), "truncate", l.w.segs.snapshot())
+		l.fail(fmt.Errorf("close before truncation: %w", err), "truncate")
 		l.tl = nil
 		return
 	}
@@ -56,6 +56,7 @@ func (l *Log) maybeTruncate() {
 		err = syncDir(l.segDir)
 	}
 	l.w.segs.segs = append([]SegmentFile(nil), segs[deleted:]...)
+	l.w.markGood()
 	l.segCount.Store(int64(len(l.w.segs.segs)))
 	if oerr := l.openTidwall(); err == nil {
 		err = oerr
@@ -70,6 +71,6 @@ func (l *Log) maybeTruncate() {
 			Msg("wal: deleted acknowledged segments")
 	}
 	if err != nil {
-		l.fail(fmt.Errorf("truncate: %w", err), "truncate", l.w.segs.snapshot())
+		l.fail(fmt.Errorf("truncate: %w", err), "truncate")
 	}
 }

@@ -25,18 +25,54 @@ type appendReq struct {
 // writer is the state owned by the writer goroutine (run).
 type writer struct {
 	segs      segTracker
-	last      uint64   // last sequence written successfully
+	last      uint64   // last sequence written (not necessarily synced)
 	tail      *os.File // our own descriptor of the tail segment, for fsync
-	dirty     bool     // written since the last fsync
-	dirDirty  bool     // a segment file was created since the last directory fsync
+	retired   []*os.File
+	dirty     bool // written since the last fsync
+	dirDirty  bool // a segment file was created since the last directory fsync
 	batch     twal.Batch
+	framed    []int64
 	failed    error // sticky after a failed write, until repair succeeds
 	failedAt  time.Time
 	lastTrunc time.Time
+
+	// good is the state a failed write rolls back to: the end of the last
+	// batch that is durable under the Sync mode.
+	good goodState
+	// SyncAlways pipelines: while one fsync runs (inflight), the writer
+	// writes the next batches (unsynced); one fsync then covers them all.
+	inflight *syncJob
+	unsynced []*appendReq
+}
+
+type goodState struct {
+	last      uint64
+	tailFirst uint64
+	tailBytes int64
+}
+
+// syncJob is one fsync on the syncer goroutine.
+type syncJob struct {
+	reqs    []*appendReq
+	last    uint64
+	good    goodState
+	file    *os.File
+	syncDir bool
+	err     error
+}
+
+func (w *writer) markGood() {
+	t := w.segs.tail()
+	w.good = goodState{last: w.last, tailFirst: t.First, tailBytes: t.Bytes}
 }
 
 func (w *writer) openTail() error {
-	w.closeTail()
+	if w.tail != nil {
+		// An fsync in flight may still use it; close it when none is.
+		w.retired = append(w.retired, w.tail)
+		w.tail = nil
+	}
+	w.closeRetired()
 	f, err := os.Open(w.segs.tail().Path)
 	if err != nil {
 		return fmt.Errorf("kafkawal: open tail segment: %w", err)
@@ -45,23 +81,40 @@ func (w *writer) openTail() error {
 	return nil
 }
 
+func (w *writer) closeRetired() {
+	if w.inflight != nil {
+		return
+	}
+	for _, f := range w.retired {
+		f.Close()
+	}
+	w.retired = w.retired[:0]
+}
+
 func (w *writer) closeTail() {
 	if w.tail != nil {
 		w.tail.Close()
 		w.tail = nil
 	}
+	w.closeRetired()
 }
 
 // truncateEvery spaces truncations out when there is no space pressure: each
 // one closes and reopens the tidwall log, which re-reads the tail segment.
 const truncateEvery = time.Second
 
-// run is the writer goroutine: it owns every write to the segment files,
-// every fsync of them and every deletion. Appenders queue requests; the
-// writer takes all that are waiting (up to MaxBatchBytes), writes them with
-// one WriteBatch and one fsync, then answers each (group commit).
+// run is the writer goroutine: it owns every write to the segment files and
+// every deletion. Appenders queue requests; the writer takes all that are
+// waiting (up to MaxBatchBytes) and writes them with one WriteBatch. Under
+// SyncAlways a second goroutine (syncLoop) fsyncs; while it does, the writer
+// writes what arrives next, and one fsync then covers all of it (group
+// commit, pipelined). Each appender is answered once its bytes are durable.
 func (l *Log) run() {
 	defer close(l.writerDone)
+	syncJobs := make(chan *syncJob)
+	syncDone := make(chan *syncJob, 1)
+	go l.syncLoop(syncJobs, syncDone)
+	defer close(syncJobs)
 	var syncTick <-chan time.Time
 	if l.opts.Sync == SyncPeriodic {
 		t := time.NewTicker(l.opts.SyncInterval)
@@ -71,22 +124,22 @@ func (l *Log) run() {
 	house := time.NewTicker(truncateEvery)
 	defer house.Stop()
 	batch := make([]*appendReq, 0, 256)
+	reqs := l.reqs
 	for {
 		select {
-		case r, ok := <-l.reqs:
+		case r, ok := <-reqs:
 			if !ok {
-				l.finish()
-				return
+				reqs = nil // drain the pipeline, then finish
+				break
 			}
 			batch = append(batch[:0], r)
 			size := r.bytes
-			open := true
 		drain:
 			for size < int64(l.opts.MaxBatchBytes) {
 				select {
-				case r, ok := <-l.reqs:
+				case r, ok := <-reqs:
 					if !ok {
-						open = false
+						reqs = nil
 						break drain
 					}
 					batch = append(batch, r)
@@ -97,14 +150,12 @@ func (l *Log) run() {
 			}
 			l.write(batch)
 			clear(batch)
-			if !open {
-				l.finish()
-				return
-			}
+		case job := <-syncDone:
+			l.synced(job)
 		case <-syncTick:
 			if l.w.failed == nil && (l.w.dirty || l.w.dirDirty) {
 				if err := l.syncTail(); err != nil {
-					l.fail(err, "fsync", l.w.segs.snapshot())
+					l.fail(err, "fsync")
 				}
 			}
 		case <-l.truncCh:
@@ -112,6 +163,72 @@ func (l *Log) run() {
 		case <-house.C:
 			l.maybeTruncate()
 		}
+		if l.w.inflight == nil && len(l.w.unsynced) > 0 {
+			l.w.inflight = l.newSyncJob()
+			syncJobs <- l.w.inflight
+		}
+		if reqs == nil && l.w.inflight == nil {
+			l.finish()
+			return
+		}
+	}
+}
+
+func (l *Log) syncLoop(jobs <-chan *syncJob, done chan<- *syncJob) {
+	for job := range jobs {
+		if err := syscall.Fdatasync(int(job.file.Fd())); err != nil {
+			job.err = fmt.Errorf("%s: %w", job.file.Name(), err)
+		} else if job.syncDir {
+			if err := syncDir(l.segDir); err != nil {
+				job.err = fmt.Errorf("%s: %w", l.segDir, err)
+			}
+		}
+		done <- job
+	}
+}
+
+func (l *Log) newSyncJob() *syncJob {
+	t := l.w.segs.tail()
+	job := &syncJob{
+		reqs:    l.w.unsynced,
+		last:    l.w.last,
+		good:    goodState{last: l.w.last, tailFirst: t.First, tailBytes: t.Bytes},
+		file:    l.w.tail,
+		syncDir: l.w.dirDirty,
+	}
+	l.w.unsynced = nil
+	l.w.dirty, l.w.dirDirty = false, false
+	return job
+}
+
+// synced answers the appenders of a finished fsync.
+func (l *Log) synced(job *syncJob) {
+	l.w.inflight = nil
+	l.w.closeRetired()
+	if job.err != nil {
+		if l.w.failed == nil {
+			l.fail(job.err, "fsync")
+		}
+		for _, r := range job.reqs {
+			l.answer(r, &WriteError{Op: "fsync", Err: job.err})
+		}
+		return
+	}
+	// Durable, even if a later write has failed since: repair keeps it.
+	l.w.good = job.good
+	l.publish(job.last, job.reqs)
+}
+
+// publish makes records up to last readable and answers their appenders.
+func (l *Log) publish(last uint64, reqs []*appendReq) {
+	l.visible.Store(last)
+	for _, r := range reqs {
+		l.disk.commit(r.bytes)
+		close(r.done)
+	}
+	select {
+	case l.appended <- struct{}{}:
+	default:
 	}
 }
 
@@ -132,7 +249,7 @@ func (l *Log) write(batch []*appendReq) {
 		return
 	}
 	seq := l.w.last + 1
-	var framed []int64
+	framed := l.w.framed[:0]
 	for _, r := range batch {
 		r.first = seq
 		for i, e := range r.entries {
@@ -141,14 +258,13 @@ func (l *Log) write(batch []*appendReq) {
 			seq++
 		}
 	}
-	before := l.w.segs.snapshot()
+	l.w.framed = framed
 	created := l.w.segs.apply(l.w.last+1, framed)
 
 	l.tlMu.RLock()
 	err := l.tl.WriteBatch(&l.w.batch)
 	l.tlMu.RUnlock()
 	l.w.batch.Clear()
-	op := "write"
 	if err == nil && created > 0 {
 		l.w.dirDirty = true
 		l.segCount.Store(int64(len(l.w.segs.segs)))
@@ -157,30 +273,21 @@ func (l *Log) write(batch []*appendReq) {
 	if err == nil {
 		err = l.checkTail()
 	}
-	if err == nil {
-		l.w.dirty = true
-		if l.opts.Sync == SyncAlways {
-			op = "fsync"
-			err = l.syncTail()
-		}
-	}
 	if err != nil {
-		l.fail(err, op, before)
+		l.fail(err, "write")
 		for _, r := range batch {
 			l.answer(r, l.w.failed)
 		}
 		return
 	}
 	l.w.last = seq - 1
-	l.visible.Store(l.w.last)
-	for _, r := range batch {
-		l.disk.commit(r.bytes)
-		close(r.done)
+	l.w.dirty = true
+	if l.opts.Sync == SyncAlways {
+		l.w.unsynced = append(l.w.unsynced, batch...)
+		return
 	}
-	select {
-	case l.appended <- struct{}{}:
-	default:
-	}
+	l.w.markGood()
+	l.publish(l.w.last, batch)
 }
 
 // checkTail proves the segment tracker still agrees with tidwall: the file
@@ -223,18 +330,20 @@ func (l *Log) syncTail() error {
 	return nil
 }
 
-// fail makes err sticky and rolls the segment view back to before the
-// failed batch; repair later makes the files match that view. After a
-// failed write tidwall's in-memory index may be ahead of its file, so the
-// tidwall log is not used again until it has been reopened.
-func (l *Log) fail(err error, op string, before []SegmentFile) {
+// fail makes err sticky and fails every written but unsynced append. After
+// a failed write tidwall's in-memory index may be ahead of its file, so the
+// tidwall log is not used again until repair has cut the files back to the
+// last good state and reopened it.
+func (l *Log) fail(err error, op string) {
 	werr := &WriteError{Op: op, Err: err}
-	l.log.Error().Err(err).Str("op", op).Uint64("last_seq", l.w.last).
+	l.log.Error().Err(err).Str("op", op).Uint64("last_good_seq", l.w.good.last).
 		Msg("wal: write failed; appends fail until the tail is repaired")
 	l.w.failed = werr
 	l.w.failedAt = nowFunc()
-	l.w.segs.segs = before
-	l.segCount.Store(int64(len(before)))
+	for _, r := range l.w.unsynced {
+		l.answer(r, werr)
+	}
+	l.w.unsynced = nil
 }
 
 // tryRepair restores the files to the last good state (dropping whatever the
@@ -242,7 +351,7 @@ func (l *Log) fail(err error, op string, before []SegmentFile) {
 // created), reopens tidwall and checks it agrees. It runs at most once per
 // RetryAfterError.
 func (l *Log) tryRepair() bool {
-	if nowFunc().Sub(l.w.failedAt) < l.opts.RetryAfterError {
+	if l.w.inflight != nil || nowFunc().Sub(l.w.failedAt) < l.opts.RetryAfterError {
 		return false
 	}
 	l.tlMu.Lock()
@@ -265,7 +374,18 @@ func (l *Log) repairLocked() error {
 		l.tl = nil
 	}
 	l.w.closeTail()
+	// Roll the view back to the last good batch; make the files match it.
+	g := l.w.good
+	for len(l.w.segs.segs) > 1 && l.w.segs.tail().First > g.tailFirst {
+		l.w.segs.segs = l.w.segs.segs[:len(l.w.segs.segs)-1]
+	}
 	tail := l.w.segs.tail()
+	if tail.First != g.tailFirst {
+		return fmt.Errorf("last good tail segment %d is gone", g.tailFirst)
+	}
+	tail.Bytes = g.tailBytes
+	l.w.last = g.last
+	l.segCount.Store(int64(len(l.w.segs.segs)))
 	des, err := os.ReadDir(l.segDir)
 	if err != nil {
 		return err
