@@ -45,6 +45,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // entry (ErrCorrupt) from other failures.
 var errEntry = fmt.Errorf("%w: bad entry", ErrCorrupt)
 
+// holeVersion marks a hole: the entry recovery writes in place of a record
+// it could not read, so that every later sequence keeps its number.
+const holeVersion = 0xFE
+
+// EncodeHole returns a hole entry: a checksum and the hole version byte.
+func EncodeHole() []byte {
+	b := []byte{0, 0, 0, 0, holeVersion}
+	binary.BigEndian.PutUint32(b, crc32.Checksum(b[4:], castagnoli))
+	return b
+}
+
+// IsHole reports whether b is a hole entry (see EncodeHole).
+func IsHole(b []byte) bool {
+	return len(b) == 5 && b[4] == holeVersion && binary.BigEndian.Uint32(b) == crc32.Checksum(b[4:], castagnoli)
+}
+
 // EncodedLen returns the number of bytes Encode will produce for r.
 func EncodedLen(r *Record) int {
 	n := headerSize

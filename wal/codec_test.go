@@ -139,3 +139,20 @@ func fixCRC(b []byte) {
 	sum := crc32.Checksum(b[4:], castagnoli)
 	b[0], b[1], b[2], b[3] = byte(sum>>24), byte(sum>>16), byte(sum>>8), byte(sum)
 }
+
+func TestHoleIsNotARecord(t *testing.T) {
+	h := EncodeHole()
+	if !IsHole(h) {
+		t.Fatal("IsHole(EncodeHole()) = false")
+	}
+	if _, err := Decode(h); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Decode(hole) = %v, want ErrCorrupt", err)
+	}
+	if IsHole(Encode(&Record{Topic: "t"})) {
+		t.Fatal("a record is a hole")
+	}
+	h[4] ^= 1
+	if IsHole(h) {
+		t.Fatal("a damaged hole is a hole")
+	}
+}

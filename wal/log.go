@@ -111,6 +111,11 @@ func (l *Log) open() (OpenInfo, error) {
 	if err := os.MkdirAll(l.segDir, l.opts.DirMode); err != nil {
 		return info, fmt.Errorf("kafkawal: create %s: %w", l.segDir, err)
 	}
+	if l.opts.BeforeOpen != nil {
+		if err := l.opts.BeforeOpen(l.dir); err != nil {
+			return info, err
+		}
+	}
 	if err := l.openTidwall(); err != nil {
 		return info, err
 	}

@@ -101,6 +101,10 @@ type Options struct {
 	FileMode, DirMode os.FileMode
 	// Logger receives the log's events. Default: none.
 	Logger *zerolog.Logger
+	// BeforeOpen, if set, runs after the directory lock is taken and before
+	// the segments are opened: the place for recovery to check and repair
+	// them. Its error fails Open.
+	BeforeOpen func(dir string) error
 }
 
 func (o Options) withDefaults() Options {

@@ -9,6 +9,9 @@ type Entry struct {
 	Seq    uint64
 	Record Record
 	Size   int // encoded bytes
+	// Hole is set for a record that recovery could not read and replaced
+	// (it was counted as lost then); Record is empty.
+	Hole bool
 }
 
 // Read appends to dst the records from seq onward: at most cap(dst)-len(dst)
@@ -35,6 +38,11 @@ func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
 		data, err := l.tl.Read(seq)
 		if err != nil {
 			return dst, fmt.Errorf("%w: read seq %d: %v", ErrCorrupt, seq, err)
+		}
+		if IsHole(data) {
+			dst = append(dst, Entry{Seq: seq, Size: len(data), Hole: true})
+			total += len(data)
+			continue
 		}
 		rec, err := Decode(data)
 		if err != nil {
