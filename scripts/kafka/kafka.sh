@@ -1,0 +1,467 @@
+#!/usr/bin/env bash
+# kafka.sh: a single-node Apache Kafka 4.x (KRaft, combined broker+controller,
+# loopback only) for kafkawal's real-broker test tier.
+#
+# The jars come from Maven Central through scripts/kafka/pom.xml; nothing is
+# downloaded from anywhere else and nothing is written into the repository.
+#
+#   kafka.sh classpath
+#       Resolve the broker's classpath once (mvn dependency:build-classpath) and
+#       cache it in $KAFKAWAL_KAFKA_CACHE (default ~/.cache/kafkawal-kafka).
+#       Prints the path of the classpath file. Fast when cached.
+#
+#   kafka.sh start --dir DIR --port P [--controller-port C] [--advertise HOST:PORT]
+#                  [--auto-create true|false] [--partitions N] [--fresh]
+#                  [--owner-pid PID] [--timeout SECONDS]
+#       Write DIR/server.properties, format DIR/data unless already formatted
+#       (so a restart keeps the data; --fresh wipes it first), start the broker
+#       in the background (output in DIR/broker.log, pid in DIR/broker.pid) and
+#       wait until it has started and its port answers. With --owner-pid the
+#       broker is SIGKILLed when that process is gone (a crashed test binary
+#       does not leak a JVM). --timeout (default 90) bounds the whole command,
+#       classpath resolution included. The controller port and the cluster id
+#       are kept in DIR and reused on the next start when not given.
+#
+#   kafka.sh stop   --dir DIR    SIGTERM, wait (30 s), then SIGKILL
+#   kafka.sh kill   --dir DIR    SIGKILL now (crash simulation)
+#   kafka.sh status --dir DIR    exit 0 and print "running ..." or exit 3 "stopped"
+#
+# Environment:
+#   KAFKAWAL_KAFKA_CACHE      classpath cache dir (default ~/.cache/kafkawal-kafka)
+#   KAFKAWAL_KAFKA_VERSION    override the Kafka version of pom.xml
+#   KAFKAWAL_KAFKA_LOG_LEVEL  root log level of the broker (default WARN)
+#   KAFKAWAL_KAFKA_HEAP       JVM heap flags (default "-Xmx512m -Xms256m")
+#   JAVA                      java binary (default: java on PATH)
+#
+# Every failure prints the tail of the broker log and exits non-zero.
+set -euo pipefail
+
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+POM="$SCRIPT_DIR/pom.xml"
+CACHE_DIR=${KAFKAWAL_KAFKA_CACHE:-$HOME/.cache/kafkawal-kafka}
+JAVA=${JAVA:-java}
+LOG_TAIL_LINES=50
+
+DIR=""
+LOG=""
+
+log() { printf 'kafka.sh: %s\n' "$*" >&2; }
+
+show_log_tail() {
+	if [[ -n "$LOG" && -s "$LOG" ]]; then
+		printf -- '--- last %d lines of %s ---\n' "$LOG_TAIL_LINES" "$LOG" >&2
+		tail -n "$LOG_TAIL_LINES" "$LOG" >&2 || true
+		printf -- '--- end of %s ---\n' "$LOG" >&2
+	fi
+}
+
+die() {
+	log "error: $*"
+	show_log_tail
+	exit 1
+}
+
+usage() {
+	sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed -e '$d' -e 's/^# \{0,1\}//' >&2
+	exit 2
+}
+
+# ---------------------------------------------------------------- classpath
+
+# classpath_file prints the cached classpath file, resolving it if needed.
+classpath_file() {
+	command -v "$JAVA" >/dev/null || die "java not found (install a JDK 17+)"
+	local key version
+	version=${KAFKAWAL_KAFKA_VERSION:-}
+	key=$( { cat "$POM"; printf 'version=%s\n' "$version"; } | sha256sum | cut -c1-16)
+	local cp="$CACHE_DIR/classpath-$key.txt"
+	if classpath_ok "$cp"; then
+		printf '%s\n' "$cp"
+		return 0
+	fi
+	command -v mvn >/dev/null || die "mvn not found (install Maven to resolve the Kafka jars)"
+	mkdir -p "$CACHE_DIR"
+	# Several test binaries may ask at once: one resolves, the others wait.
+	exec 9>"$CACHE_DIR/.lock"
+	flock -w 900 9 || die "timed out waiting for $CACHE_DIR/.lock"
+	if ! classpath_ok "$cp"; then
+		local tmp="$cp.tmp.$$" out="$CACHE_DIR/mvn.log"
+		local args=(-B -q -f "$POM" dependency:build-classpath "-Dmdep.outputFile=$tmp")
+		[[ -n "$version" ]] && args+=("-Dkafka.version=$version")
+		log "resolving the Kafka classpath with Maven (first run only; see $out)"
+		if ! mvn "${args[@]}" >"$out" 2>&1; then
+			tail -n "$LOG_TAIL_LINES" "$out" >&2 || true
+			rm -f "$tmp"
+			flock -u 9
+			die "mvn dependency:build-classpath failed"
+		fi
+		mv -f "$tmp" "$cp"
+	fi
+	flock -u 9
+	exec 9>&-
+	printf '%s\n' "$cp"
+}
+
+# classpath_ok: the file exists and every jar it names is still on disk
+# (the Maven repository may have been cleaned since).
+classpath_ok() {
+	[[ -s "$1" ]] || return 1
+	local jar
+	local IFS=:
+	for jar in $(<"$1"); do
+		[[ -f "$jar" ]] || return 1
+	done
+	return 0
+}
+
+# ---------------------------------------------------------------- helpers
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# free_port picks a loopback port nobody listens on.
+free_port() {
+	local p i
+	for ((i = 0; i < 200; i++)); do
+		p=$((20000 + RANDOM % 30000))
+		if ! port_open "$p"; then
+			printf '%s\n' "$p"
+			return 0
+		fi
+	done
+	die "no free port found"
+}
+
+# broker_pid prints the pid of DIR's broker if it is alive and really is our
+# JVM (a stale pid file may name a recycled pid).
+broker_pid() {
+	local f="$DIR/broker.pid" pid
+	[[ -s "$f" ]] || return 1
+	pid=$(<"$f")
+	[[ "$pid" =~ ^[0-9]+$ ]] || return 1
+	kill -0 "$pid" 2>/dev/null || return 1
+	tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/server.properties" || return 1
+	! exited "$pid" || return 1
+	printf '%s\n' "$pid"
+}
+
+prop() { # prop FILE KEY: value of KEY in a properties file, empty if absent
+	[[ -f "$1" ]] || return 0
+	sed -n "s/^$2=//p" "$1" | tail -n 1
+}
+
+stop_watcher() {
+	local f="$DIR/watcher.pid" pid
+	if [[ -s "$f" ]]; then
+		pid=$(<"$f")
+		if [[ "$pid" =~ ^[0-9]+$ ]] && tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -q 'kafkawal-watcher'; then
+			kill -TERM "$pid" 2>/dev/null || true
+		fi
+		rm -f "$f"
+	fi
+}
+
+# exited PID: the process is gone or a zombie whose threads have all exited.
+# (After SIGKILL the JVM's main thread turns zombie while other threads still
+# tear down and hold its sockets open, so "state Z" alone is not enough.)
+exited() {
+	local pid=$1
+	kill -0 "$pid" 2>/dev/null || return 0
+	local tasks
+	tasks=(/proc/"$pid"/task/*)
+	[[ ${#tasks[@]} -le 1 && "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" == Z ]]
+}
+
+wait_gone() { # wait_gone PID SECONDS
+	local pid=$1 deadline=$((SECONDS + $2))
+	until exited "$pid"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+	return 0
+}
+
+wait_port_free() { # wait_port_free PORT SECONDS
+	local deadline=$((SECONDS + $2))
+	while port_open "$1"; do
+		((SECONDS < deadline)) || return 1
+		sleep 0.1
+	done
+	return 0
+}
+
+new_cluster_id() {
+	# A Kafka cluster id is a UUID in URL-safe base64 without padding (22 chars).
+	# Kafka's own random-uuid never starts with '-', so neither does ours.
+	local id
+	while :; do
+		id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+		[[ "$id" == -* || ${#id} -ne 22 ]] || break
+	done
+	printf '%s\n' "$id"
+}
+
+# ---------------------------------------------------------------- commands
+
+cmd_start() {
+	local port="" cport="" advertise="" autocreate=false partitions=1 fresh=false owner="" timeout=90
+	while (($#)); do
+		case "$1" in
+		--dir) DIR=$2; shift 2 ;;
+		--port) port=$2; shift 2 ;;
+		--controller-port) cport=$2; shift 2 ;;
+		--advertise) advertise=$2; shift 2 ;;
+		--auto-create) autocreate=$2; shift 2 ;;
+		--partitions) partitions=$2; shift 2 ;;
+		--fresh) fresh=true; shift ;;
+		--owner-pid) owner=$2; shift 2 ;;
+		--timeout) timeout=$2; shift 2 ;;
+		*) die "start: unknown argument $1" ;;
+		esac
+	done
+	[[ -n "$DIR" ]] || die "start: --dir is required"
+	mkdir -p "$DIR"
+	DIR=$(cd "$DIR" && pwd)
+	LOG="$DIR/broker.log"
+	local props="$DIR/server.properties" data="$DIR/data"
+
+	# Defaults from the previous start in this DIR: a restart must come back
+	# on the same ports (the controller endpoint is recorded in the metadata
+	# log by the standalone format).
+	[[ -n "$port" ]] || port=$(prop "$props" kafkawal.port)
+	[[ -n "$cport" ]] || cport=$(prop "$props" kafkawal.controller.port)
+	[[ -n "$port" ]] || die "start: --port is required"
+	[[ "$port" =~ ^[0-9]+$ ]] || die "start: bad --port $port"
+	[[ "$autocreate" == true || "$autocreate" == false ]] || die "start: --auto-create must be true or false"
+	[[ "$partitions" =~ ^[1-9][0-9]*$ ]] || die "start: bad --partitions $partitions"
+	[[ "$timeout" =~ ^[1-9][0-9]*$ ]] || die "start: bad --timeout $timeout"
+	local deadline=$((SECONDS + timeout)) begin=$SECONDS
+	[[ -n "$advertise" ]] || advertise="127.0.0.1:$port"
+
+	local pid
+	if pid=$(broker_pid); then
+		die "a broker is already running in $DIR (pid $pid)"
+	fi
+	[[ -n "$cport" ]] || cport=$(free_port)
+	# A broker killed a moment ago may still be letting go of its sockets.
+	wait_port_free "$port" 10 || die "port $port is already in use"
+	wait_port_free "$cport" 10 || die "controller port $cport is already in use"
+
+	local cpfile cp
+	cpfile=$(classpath_file)
+	cp=$(<"$cpfile")
+
+	cat >"$props" <<EOF
+# Written by scripts/kafka/kafka.sh; rewritten on every start.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://$advertise
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+log.dirs=$data
+num.partitions=$partitions
+auto.create.topics.enable=$autocreate
+default.replication.factor=1
+min.insync.replicas=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=5
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=5
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# After a SIGKILL the restarted node cannot register again until the session of
+# its previous incarnation expires (DUPLICATE_BROKER_REGISTRATION): the default
+# 9 s session made every kill/restart cost about 10 s more than a clean restart.
+broker.session.timeout.ms=4000
+broker.heartbeat.interval.ms=1000
+num.network.threads=2
+num.io.threads=4
+num.recovery.threads.per.data.dir=1
+# kafkawal bookkeeping (ignored by Kafka, read back by kafka.sh on restart)
+kafkawal.port=$port
+kafkawal.controller.port=$cport
+EOF
+
+	local level=${KAFKAWAL_KAFKA_LOG_LEVEL:-WARN}
+	cat >"$DIR/log4j2.properties" <<EOF
+# Written by scripts/kafka/kafka.sh: everything to stdout (DIR/broker.log),
+# WARN by default, INFO for the lines that tell the broker's life cycle.
+status = warn
+shutdownHook = disable
+appender.out.type = Console
+appender.out.name = STDOUT
+appender.out.layout.type = PatternLayout
+appender.out.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = $level
+rootLogger.appenderRef.out.ref = STDOUT
+logger.server.name = kafka.server.KafkaRaftServer
+logger.server.level = INFO
+logger.broker.name = kafka.server.BrokerServer
+logger.broker.level = INFO
+logger.controller.name = kafka.server.ControllerServer
+logger.controller.level = INFO
+logger.kafka.name = kafka.Kafka
+logger.kafka.level = INFO
+EOF
+
+	if [[ "$fresh" == true ]]; then
+		rm -rf "$data"
+	fi
+	local cluster_id
+	if [[ -s "$DIR/cluster.id" ]]; then
+		cluster_id=$(<"$DIR/cluster.id")
+	else
+		cluster_id=$(new_cluster_id)
+		printf '%s\n' "$cluster_id" >"$DIR/cluster.id"
+	fi
+
+	local jvm_log=(-Dlog4j2.configurationFile="$DIR/log4j2.properties")
+	printf '\n===== kafka.sh start %s (port %s, controller %s, advertise %s) =====\n' \
+		"$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$port" "$cport" "$advertise" >>"$LOG"
+
+	if [[ ! -f "$data/meta.properties" ]]; then
+		mkdir -p "$data"
+		# A short-lived JVM: C1 only and the serial GC start it faster.
+		if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "${jvm_log[@]}" -cp "$cp" kafka.tools.StorageTool \
+			format --standalone -t "$cluster_id" -c "$props" >>"$LOG" 2>&1 </dev/null; then
+			die "formatting $data failed"
+		fi
+	fi
+
+	local heap=${KAFKAWAL_KAFKA_HEAP:--Xmx512m -Xms256m}
+	# shellcheck disable=SC2086 # heap holds several flags on purpose
+	"$JAVA" $heap -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:+ExitOnOutOfMemoryError \
+		-Djava.awt.headless=true "${jvm_log[@]}" \
+		-cp "$cp" kafka.Kafka "$props" >>"$LOG" 2>&1 </dev/null &
+	pid=$!
+	printf '%s\n' "$pid" >"$DIR/broker.pid"
+
+	if [[ -n "$owner" ]]; then
+		# Kill the broker if the owner dies without stopping it. Runs in the
+		# caller's process group too; its stdio must not hold the caller's pipes.
+		stop_watcher
+		(
+			exec -a kafkawal-watcher bash -c '
+				owner=$1 pid=$2 log=$3
+				trap "exit 0" TERM
+				while kill -0 "$pid" 2>/dev/null; do
+					if ! kill -0 "$owner" 2>/dev/null; then
+						kill -KILL "$pid" 2>/dev/null
+						printf "\n===== kafka.sh watcher: owner %s is gone, SIGKILLed pid %s =====\n" "$owner" "$pid" >>"$log"
+						exit 0
+					fi
+					sleep 1
+				done' kafkawal-watcher "$owner" "$pid" "$LOG"
+		) </dev/null >/dev/null 2>&1 &
+		printf '%s\n' "$!" >"$DIR/watcher.pid"
+	fi
+
+	# Wait until the broker says it started (KRaft: after it is unfenced) and
+	# its listener answers.
+	while :; do
+		if exited "$pid"; then
+			wait "$pid" 2>/dev/null && rc=0 || rc=$?
+			rm -f "$DIR/broker.pid"
+			die "broker exited during startup (exit status $rc)"
+		fi
+		if started_since_last_marker && port_open "$port"; then
+			break
+		fi
+		if ((SECONDS >= deadline)); then
+			kill -KILL "$pid" 2>/dev/null || true
+			rm -f "$DIR/broker.pid"
+			die "broker did not start within ${timeout}s"
+		fi
+		sleep 0.2
+	done
+	printf 'kafka.sh: broker started: pid %s, bootstrap %s, listener 127.0.0.1:%s, controller 127.0.0.1:%s, %ss\n' \
+		"$pid" "$advertise" "$port" "$cport" "$((SECONDS - begin))" >&2
+	printf '%s\n' "$advertise"
+}
+
+# started_since_last_marker: the log, after the last start marker, has the
+# broker's "Kafka Server started" line.
+started_since_last_marker() {
+	awk '/^===== kafka.sh start /{s=0} /Kafka Server started/{s=1} END{exit !s}' "$LOG"
+}
+
+parse_dir() {
+	while (($#)); do
+		case "$1" in
+		--dir) DIR=$2; shift 2 ;;
+		*) die "unknown argument $1" ;;
+		esac
+	done
+	[[ -n "$DIR" ]] || die "--dir is required"
+	[[ -d "$DIR" ]] || die "no such directory: $DIR"
+	DIR=$(cd "$DIR" && pwd)
+	LOG="$DIR/broker.log"
+}
+
+cmd_stop() {
+	parse_dir "$@"
+	local pid
+	stop_watcher
+	if ! pid=$(broker_pid); then
+		rm -f "$DIR/broker.pid"
+		log "no broker running in $DIR"
+		return 0
+	fi
+	kill -TERM "$pid" 2>/dev/null || true
+	if ! wait_gone "$pid" 30; then
+		log "broker $pid ignored SIGTERM for 30s; sending SIGKILL"
+		kill -KILL "$pid" 2>/dev/null || true
+		wait_gone "$pid" 10 || die "broker $pid survived SIGKILL"
+	fi
+	rm -f "$DIR/broker.pid"
+	log "broker $pid stopped"
+}
+
+cmd_kill() {
+	parse_dir "$@"
+	local pid
+	stop_watcher
+	if ! pid=$(broker_pid); then
+		rm -f "$DIR/broker.pid"
+		log "no broker running in $DIR"
+		return 0
+	fi
+	kill -KILL "$pid" 2>/dev/null || true
+	wait_gone "$pid" 10 || die "broker $pid survived SIGKILL"
+	rm -f "$DIR/broker.pid"
+	printf '\n===== kafka.sh kill %s (SIGKILL pid %s) =====\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$pid" >>"$LOG"
+	log "broker $pid killed"
+}
+
+cmd_status() {
+	parse_dir "$@"
+	local pid port
+	port=$(prop "$DIR/server.properties" kafkawal.port)
+	if pid=$(broker_pid); then
+		printf 'running pid %s port %s\n' "$pid" "$port"
+		return 0
+	fi
+	printf 'stopped\n'
+	return 3
+}
+
+main() {
+	(($#)) || usage
+	local cmd=$1
+	shift
+	case "$cmd" in
+	classpath) classpath_file ;;
+	start) cmd_start "$@" ;;
+	stop) cmd_stop "$@" ;;
+	kill) cmd_kill "$@" ;;
+	status) cmd_status "$@" ;;
+	-h | --help | help) usage ;;
+	*) log "unknown command $cmd"; usage ;;
+	esac
+}
+
+main "$@"
