@@ -1,0 +1,117 @@
+package sender
+
+// window tracks the records handed to librdkafka, from low (the lowest
+// sequence not yet acknowledged) to next (the next sequence to produce).
+// Delivery reports arrive out of order across partitions; the window turns
+// them into the contiguous watermark low-1, which is what the cursor may
+// become. It is owned by the sender goroutine.
+type window struct {
+	low, next uint64
+	hi        uint64 // highest next ever: sequences below it were produced before
+	slots     []slot // ring indexed by seq % len(slots)
+	bytes     int64  // encoded bytes of produced, unacknowledged records
+	produced  int    // produced and not yet reported
+}
+
+type slot struct {
+	state slotState
+	size  int32
+	ts    int64 // record timestamp, Unix nanos (for the oldest-unacknowledged age)
+}
+
+type slotState uint8
+
+const (
+	free     slotState = iota // not yet produced (or produced, then reported and to be re-sent)
+	inFlight                  // handed to librdkafka, no report yet
+	done                      // delivered or dead-lettered
+)
+
+func newWindow(start uint64, capacity int) *window {
+	return &window{low: start, next: start, hi: start, slots: make([]slot, capacity)}
+}
+
+func (w *window) at(seq uint64) *slot { return &w.slots[seq%uint64(len(w.slots))] }
+
+// span is the number of sequences between low and next.
+func (w *window) span() int { return int(w.next - w.low) }
+
+// hasRoom reports whether one more record of size bytes may be produced.
+func (w *window) hasRoom(maxRecords int, maxBytes int64) bool {
+	return w.span() < len(w.slots) && w.span() < maxRecords && (w.bytes < maxBytes || w.produced == 0)
+}
+
+// add records that seq (== next) was produced.
+func (w *window) add(seq uint64, size int, ts int64) {
+	*w.at(seq) = slot{state: inFlight, size: int32(size), ts: ts}
+	w.bytes += int64(size)
+	w.produced++
+	w.next = seq + 1
+	w.hi = max(w.hi, w.next)
+}
+
+// skip passes over sequence next without producing it: it was delivered
+// before a rewind, or it is a hole. It counts as done.
+func (w *window) skip() {
+	s := w.at(w.next)
+	if s.state != done {
+		*s = slot{state: done}
+	}
+	w.next++
+	w.hi = max(w.hi, w.next)
+	w.advance()
+}
+
+func (w *window) advance() {
+	for w.low < w.next && w.at(w.low).state == done {
+		*w.at(w.low) = slot{}
+		w.low++
+	}
+}
+
+// resolve marks seq reported. ok means delivered (or dead-lettered):
+// it counts towards the watermark; otherwise the slot becomes free to be
+// produced again. It returns false for a sequence outside the window or not
+// in flight (a stale report).
+func (w *window) resolve(seq uint64, ok bool) bool {
+	if seq < w.low || seq >= w.next {
+		return false
+	}
+	s := w.at(seq)
+	if s.state != inFlight {
+		return false
+	}
+	w.bytes -= int64(s.size)
+	w.produced--
+	if !ok {
+		s.state = free
+		return true
+	}
+	s.state = done
+	w.advance()
+	return true
+}
+
+// rewind moves next back to low so that every unacknowledged sequence is
+// produced again, in order. It must only run with nothing in flight.
+func (w *window) rewind() (resend int) {
+	resend = w.span()
+	w.next = w.low
+	return resend
+}
+
+// nextDone reports whether next was already delivered before a rewind; such
+// records are skipped, not sent again.
+func (w *window) nextDone() bool {
+	return w.next < w.hi && w.at(w.next).state == done
+}
+
+// oldest returns the timestamp of the oldest record in flight, 0 if none.
+func (w *window) oldest() int64 {
+	for s := w.low; s < w.next; s++ {
+		if sl := w.at(s); sl.state != done {
+			return sl.ts
+		}
+	}
+	return 0
+}

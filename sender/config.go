@@ -1,0 +1,152 @@
+package sender
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/rs/zerolog"
+
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+// Defaults.
+const (
+	DefaultMaxInFlight        = 10000
+	DefaultMaxInFlightBytes   = 32 << 20
+	DefaultCursorSyncInterval = 100 * time.Millisecond
+	// DefaultMessageTimeoutMs is librdkafka's message.timeout.ms unless the
+	// application sets it: 0 = never time out. librdkafka then retries a
+	// record until it is delivered or fails for good, keeping per-partition
+	// order (idempotence), however long the outage; memory stays bounded
+	// because only MaxInFlight records are ever handed to it, the backlog
+	// waits in the WAL. A finite timeout makes librdkafka give records back
+	// (ErrMsgTimedOut) during a long outage; the sender then re-sends them
+	// from the WAL (nothing is lost), but a re-sent record can land after
+	// later records of its partition.
+	DefaultMessageTimeoutMs = 0
+)
+
+// Config configures a Sender.
+type Config struct {
+	// Kafka is the librdkafka configuration; bootstrap.servers is required.
+	// It is never logged (it may hold passwords). See Defaults and the
+	// rejected settings in KafkaConfig.
+	Kafka kafka.ConfigMap
+	// MaxInFlight bounds the records handed to librdkafka and not yet
+	// reported. Default 10000.
+	MaxInFlight int
+	// MaxInFlightBytes bounds their encoded bytes. Default 32 MiB.
+	MaxInFlightBytes int64
+	// CursorSyncInterval is how often the delivered watermark is persisted.
+	// Default 100ms.
+	CursorSyncInterval time.Duration
+	// AllowWeakerDelivery permits acks other than all and
+	// enable.idempotence=false, which can lose or reorder records in Kafka
+	// itself. Default false: Open rejects them.
+	AllowWeakerDelivery bool
+	// Logger receives events. Default: none.
+	Logger *zerolog.Logger
+	// OnDelivered, if set, is called with each delivered sequence, in
+	// report order, on the sender goroutine: keep it fast.
+	OnDelivered func(seq uint64, topic string, partition int32, offset int64)
+	// OnDeadLetter, if set, is called for each dead-lettered record after it
+	// is in the dead-letter log, on the sender goroutine.
+	OnDeadLetter func(wal.DeadLetter)
+}
+
+func (c Config) withDefaults() Config {
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxInFlightBytes == 0 {
+		c.MaxInFlightBytes = DefaultMaxInFlightBytes
+	}
+	if c.CursorSyncInterval == 0 {
+		c.CursorSyncInterval = DefaultCursorSyncInterval
+	}
+	if c.Logger == nil {
+		nop := zerolog.Nop()
+		c.Logger = &nop
+	}
+	return c
+}
+
+// Validate reports the first invalid setting, naming it.
+func (c Config) Validate() error {
+	c = c.withDefaults()
+	switch {
+	case c.MaxInFlight < 0:
+		return fmt.Errorf("kafkawal: config: MaxInFlight: %d is negative", c.MaxInFlight)
+	case c.MaxInFlightBytes < 0:
+		return fmt.Errorf("kafkawal: config: MaxInFlightBytes: %d is negative", c.MaxInFlightBytes)
+	case c.CursorSyncInterval < 0:
+		return fmt.Errorf("kafkawal: config: CursorSyncInterval: %v is negative", c.CursorSyncInterval)
+	}
+	_, err := c.KafkaConfig()
+	return err
+}
+
+// KafkaConfig returns the librdkafka configuration the sender uses: a copy
+// of Config.Kafka with kafkawal's defaults for keys the application did not
+// set, and the keys the sender needs forced. Settings that would break the
+// delivery contract are rejected with an error naming the key. Values are
+// never put in errors or logs.
+func (c Config) KafkaConfig() (kafka.ConfigMap, error) {
+	c = c.withDefaults()
+	m := kafka.ConfigMap{}
+	for k, v := range c.Kafka {
+		m[k] = v
+	}
+	if s := fmt.Sprint(m["bootstrap.servers"]); m["bootstrap.servers"] == nil || strings.TrimSpace(s) == "" {
+		return nil, fmt.Errorf("kafkawal: config: Kafka[bootstrap.servers]: required")
+	}
+	defaults := map[string]kafka.ConfigValue{
+		"enable.idempotence": true,
+		"acks":               "all",
+		"linger.ms":          5,
+		"message.timeout.ms": DefaultMessageTimeoutMs,
+		// Enough room in librdkafka's own queue for our window, so that
+		// Produce never sees ErrQueueFull in normal operation.
+		"queue.buffering.max.messages": max(2*c.MaxInFlight, 100000),
+	}
+	for k, v := range defaults {
+		if _, ok := m[k]; !ok {
+			m[k] = v
+		}
+	}
+	if !c.AllowWeakerDelivery {
+		if v, ok := m["enable.idempotence"]; ok && !truthy(v) {
+			return nil, fmt.Errorf("kafkawal: config: Kafka[enable.idempotence]: false can reorder records in Kafka; set AllowWeakerDelivery to opt out")
+		}
+		if v := fmt.Sprint(m["acks"]); v != "all" && v != "-1" {
+			return nil, fmt.Errorf("kafkawal: config: Kafka[acks]: only all (-1) keeps delivered records through a broker failure; set AllowWeakerDelivery to opt out")
+		}
+	}
+	for _, k := range []string{"transactional.id", "go.delivery.reports", "go.delivery.report.fields", "go.events.channel.size", "go.logs.channel.enable", "go.logs.channel"} {
+		if _, ok := c.Kafka[k]; ok {
+			return nil, fmt.Errorf("kafkawal: config: Kafka[%s]: set by kafkawal, must not be set", k)
+		}
+	}
+	// The sender reads reports from Events() and needs only the opaque (the
+	// WAL sequence) and the partition/offset; the channel holds every
+	// possible report of the window, so librdkafka's poller never blocks.
+	m["go.delivery.reports"] = true
+	m["go.delivery.report.fields"] = "none"
+	m["go.events.channel.size"] = 2*c.MaxInFlight + 1000
+	m["go.logs.channel.enable"] = true
+	return m, nil
+}
+
+func truthy(v kafka.ConfigValue) bool {
+	switch x := v.(type) {
+	case bool:
+		return x
+	case string:
+		return x == "true" || x == "1"
+	case int:
+		return x != 0
+	}
+	return true
+}
