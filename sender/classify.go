@@ -40,9 +40,13 @@ var permanentCodes = map[kafka.ErrorCode]bool{
 	kafka.ErrInvalidTimestamp:         true,
 	kafka.ErrPolicyViolation:          true,
 	kafka.ErrTopicAuthorizationFailed: true,
-	kafka.ErrUnknownTopic:             true, // local: topic does not exist (after topic.metadata.propagation.max.ms)
-	kafka.ErrUnknownPartition:         true, // local: explicit partition does not exist
-	kafka.ErrInvalidArg:               true,
+	kafka.ErrUnknownTopic:             true, // local: topic does not exist
+	// In a delivery report (not a produce response, which librdkafka
+	// retries itself) this means the topic still did not exist after
+	// topic.metadata.propagation.max.ms: auto-create is off.
+	kafka.ErrUnknownTopicOrPart: true,
+	kafka.ErrUnknownPartition:   true, // local: explicit partition does not exist
+	kafka.ErrInvalidArg:         true,
 }
 
 // fatalCodes lose the idempotent producer's state; librdkafka usually

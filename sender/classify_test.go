@@ -19,7 +19,7 @@ func TestClassify(t *testing.T) {
 		{kafka.NewError(kafka.ErrMsgTimedOut, "", false), transient},
 		{kafka.NewError(kafka.ErrAllBrokersDown, "", false), transient},
 		{kafka.NewError(kafka.ErrNotLeaderForPartition, "", false), transient},
-		{kafka.NewError(kafka.ErrUnknownTopicOrPart, "", false), transient}, // broker-side: leader moves
+		{kafka.NewError(kafka.ErrUnknownTopicOrPart, "", false), permanent}, // reported only after topic.metadata.propagation.max.ms
 		{kafka.NewError(kafka.ErrTransport, "", false), transient},
 		{kafka.NewError(kafka.ErrRequestTimedOut, "", false), transient},
 		{kafka.NewError(kafka.ErrOutOfOrderSequenceNumber, "", false), fatal},
