@@ -106,12 +106,11 @@ func (w *window) nextDone() bool {
 	return w.next < w.hi && w.at(w.next).state == done
 }
 
-// oldest returns the timestamp of the oldest record in flight, 0 if none.
+// oldest returns the timestamp of the oldest unacknowledged record in the
+// window (the one at low: records are stamped in sequence order), 0 if none.
 func (w *window) oldest() int64 {
-	for s := w.low; s < w.next; s++ {
-		if sl := w.at(s); sl.state != done {
-			return sl.ts
-		}
+	if w.low < w.next {
+		return w.at(w.low).ts
 	}
 	return 0
 }

@@ -42,6 +42,11 @@ type Sender struct {
 	rebuildBy   time.Time
 	persisted   uint64
 	outageSince time.Time
+	// isolateUntil: sequences below it are produced one at a time. A
+	// "record too large" answer applies to librdkafka's whole batch, so a
+	// permanent error is only believed for a record sent alone.
+	isolateUntil uint64
+	soloSeq      uint64 // the record last produced alone under isolation
 
 	stats   counters
 	notifyM sync.Mutex
@@ -129,6 +134,7 @@ const (
 	maxBackoff     = 5 * time.Second
 	readBytes      = 1 << 20
 	purgeWait      = 10 * time.Second
+	closePurgeWait = 2 * time.Second
 	eventsPerRound = 1024
 )
 
@@ -209,6 +215,9 @@ func (s *Sender) fill() {
 		s.retryAt = time.Time{}
 	}
 	for s.win.hasRoom(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes) {
+		if s.win.next < s.isolateUntil && s.win.produced > 0 {
+			break // isolated: one record at a time
+		}
 		if s.win.nextDone() {
 			s.win.skip()
 			s.pending = nil
@@ -254,10 +263,14 @@ func (s *Sender) fill() {
 		if e.Seq < s.win.hi {
 			s.stats.resent.Add(1)
 		}
+		if e.Seq < s.isolateUntil {
+			s.soloSeq = e.Seq
+		}
 		s.win.add(e.Seq, e.Size, e.Record.Timestamp.UnixNano())
 		s.pending = s.pending[1:]
 	}
 	s.stats.inFlight.Store(int64(s.win.produced))
+	s.stats.oldest.Store(s.win.oldest())
 }
 
 func message(e *wal.Entry) *kafka.Message {
@@ -311,6 +324,15 @@ func (s *Sender) report(m *kafka.Message) {
 	}
 	switch c := classify(err); c {
 	case permanent:
+		if seq != s.soloSeq {
+			// Kafka may have refused the batch this record was in, not
+			// the record: send everything not yet acknowledged again, one
+			// record at a time, and believe the error only then.
+			s.isolateUntil = max(s.isolateUntil, s.win.hi)
+			s.win.resolve(seq, false)
+			s.enter(draining, err)
+			break
+		}
 		// The report carries no payload (go.delivery.report.fields=none):
 		// read the record back from the WAL for the dead-letter log.
 		ents, rerr := s.wal.Read(seq, make([]wal.Entry, 0, 1), 1)
@@ -506,7 +528,7 @@ func (s *Sender) persist() {
 func (s *Sender) shutdown() {
 	if s.win.produced > 0 {
 		_ = s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
-		deadline := time.NewTimer(purgeWait)
+		deadline := time.NewTimer(closePurgeWait)
 		defer deadline.Stop()
 	collect:
 		for s.win.produced > 0 {

@@ -243,12 +243,14 @@ func (l *Log) SetCursor(acked uint64) error {
 	return nil
 }
 
-// Close stops accepting appends, finishes those already queued, syncs, and
-// releases the directory lock. The cursor is whatever SetCursor last stored.
-func (l *Log) Close() error {
+// StopAppends makes further Appends fail with ErrClosed, finishes those
+// already queued and syncs them. Reading and SetCursor keep working until
+// Close. It returns ErrClosed if appends were already stopped.
+func (l *Log) StopAppends() error {
 	l.closeMu.Lock()
 	if l.closed {
 		l.closeMu.Unlock()
+		<-l.writerDone
 		return ErrClosed
 	}
 	l.closed = true
@@ -256,16 +258,27 @@ func (l *Log) Close() error {
 	close(l.reqs)
 	l.closeMu.Unlock()
 	<-l.writerDone
+	return nil
+}
 
+// Close stops appends (see StopAppends), closes the segment files and
+// releases the directory lock. The cursor is whatever SetCursor last
+// stored. A second Close returns ErrClosed.
+func (l *Log) Close() error {
+	l.StopAppends()
 	l.tlMu.Lock()
+	defer l.tlMu.Unlock()
+	if l.lock.f == nil {
+		return ErrClosed
+	}
 	var err error
 	if l.tl != nil {
 		if cerr := l.tl.Close(); cerr != nil && !errors.Is(cerr, twal.ErrClosed) {
 			err = fmt.Errorf("kafkawal: close segments: %w", cerr)
 		}
+		l.tl = nil
 	}
 	l.w.closeTail()
-	l.tlMu.Unlock()
 	if uerr := l.lock.unlock(); err == nil && uerr != nil {
 		err = uerr
 	}
