@@ -1,0 +1,44 @@
+// Package sender forwards kafkawal's WAL to Kafka through librdkafka
+// (confluent-kafka-go).
+//
+// One goroutine owns the producer. It reads the WAL from the durable cursor
+// onward and produces each record with its WAL sequence as Opaque, keeping
+// at most MaxInFlight records and MaxInFlightBytes handed to librdkafka:
+// memory is bounded by that window, never by the backlog, which waits on
+// disk. Delivery reports (Events(), go.delivery.report.fields=none) arrive
+// out of order across partitions; the window turns them into the
+// contiguous watermark, persisted as the WAL cursor every
+// CursorSyncInterval and at Close; the WAL then deletes whole segments below
+// it.
+//
+// What a failed record costs:
+//
+//   - transient (broker down, timeouts, not leader, transport): nothing is
+//     produced until every outstanding report is in, then every record not
+//     yet acknowledged is produced again, in sequence order, after a backoff
+//     (50 ms doubling to 5 s). Never dead-lettered. With kafkawal's default
+//     message.timeout.ms=0 librdkafka itself retries for ever, so this path
+//     is taken only when the application set a finite timeout.
+//   - permanent (record too large, invalid, not authorized, topic missing
+//     with auto-create off): Kafka answers "too large" for librdkafka's
+//     whole batch, so the error is believed only for a record sent alone:
+//     the records concerned are re-sent one at a time, and the one refused
+//     again goes to the dead-letter log (wal.DeadLetters) with the error
+//     and time; the watermark moves past it and the application is told
+//     (OnDeadLetter, Stats).
+//   - fatal (idempotence state lost, fenced): librdkafka is purged, closed
+//     and replaced, and every record not acknowledged is re-sent in order.
+//     Counted in Stats.Rebuilds; re-sent records in Stats.Resent.
+//
+// Close delivers until everything appended is acknowledged or its context
+// ends, then purges librdkafka (never closing it with records inside: Close
+// does not flush), collects the reports and persists the cursor; the rest
+// is replayed by the next Open.
+//
+// Exactly-once is planned as a mode that replaces the cursor step: a
+// transactional producer would commit the watermark (as consumer-group
+// offsets of a WAL-named group, SendOffsetsToTransaction) inside the
+// transaction holding the records. The window, the WAL reader and the
+// rewind-on-failure logic stay as they are; only "persist" and "rebuild"
+// change, which is why they are separate steps here.
+package sender
