@@ -1,0 +1,25 @@
+// Command kafkawal is the operator's tool for a kafkawal write-ahead log
+// directory: what is in it, whether it is intact, and what the records
+// say, while Kafka is down and the producer is still running.
+//
+//	kafkawal inspect DIR [--json]
+//	kafkawal verify DIR
+//	kafkawal dump DIR [--from SEQ] [--limit N] [--dead]
+//	kafkawal drill [flags]
+//	kafkawal help [COMMAND]
+//
+// inspect, verify and dump only read. They never call wal.Open, take no
+// lock (the lock holder is read from /proc/locks, not probed with
+// flock(2)) and create, write or delete nothing, so they run beside a
+// producer that holds DIR, and on a copy of DIR.
+//
+// Exit status: 0 ok; 1 the command ran and found damage (verify: mid-log
+// corruption; dump: records it could not read); 2 bad usage, not a
+// kafkawal directory, or an I/O error, with one line on stderr.
+//
+// # inspect --json and dump
+//
+// The JSON field names of inspect --json and dump are a stable interface
+// for scripts, listed by 'kafkawal help inspect' and 'kafkawal help dump'
+// (inspectHelp and dumpHelp).
+package main

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+// inspectJSON runs inspect --json on dir and returns the parsed object.
+func inspectJSON(t *testing.T, dir string) map[string]any {
+	t.Helper()
+	r := cli("inspect", dir, "--json")
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("inspect --json: exit %d, stderr %q", r.code, r.stderr)
+	}
+	var m map[string]any
+	if err := json.Unmarshal([]byte(r.stdout), &m); err != nil {
+		t.Fatalf("inspect --json output is not JSON: %v\n%s", err, r.stdout)
+	}
+	return m
+}
+
+// jget walks a dotted path of object keys; it fails the test on a missing
+// key so that a renamed field is caught.
+func jget(t *testing.T, m map[string]any, path string) any {
+	t.Helper()
+	var v any = m
+	for _, k := range strings.Split(path, ".") {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("%s: %q is not an object", path, k)
+		}
+		if v, ok = obj[k]; !ok {
+			t.Fatalf("%s: no field %q in %v", path, k, obj)
+		}
+	}
+	return v
+}
+
+func jnum(t *testing.T, m map[string]any, path string) float64 {
+	t.Helper()
+	f, ok := jget(t, m, path).(float64)
+	if !ok {
+		t.Fatalf("%s = %v, not a number", path, jget(t, m, path))
+	}
+	return f
+}
+
+func TestInspectJSON(t *testing.T) {
+	fixed := time.Unix(1700090000, 0)
+	now = func() time.Time { return fixed }
+	t.Cleanup(func() { now = time.Now })
+
+	dir := t.TempDir()
+	const n, cursor = 1500, 700
+	writeLog(t, dir, n, cursor)
+	addDeadLetters(t, dir, 17, 42)
+	if err := os.Mkdir(filepath.Join(dir, "quarantine"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "quarantine", "00000000000000000001.300.torn"), make([]byte, 123), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	segs := segments(t, dir)
+	if len(segs) < 4 {
+		t.Fatalf("want several segments for the test, got %d", len(segs))
+	}
+
+	m := inspectJSON(t, dir)
+
+	// Segments: the counts come from the directory listing, the sequences
+	// from what was appended.
+	var total, backlogBytes int64
+	for i, s := range segs {
+		total += s.Bytes
+		if i+1 == len(segs) || segs[i+1].First > cursor+1 {
+			backlogBytes += s.Bytes
+		}
+	}
+	want := map[string]float64{
+		"segments.count":             float64(len(segs)),
+		"segments.bytes":             float64(total),
+		"segments.first_seq":         float64(segs[0].First),
+		"segments.last_seq":          n,
+		"segments.records":           float64(n + 1 - segs[0].First),
+		"cursor.acked":               cursor,
+		"cursor.damaged_slots":       0,
+		"backlog.records":            n - cursor,
+		"backlog.bytes":              float64(backlogBytes),
+		"backlog.oldest.seq":         cursor + 1,
+		"backlog.oldest.partition":   float64(testRecord(cursor).Partition),
+		"backlog.oldest.age_seconds": fixed.Sub(testRecord(cursor).Timestamp).Seconds(),
+		"dead_letters.count":         2,
+		"dead_letters.newest.seq":    42,
+		"quarantine.count":           1,
+		"quarantine.bytes":           123,
+		"lock.pid":                   0,
+	}
+	for path, w := range want {
+		if got := jnum(t, m, path); got != w {
+			t.Errorf("%s = %v, want %v", path, got, w)
+		}
+	}
+	if got := jget(t, m, "cursor.found"); got != true {
+		t.Errorf("cursor.found = %v", got)
+	}
+	if got := jget(t, m, "lock.held"); got != false {
+		t.Errorf("lock.held = %v after Close", got)
+	}
+	if got := jget(t, m, "tail.clean"); got != true {
+		t.Errorf("tail.clean = %v, damage %v", got, jget(t, m, "tail.damage"))
+	}
+	ts, _ := time.Parse(time.RFC3339Nano, jget(t, m, "backlog.oldest.timestamp").(string))
+	if !ts.Equal(testRecord(cursor).Timestamp) {
+		t.Errorf("backlog.oldest.timestamp = %v, want %v", ts, testRecord(cursor).Timestamp)
+	}
+	if got := jget(t, m, "dead_letters.newest.error"); got != "Broker: Message size too large (seq 42)" {
+		t.Errorf("dead_letters.newest.error = %v", got)
+	}
+	files := jget(t, m, "quarantine.files").([]any)
+	if len(files) != 1 || files[0].(map[string]any)["name"] != "00000000000000000001.300.torn" {
+		t.Errorf("quarantine.files = %v", files)
+	}
+	if w := jget(t, m, "warnings").([]any); len(w) != 0 {
+		t.Errorf("warnings on a healthy directory: %v", w)
+	}
+}
+
+func TestInspectTable(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 300, 100)
+	addDeadLetters(t, dir, 5)
+	r := cli("inspect", dir)
+	if r.code != 0 || r.stderr != "" {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	for _, want := range []string{
+		"lock            free",
+		"cursor          100 (generation 1)",
+		"backlog         200 records",
+		"oldest unacked  seq 101, 2023-11-14T22:15:00Z",
+		"dead letters    1 ",
+		"Broker: Message size too large (seq 5)",
+		"quarantine      none",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if strings.Contains(r.stdout, "WARNING") {
+		t.Errorf("warning on a healthy directory:\n%s", r.stdout)
+	}
+}
+
+func TestInspectEmptyLog(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 0, 0)
+	m := inspectJSON(t, dir)
+	for path, w := range map[string]float64{"backlog.records": 0, "segments.records": 0, "segments.last_seq": 0, "dead_letters.count": 0} {
+		if got := jnum(t, m, path); got != w {
+			t.Errorf("%s = %v, want %v", path, got, w)
+		}
+	}
+	if got := jget(t, m, "backlog.oldest"); got != nil {
+		t.Errorf("backlog.oldest = %v on an empty log", got)
+	}
+	if got := jget(t, m, "cursor.found"); got != false {
+		t.Errorf("cursor.found = %v on a fresh log", got)
+	}
+}
+
+// TestInspectSkipsHoles: the oldest unacknowledged record is the first one
+// after the cursor that was not lost.
+func TestInspectSkipsHoles(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 100, 10)
+	punchHole(t, dir, 11)
+	m := inspectJSON(t, dir)
+	if got := jnum(t, m, "backlog.oldest.seq"); got != 12 {
+		t.Errorf("backlog.oldest.seq = %v, want 12 (11 is a hole)", got)
+	}
+	if got := jnum(t, m, "backlog.records"); got != 90 {
+		t.Errorf("backlog.records = %v, want 90", got)
+	}
+}
+
+func TestInspectDamage(t *testing.T) {
+	t.Run("damaged_cursor_slot", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, 50, 20)
+		l := openLog(t, dir)
+		if err := l.SetCursor(30); err != nil { // writes the other slot
+			t.Fatal(err)
+		}
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// Tear the newest slot: the previous value must show, flagged.
+		st, _, err := wal.LoadCursor(dir)
+		if err != nil || st.Acked != 30 {
+			t.Fatalf("LoadCursor = %+v, %v", st, err)
+		}
+		for _, name := range wal.CursorFiles {
+			b, _ := os.ReadFile(filepath.Join(dir, name))
+			if len(b) > 20 && b[20] == 30 {
+				b[7] ^= 1
+				if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		m := inspectJSON(t, dir)
+		if got := jnum(t, m, "cursor.damaged_slots"); got != 1 {
+			t.Errorf("cursor.damaged_slots = %v, want 1", got)
+		}
+		if got := jnum(t, m, "cursor.acked"); got != 20 {
+			t.Errorf("cursor.acked = %v, want the previous value 20", got)
+		}
+		if w := jget(t, m, "warnings").([]any); len(w) != 1 {
+			t.Errorf("warnings = %v, want one about the cursor", w)
+		}
+	})
+	t.Run("torn_tail", func(t *testing.T) {
+		dir := t.TempDir()
+		writeLog(t, dir, 50, 0)
+		segs := segments(t, dir)
+		tail := segs[len(segs)-1]
+		appendBytes(t, tail.Path, []byte{0x90, 0x01, 1, 2, 3}) // a 144-byte entry cut after 3 bytes
+		m := inspectJSON(t, dir)
+		if got := jget(t, m, "tail.clean"); got != false {
+			t.Fatalf("tail.clean = %v with a torn tail", got)
+		}
+		d := jget(t, m, "tail.damage").([]any)[0].(map[string]any)
+		if d["offset"] != float64(tail.Bytes) || d["torn_tail"] != true {
+			t.Errorf("tail.damage[0] = %v, want torn tail at offset %d", d, tail.Bytes)
+		}
+		if got := jnum(t, m, "segments.last_seq"); got != 50 {
+			t.Errorf("segments.last_seq = %v, want 50 (the torn record is not one)", got)
+		}
+		r := cli("inspect", dir)
+		if !strings.Contains(r.stdout, "torn tail") || !strings.Contains(r.stdout, "WARNING") {
+			t.Errorf("table does not warn of the torn tail:\n%s", r.stdout)
+		}
+	})
+}
+
+// TestInspectDegrades: an unreadable segment in the backlog or an
+// unreadable dead-letter log is reported, and the rest is still shown.
+func TestInspectDegrades(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 1500, 5)
+	segs := segments(t, dir)
+	first := segs[0].Path // holds seq 6, the oldest unacknowledged
+	if err := os.Remove(first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Base(first), first); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, wal.DeadLetterFile), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m := inspectJSON(t, dir)
+	if e, _ := jget(t, m, "backlog.oldest.error").(string); !strings.Contains(e, "too many levels of symbolic links") {
+		t.Errorf("backlog.oldest.error = %q", e)
+	}
+	if e, _ := jget(t, m, "dead_letters.error").(string); !strings.Contains(e, "not a regular file") {
+		t.Errorf("dead_letters.error = %q", e)
+	}
+	if got := jnum(t, m, "segments.last_seq"); got != 1500 {
+		t.Errorf("segments.last_seq = %v, want 1500", got)
+	}
+	if w := jget(t, m, "warnings").([]any); len(w) != 2 {
+		t.Errorf("warnings = %v, want 2", w)
+	}
+}
+
+// TestInspectFieldsDocumented: every field inspect --json prints is named
+// in 'kafkawal help inspect', where scripts' authors look.
+func TestInspectFieldsDocumented(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 300, 100)
+	addDeadLetters(t, dir, 5)
+	if err := os.Mkdir(filepath.Join(dir, "quarantine"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "quarantine", "x"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	segs := segments(t, dir)
+	appendBytes(t, segs[len(segs)-1].Path, []byte{0x90})
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, sub := range v {
+				if !strings.Contains(inspectHelp, k) {
+					t.Errorf("field %s%s is not documented in inspectHelp", prefix, k)
+				}
+				walk(prefix+k+".", sub)
+			}
+		case []any:
+			for _, sub := range v {
+				walk(prefix, sub)
+			}
+		}
+	}
+	walk("", inspectJSON(t, dir))
+}
