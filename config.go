@@ -1,0 +1,182 @@
+package kafkawal
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/rs/zerolog"
+
+	"github.com/kafkawal/kafkawal/recovery"
+	"github.com/kafkawal/kafkawal/sender"
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+// Durability says when Append may return: see the constants.
+type Durability = wal.SyncMode
+
+const (
+	// SyncAlways: Append returns after the record is fsync'd; concurrent
+	// appenders share one fsync. Survives power loss. Default.
+	SyncAlways = wal.SyncAlways
+	// SyncPeriodic: Append returns after write(2); fsync follows within
+	// SyncInterval. Survives a process crash; a power loss can lose the
+	// last SyncInterval.
+	SyncPeriodic = wal.SyncPeriodic
+	// SyncNever: Append returns after write(2); the OS decides when to
+	// write back.
+	SyncNever = wal.SyncNever
+)
+
+// FullPolicy says what Append does when the WAL holds MaxDiskBytes.
+type FullPolicy = wal.FullPolicy
+
+const (
+	// Block waits until room frees up or the context ends. Default.
+	Block = wal.Block
+	// Reject fails at once with an error matching ErrFull.
+	Reject = wal.Reject
+)
+
+// CorruptionPolicy says what Open does about damage in the middle of the
+// WAL (a torn tail left by a crash is always repaired).
+type CorruptionPolicy = recovery.Policy
+
+const (
+	// FailOnCorruption: Open fails with an error matching ErrCorrupt that
+	// names the segment file and offset, and changes nothing. Default.
+	FailOnCorruption = recovery.FailOnCorruption
+	// QuarantineCorruption: Open copies the bad bytes to quarantine/,
+	// counts the unreadable records as lost (Stats.Lost, logged), and
+	// continues.
+	QuarantineCorruption = recovery.QuarantineCorruption
+)
+
+// DefaultMaxRecordBytes matches librdkafka's default message.max.bytes.
+const DefaultMaxRecordBytes = 1000000
+
+// Config configures a Producer. The zero value of every field but Dir and
+// Kafka["bootstrap.servers"] is a good default.
+type Config struct {
+	// Dir is the WAL directory (created 0700 if missing). Required. One
+	// producer at a time may open it.
+	Dir string
+	// Kafka holds librdkafka settings; bootstrap.servers is required.
+	// TLS/SASL settings pass through untouched; values are never logged.
+	// kafkawal sets, unless given: enable.idempotence=true, acks=all,
+	// linger.ms=5, message.timeout.ms=0 (never give up on a record; the
+	// WAL holds the backlog). It rejects acks other than all and
+	// enable.idempotence=false unless AllowWeakerDelivery is set, and the
+	// keys it must own (go.delivery.report.fields, go.events.channel.size,
+	// go.logs.channel.enable, transactional.id).
+	Kafka kafka.ConfigMap
+
+	// Durability: when Append returns. Default SyncAlways.
+	Durability Durability
+	// SyncInterval bounds unsynced data under SyncPeriodic. Default 100ms.
+	SyncInterval time.Duration
+	// MaxDiskBytes caps the WAL's segment files. Default 1 GiB.
+	MaxDiskBytes int64
+	// FullPolicy: what Append does at the cap. Default Block.
+	FullPolicy FullPolicy
+	// SegmentBytes is the WAL segment size. Default 8 MiB. Memory use of
+	// the WAL is about 3 x SegmentBytes.
+	SegmentBytes int64
+	// MaxRecordBytes limits one record as stored (topic + key + value +
+	// headers + ~20 bytes), checked before it enters the WAL. Default
+	// librdkafka's message.max.bytes if set in Kafka, else 1000000; at most
+	// MaxDiskBytes/4.
+	MaxRecordBytes int
+
+	// MaxInFlight bounds records handed to librdkafka and not yet
+	// reported: memory is bounded by this window, not by the backlog.
+	// Default 10000.
+	MaxInFlight int
+	// MaxInFlightBytes bounds their bytes. Default 32 MiB.
+	MaxInFlightBytes int64
+	// CursorSyncInterval: how often the delivered watermark is persisted;
+	// after a crash at most this much delivered data is sent again.
+	// Default 100ms.
+	CursorSyncInterval time.Duration
+	// AllowWeakerDelivery permits acks other than all and
+	// enable.idempotence=false. Default false.
+	AllowWeakerDelivery bool
+
+	// CorruptionPolicy: see the constants. Default FailOnCorruption.
+	CorruptionPolicy CorruptionPolicy
+	// FileMode and DirMode for the WAL. Default 0600 and 0700.
+	FileMode, DirMode uint32
+
+	// Logger receives kafkawal's and librdkafka's log events. Default:
+	// none.
+	Logger *zerolog.Logger
+	// OnDelivered, if set, is called for each delivered record on the
+	// sender goroutine, in report order. Keep it fast: it delays delivery.
+	OnDelivered func(seq uint64, topic string, partition int32, offset int64)
+	// OnDeadLetter, if set, is called for each record Kafka refused for
+	// good, after it is in the dead-letter log. Same rules as OnDelivered.
+	OnDeadLetter func(DeadLetter)
+}
+
+// DeadLetter is a record Kafka refused for good (too large, invalid, not
+// authorized, topic missing), kept in DIR/deadletter.log.
+type DeadLetter = wal.DeadLetter
+
+func (c Config) walOptions() wal.Options {
+	o := wal.Options{
+		Sync:           c.Durability,
+		SyncInterval:   c.SyncInterval,
+		SegmentBytes:   c.SegmentBytes,
+		MaxDiskBytes:   c.MaxDiskBytes,
+		FullPolicy:     c.FullPolicy,
+		MaxRecordBytes: c.MaxRecordBytes,
+		FileMode:       osMode(c.FileMode),
+		DirMode:        osMode(c.DirMode),
+		Logger:         c.Logger,
+	}
+	if o.MaxRecordBytes == 0 {
+		o.MaxRecordBytes = DefaultMaxRecordBytes
+		if v, ok := c.Kafka["message.max.bytes"]; ok {
+			var n int
+			if _, err := fmt.Sscan(fmt.Sprint(v), &n); err == nil && n > 0 {
+				o.MaxRecordBytes = n
+			}
+		}
+		// A small WAL caps the record too (the wal needs room for several
+		// segments of them).
+		maxDisk := c.MaxDiskBytes
+		if maxDisk == 0 {
+			maxDisk = wal.DefaultMaxDiskBytes
+		}
+		o.MaxRecordBytes = int(min(int64(o.MaxRecordBytes), maxDisk/4))
+	}
+	return o
+}
+
+func (c Config) senderConfig() sender.Config {
+	return sender.Config{
+		Kafka:               c.Kafka,
+		MaxInFlight:         c.MaxInFlight,
+		MaxInFlightBytes:    c.MaxInFlightBytes,
+		CursorSyncInterval:  c.CursorSyncInterval,
+		AllowWeakerDelivery: c.AllowWeakerDelivery,
+		Logger:              c.Logger,
+		OnDelivered:         c.OnDelivered,
+		OnDeadLetter:        c.OnDeadLetter,
+	}
+}
+
+// Validate reports the first invalid field, by name. Open calls it.
+func (c Config) Validate() error {
+	if c.Dir == "" {
+		return errors.New("kafkawal: config: Dir: required")
+	}
+	if c.CorruptionPolicy != FailOnCorruption && c.CorruptionPolicy != QuarantineCorruption {
+		return fmt.Errorf("kafkawal: config: CorruptionPolicy: unknown policy %d", c.CorruptionPolicy)
+	}
+	if err := c.walOptions().Validate(); err != nil {
+		return err
+	}
+	return c.senderConfig().Validate()
+}

@@ -1,0 +1,24 @@
+package kafkawal
+
+import "github.com/kafkawal/kafkawal/wal"
+
+// Errors a caller can act on. Match them with errors.Is; the errors returned
+// wrap them with the detail (file, offset, sequence, field) an operator needs.
+var (
+	// ErrFull: the WAL holds MaxDiskBytes (or the disk itself is full).
+	// With FullPolicy Block, Append waited until its context ended; with
+	// Reject it failed at once. Turn it into backpressure (HTTP 503, gRPC
+	// UNAVAILABLE); nothing was written.
+	ErrFull = wal.ErrFull
+	// ErrClosed: the producer is closed (or closing).
+	ErrClosed = wal.ErrClosed
+	// ErrTooLarge: a record exceeds MaxRecordBytes; nothing was written.
+	ErrTooLarge = wal.ErrTooLarge
+	// ErrLocked: another producer, in this process or another, has the
+	// directory open.
+	ErrLocked = wal.ErrLocked
+	// ErrCorrupt: the WAL failed a checksum or framing check. Errors from
+	// Open match it and also unwrap to a *recovery.CorruptionError naming the
+	// segment file and offset.
+	ErrCorrupt = wal.ErrCorrupt
+)

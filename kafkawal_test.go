@@ -1,0 +1,337 @@
+package kafkawal_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkawal/kafkawal"
+	"github.com/kafkawal/kafkawal/internal/kafkatest"
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+// 100k records over 3 topics x 4 partitions: all delivered, per-partition
+// order equal to append order, cursor equal to the last sequence.
+func TestDeliveryAllInOrder(t *testing.T) {
+	checkNoLeak(t)
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	topics := []string{"orders", "payments", "events"}
+	for _, tp := range topics {
+		createTopic(t, b, tp, 4, nil)
+	}
+	cfg := baseConfig(t, b)
+	p := openT(t, cfg)
+	const total, batch = 100000, 1000
+	ctx := testCtx(t, 5*time.Minute)
+	var acked []uint64
+	for id := uint64(1); id <= total; {
+		recs := make([]kafkawal.Record, 0, batch)
+		for i := 0; i < batch; i++ {
+			recs = append(recs, idRecord(topics[id%3], int32(id/3%4), id, value(100, id)))
+			acked = append(acked, id)
+			id++
+		}
+		if _, err := p.AppendBatch(ctx, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	if st.Cursor != total || st.LastSeq != total || st.Delivered != total || st.BacklogRecords != 0 {
+		t.Fatalf("after Flush: %+v", st)
+	}
+	closeT(t, p, 30*time.Second)
+	cur, _, err := wal.LoadCursor(cfg.Dir)
+	if err != nil || cur.Acked != total {
+		t.Fatalf("persisted cursor %d (%v), want %d", cur.Acked, err, total)
+	}
+	rep := verify(t, b, topics, acked)
+	if rep.Duplicates != 0 {
+		t.Fatalf("%d duplicates without any fault", rep.Duplicates)
+	}
+}
+
+// Partition is explicit: 0 means partition 0; PartitionAny lets the
+// partitioner hash the key.
+func TestPartitionSemantics(t *testing.T) {
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	createTopic(t, b, "p", 4, nil)
+	p := openT(t, baseConfig(t, b))
+	defer closeT(t, p, 30*time.Second)
+	ctx := testCtx(t, time.Minute)
+	var acked []uint64
+	for id := uint64(1); id <= 40; id++ {
+		part := int32(0)
+		if id > 20 {
+			part = kafkawal.PartitionAny
+		}
+		r := idRecord("p", part, id, []byte("v"))
+		r.Key = []byte(fmt.Sprint("key-", id%5))
+		if _, err := p.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, id)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := kafkatest.ReadAll(ctx, b.Bootstrap(), []string{"p"}, 40)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byKey := map[string]int32{}
+	spread := map[int32]bool{}
+	for _, r := range recs {
+		id, _ := recordID(r)
+		if id <= 20 && r.Partition != 0 {
+			t.Fatalf("record %d with Partition 0 landed in partition %d", id, r.Partition)
+		}
+		if id > 20 {
+			if prev, ok := byKey[string(r.Key)]; ok && prev != r.Partition {
+				t.Fatalf("key %s in partitions %d and %d", r.Key, prev, r.Partition)
+			}
+			byKey[string(r.Key)] = r.Partition
+			spread[r.Partition] = true
+		}
+	}
+	if len(spread) < 2 {
+		t.Fatalf("PartitionAny with 5 keys used only partitions %v", spread)
+	}
+}
+
+func TestTimestampSetAtAppend(t *testing.T) {
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	createTopic(t, b, "ts", 1, nil)
+	p := openT(t, baseConfig(t, b))
+	defer closeT(t, p, 30*time.Second)
+	ctx := testCtx(t, time.Minute)
+	before := time.Now().Truncate(time.Millisecond)
+	given := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	r1 := idRecord("ts", 0, 1, []byte("now"))
+	r2 := idRecord("ts", 0, 2, []byte("given"))
+	r2.Timestamp = given
+	if _, err := p.AppendBatch(ctx, []kafkawal.Record{r1, r2}); err != nil {
+		t.Fatal(err)
+	}
+	if !r1.Timestamp.IsZero() {
+		t.Fatal("AppendBatch modified the caller's record")
+	}
+	p.Flush(ctx)
+	recs, err := kafkatest.ReadAll(ctx, b.Bootstrap(), []string{"ts"}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		id, _ := recordID(r)
+		if id == 1 && (r.Timestamp.Before(before) || r.Timestamp.After(time.Now())) {
+			t.Fatalf("unset timestamp became %v, want the append time", r.Timestamp)
+		}
+		if id == 2 && !r.Timestamp.Equal(given) {
+			t.Fatalf("given timestamp became %v", r.Timestamp)
+		}
+	}
+}
+
+func TestBadInput(t *testing.T) {
+	checkNoLeak(t)
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	cfg := baseConfig(t, b)
+	cfg.MaxRecordBytes = 1000
+	p := openT(t, cfg)
+	ctx := testCtx(t, time.Minute)
+	if _, err := p.Append(ctx, kafkawal.Record{Topic: "", Value: []byte("v")}); err == nil || !strings.Contains(err.Error(), "empty topic") {
+		t.Fatalf("empty topic: %v", err)
+	}
+	if _, err := p.Append(ctx, kafkawal.Record{Topic: "t", Value: make([]byte, 1000)}); !errors.Is(err, kafkawal.ErrTooLarge) {
+		t.Fatalf("oversize: %v, want ErrTooLarge", err)
+	}
+	if _, err := p.AppendBatch(ctx, []kafkawal.Record{{Topic: "t"}, {Topic: ""}}); err == nil {
+		t.Fatal("batch with one bad record accepted")
+	}
+	if st := p.Stats(); st.LastSeq != 0 || st.Appended != 0 || st.DiskBytes != 0 {
+		t.Fatalf("bad input changed the WAL: %+v", st)
+	}
+	closeT(t, p, 10*time.Second)
+	if _, err := p.Append(ctx, kafkawal.Record{Topic: "t"}); !errors.Is(err, kafkawal.ErrClosed) {
+		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	}
+	if err := p.Close(ctx); !errors.Is(err, kafkawal.ErrClosed) {
+		t.Fatalf("second Close: %v, want ErrClosed", err)
+	}
+	var nilP *kafkawal.Producer
+	if _, err := nilP.Append(ctx, kafkawal.Record{Topic: "t"}); !errors.Is(err, kafkawal.ErrClosed) {
+		t.Fatalf("nil producer: %v", err)
+	}
+}
+
+func TestConfigErrorsNameTheField(t *testing.T) {
+	dir := t.TempDir()
+	good := kafka.ConfigMap{"bootstrap.servers": "127.0.0.1:1"}
+	cases := []struct {
+		name  string
+		cfg   kafkawal.Config
+		field string
+	}{
+		{"no dir", kafkawal.Config{Kafka: good}, "Dir"},
+		{"no bootstrap", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{}}, "bootstrap.servers"},
+		{"acks 1", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "acks": "1"}}, "acks"},
+		{"no idempotence", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "enable.idempotence": false}}, "enable.idempotence"},
+		{"transactional", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "transactional.id": "x"}}, "transactional.id"},
+		{"report fields", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "go.delivery.report.fields": "all"}}, "go.delivery.report.fields"},
+		{"cap below segments", kafkawal.Config{Dir: dir, Kafka: good, MaxDiskBytes: 1 << 20}, "MaxDiskBytes"},
+		{"negative in flight", kafkawal.Config{Dir: dir, Kafka: good, MaxInFlight: -1}, "MaxInFlight"},
+		{"bad durability", kafkawal.Config{Dir: dir, Kafka: good, Durability: 7}, "Durability"},
+		{"bad librdkafka key", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "no.such.setting": 1}}, "no.such.setting"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p, err := kafkawal.Open(c.cfg)
+			if err == nil {
+				p.Close(context.Background())
+				t.Fatal("Open accepted an invalid config")
+			}
+			if !strings.Contains(err.Error(), c.field) {
+				t.Fatalf("error %q does not name %s", err, c.field)
+			}
+		})
+	}
+	// A password never appears in an error.
+	_, err := kafkawal.Open(kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "sasl.password": "hunter2", "acks": 0}})
+	if err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("error leaks the password or accepts acks=0: %v", err)
+	}
+}
+
+func TestSecondOpenIsLocked(t *testing.T) {
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	cfg := baseConfig(t, b)
+	p := openT(t, cfg)
+	defer closeT(t, p, 10*time.Second)
+	if _, err := kafkawal.Open(cfg); !errors.Is(err, kafkawal.ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+}
+
+// Permanent errors: an oversize record at the broker and an unknown topic
+// with auto-create off are dead-lettered; records behind them are delivered.
+func TestPermanentErrorsAreDeadLettered(t *testing.T) {
+	checkNoLeak(t)
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	createTopic(t, b, "small", 1, map[string]string{"max.message.bytes": "2000"})
+	cfg := baseConfig(t, b)
+	cfg.Kafka["compression.type"] = "none"
+	var mu sync.Mutex
+	var told []kafkawal.DeadLetter
+	cfg.OnDeadLetter = func(dl kafkawal.DeadLetter) { mu.Lock(); told = append(told, dl); mu.Unlock() }
+	p := openT(t, cfg)
+	ctx := testCtx(t, 2*time.Minute)
+	var acked []uint64
+	for id := uint64(1); id <= 30; id++ {
+		r := idRecord("small", 0, id, value(100, id))
+		switch id {
+		case 10:
+			r.Value = value(10000, id) // over the topic's max.message.bytes
+		case 20:
+			r.Topic = "missing-topic"
+		default:
+			acked = append(acked, id)
+		}
+		if _, err := p.Append(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st := p.Stats()
+	mu.Lock()
+	for _, d := range told {
+		t.Logf("told: dead letter seq %d topic %s: %s", d.Seq, d.Record.Topic, d.Err)
+	}
+	mu.Unlock()
+	if st.DeadLettered != 2 || st.Delivered != 28 || st.Cursor != 30 {
+		t.Fatalf("stats %+v: want 2 dead-lettered, 28 delivered, cursor 30", st)
+	}
+	mu.Lock()
+	if len(told) != 2 {
+		t.Fatalf("OnDeadLetter called %d times, want 2", len(told))
+	}
+	mu.Unlock()
+	closeT(t, p, 10*time.Second)
+	var dls []wal.DeadLetter
+	if err := wal.ReadDeadLetters(cfg.Dir, func(d wal.DeadLetter) error { dls = append(dls, d); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(dls) != 2 {
+		t.Fatalf("dead-letter log holds %d, want 2", len(dls))
+	}
+	for _, d := range dls {
+		if d.Err == "" || d.Time.IsZero() || (d.Seq != 10 && d.Seq != 20) {
+			t.Fatalf("dead letter %d: err %q time %v", d.Seq, d.Err, d.Time)
+		}
+		t.Logf("dead letter seq %d topic %s: %s", d.Seq, d.Record.Topic, d.Err)
+	}
+	verify(t, b, []string{"small"}, acked)
+}
+
+// Close with a backlog: what was not delivered stays in the WAL and the
+// next Open delivers it; nothing lost, duplicates counted.
+func TestCloseWithBacklogThenReopen(t *testing.T) {
+	checkNoLeak(t)
+	b := kafkatest.StartT(t, kafkatest.Options{Proxy: true})
+	createTopic(t, b, "backlog", 2, nil)
+	cfg := baseConfig(t, b)
+	p := openT(t, cfg)
+	ctx := testCtx(t, 2*time.Minute)
+	var acked []uint64
+	id := uint64(1)
+	appendN := func(p *kafkawal.Producer, n int) {
+		for i := 0; i < n; i++ {
+			if _, err := p.Append(ctx, idRecord("backlog", int32(id%2), id, value(200, id))); err != nil {
+				t.Fatal(err)
+			}
+			acked = append(acked, id)
+			id++
+		}
+	}
+	appendN(p, 100)
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b.Proxy().Blackhole()
+	appendN(p, 500)
+	shortCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	err := p.Close(shortCtx)
+	cancel()
+	if err == nil {
+		t.Fatal("Close reported everything delivered during a blackhole")
+	}
+	t.Logf("Close during outage: %v", err)
+	b.Proxy().Heal()
+	p = openT(t, cfg)
+	if rep := p.OpenReport(); rep.Replay != 500 {
+		t.Fatalf("Open found %d records to replay, want 500", rep.Replay)
+	}
+	appendN(p, 100)
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closeT(t, p, 30*time.Second)
+	verify(t, b, []string{"backlog"}, acked)
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}

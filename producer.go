@@ -1,0 +1,199 @@
+package kafkawal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/kafkawal/kafkawal/recovery"
+	"github.com/kafkawal/kafkawal/sender"
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+// Record is one Kafka record. Partition is explicit, as in
+// confluent-kafka-go: 0 is partition 0; PartitionAny (-1) lets librdkafka's
+// partitioner choose from the key. A zero Timestamp is set to the time of
+// Append, so a record that waits out an outage keeps its real time.
+type Record = wal.Record
+
+// Header is a Kafka record header.
+type Header = wal.Header
+
+// PartitionAny lets the partitioner choose the partition.
+const PartitionAny = wal.PartitionAny
+
+// Producer appends records to the WAL and forwards them to Kafka in the
+// background. It is safe for concurrent use.
+type Producer struct {
+	cfg    Config
+	log    *wal.Log
+	dl     *wal.DeadLetters
+	snd    *sender.Sender
+	lg     *zerolog.Logger
+	opened OpenReport
+
+	closeOnce sync.Once
+	closeErr  error
+	appended  uint64Counter
+}
+
+// OpenReport says what Open found and did.
+type OpenReport struct {
+	Recovery recovery.Report
+	WAL      wal.OpenInfo
+	// Replay is the number of records after the cursor that will be sent
+	// (again); up to CursorSyncInterval's worth may already be in Kafka.
+	Replay uint64
+	// DeadLetterBytesCut counts a torn dead-letter frame cut off at open.
+	DeadLetterBytesCut int64
+}
+
+// Open opens (or creates) the WAL in cfg.Dir, repairs a torn tail left by a
+// crash (keeping the cut bytes in quarantine/), and starts forwarding every
+// record after the durable cursor to Kafka. It fails with an error naming
+// the field for an invalid Config, ErrLocked if the directory is in use, and
+// ErrCorrupt for damage inside the log (see CorruptionPolicy).
+func Open(cfg Config) (*Producer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	lg := cfg.Logger
+	if lg == nil {
+		nop := zerolog.Nop()
+		lg = &nop
+	}
+	cfg.Logger = lg
+	p := &Producer{cfg: cfg, lg: lg}
+	opts := cfg.walOptions()
+	opts.BeforeOpen = func(dir string) error {
+		rep, err := recovery.Repair(dir, recovery.Options{
+			Policy:   cfg.CorruptionPolicy,
+			FileMode: opts.FileMode,
+			DirMode:  opts.DirMode,
+			Logger:   lg,
+		})
+		p.opened.Recovery = rep
+		return err
+	}
+	l, info, err := wal.Open(cfg.Dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	p.log, p.opened.WAL = l, info
+	dl, cut, err := wal.OpenDeadLetters(cfg.Dir, opts.FileMode)
+	if err != nil {
+		l.Close()
+		return nil, err
+	}
+	p.dl, p.opened.DeadLetterBytesCut = dl, cut
+	if cut > 0 {
+		lg.Warn().Int64("bytes", cut).Msg("kafkawal: cut a torn dead-letter frame")
+	}
+	p.snd, err = sender.New(l, dl, cfg.senderConfig())
+	if err != nil {
+		dl.Close()
+		l.Close()
+		return nil, err
+	}
+	st := l.Stats()
+	if st.LastSeq > st.Cursor {
+		p.opened.Replay = st.LastSeq - st.Cursor
+	}
+	lg.Info().Str("dir", cfg.Dir).Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).
+		Uint64("replay", p.opened.Replay).Int64("disk_bytes", st.DiskBytes).Msg("kafkawal: opened")
+	p.snd.Start()
+	return p, nil
+}
+
+// OpenReport returns what Open found: repairs, the cursor, the replay.
+func (p *Producer) OpenReport() OpenReport { return p.opened }
+
+// Append writes r to the WAL and returns its sequence once it is durable
+// under Config.Durability; a background goroutine then delivers it to
+// Kafka. Errors: ErrTooLarge or a named field error for bad input, ErrFull
+// at the disk cap, ErrClosed after Close; in every error case nothing was
+// written.
+func (p *Producer) Append(ctx context.Context, r Record) (uint64, error) {
+	return p.AppendBatch(ctx, []Record{r})
+}
+
+// AppendBatch writes rs as consecutive sequences, all or none, and returns
+// the first. One call costs one fsync whatever its size.
+func (p *Producer) AppendBatch(ctx context.Context, rs []Record) (uint64, error) {
+	if p == nil {
+		return 0, fmt.Errorf("%w: nil *Producer", ErrClosed)
+	}
+	now := time.Now()
+	stamped := rs
+	for i := range rs {
+		if rs[i].Timestamp.IsZero() {
+			if &stamped[0] == &rs[0] {
+				stamped = append([]Record(nil), rs...) // never modify the caller's slice
+			}
+			stamped[i].Timestamp = now
+		}
+	}
+	first, err := p.log.Append(ctx, stamped)
+	if err != nil {
+		return 0, err
+	}
+	p.appended.add(uint64(len(rs)))
+	return first, nil
+}
+
+// Flush waits until every record appended before the call is delivered to
+// Kafka or dead-lettered, or ctx ends.
+func (p *Producer) Flush(ctx context.Context) error {
+	if p == nil {
+		return fmt.Errorf("%w: nil *Producer", ErrClosed)
+	}
+	return p.snd.Flush(ctx, p.log.LastSeq())
+}
+
+// Close stops accepting appends (they fail with ErrClosed), keeps
+// delivering until everything appended is delivered or ctx ends, then
+// stops librdkafka deliberately (purging what it still holds), persists
+// the cursor and releases the directory. Records not delivered stay in the
+// WAL and are sent by the next Open; Close then returns an error saying how
+// far delivery got (it wraps ctx's error). While Kafka is unreachable Close
+// waits for ctx: give it a deadline. A second Close returns ErrClosed.
+func (p *Producer) Close(ctx context.Context) error {
+	if p == nil {
+		return fmt.Errorf("%w: nil *Producer", ErrClosed)
+	}
+	err := ErrClosed
+	p.closeOnce.Do(func() {
+		last := p.log.LastSeq()
+		p.closeErr = p.closeAll(ctx, last)
+		err = p.closeErr
+	})
+	return err
+}
+
+func (p *Producer) closeAll(ctx context.Context, last uint64) error {
+	// Refuse new appends first; appends already queued finish.
+	var errs []error
+	if err := p.log.StopAppends(); err != nil && !errors.Is(err, ErrClosed) {
+		errs = append(errs, err)
+	}
+	last = max(last, p.log.LastSeq())
+	if err := p.snd.Close(ctx, last); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.dl.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.log.Close(); err != nil && !errors.Is(err, ErrClosed) {
+		errs = append(errs, err)
+	}
+	st := p.log.Stats()
+	p.lg.Info().Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).Msg("kafkawal: closed")
+	return errors.Join(errs...)
+}
+
+func osMode(m uint32) os.FileMode { return os.FileMode(m) }

@@ -1,0 +1,5 @@
+//go:build !race
+
+package kafkawal_test
+
+const raceEnabled = false

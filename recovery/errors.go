@@ -1,0 +1,69 @@
+package recovery
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+// CorruptionError describes one damaged byte range of a segment file. It
+// matches wal.ErrCorrupt with errors.Is and is found with errors.As.
+type CorruptionError struct {
+	// Segment is the path of the segment file.
+	Segment string
+	// Offset is where the damage starts, in bytes from the file's start.
+	Offset int64
+	// Bytes is the length of the damaged range (0 when entries are missing
+	// from the end of a sealed segment without a damaged byte).
+	Bytes int64
+	// Seq is the sequence of the first entry the range held; 0 when it
+	// cannot be known (after an earlier range of unknown size in the same
+	// segment).
+	Seq uint64
+	// TornTail is set for damage that runs to the end of the last segment:
+	// what a crash in the middle of a write leaves. Repair always cuts it.
+	// Any other damage (a bad entry followed by good ones, or anything
+	// wrong in a sealed segment) is mid-log corruption, never expected.
+	TornTail bool
+	// Err says what is wrong; it wraps wal.ErrCorrupt when it comes from
+	// the codec.
+	Err error
+}
+
+func (e *CorruptionError) Error() string {
+	kind := "corrupt"
+	if e.TornTail {
+		kind = "torn tail"
+	}
+	seq := ""
+	if e.Seq != 0 {
+		seq = fmt.Sprintf(" (seq %d)", e.Seq)
+	}
+	return fmt.Sprintf("kafkawal: wal %s: segment %s offset %d%s, %d bytes: %v",
+		kind, e.Segment, e.Offset, seq, e.Bytes, e.Err)
+}
+
+// Unwrap returns the cause.
+func (e *CorruptionError) Unwrap() error { return e.Err }
+
+// Is makes every CorruptionError match wal.ErrCorrupt, whatever its cause.
+func (e *CorruptionError) Is(target error) bool { return target == wal.ErrCorrupt }
+
+// segmentName is the file name of a CorruptionError's segment, for logs and
+// quarantine names.
+func (e *CorruptionError) segmentName() string { return filepath.Base(e.Segment) }
+
+// Causes recorded in CorruptionError.Err. They describe the bytes; Decode's
+// own errors are used for entries whose framing holds.
+var (
+	errBadPrefix    = errors.New("length prefix is not a valid uvarint")
+	errEmptyEntry   = errors.New("empty entry (the codec never writes one)")
+	errZeroFilled   = errors.New("zero-filled")
+	errPrefix       = errors.New("length prefix damaged")
+	errOverrun      = errors.New("entry runs past the end of the segment")
+	errCount        = errors.New("entry count disagrees with the next segment's name")
+	errAmbiguous    = errors.New("cannot tell which damaged range held the missing entries")
+	errUnrepairable = errors.New("not repairable without losing sequence numbers; move the segment aside by hand")
+)

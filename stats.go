@@ -1,0 +1,87 @@
+package kafkawal
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+type uint64Counter struct{ v atomic.Uint64 }
+
+func (c *uint64Counter) add(n uint64) { c.v.Add(n) }
+func (c *uint64Counter) load() uint64 { return c.v.Load() }
+
+// Stats is a snapshot of a Producer's counters. Counters count since Open.
+type Stats struct {
+	// Appended counts records whose Append returned nil.
+	Appended uint64 `json:"appended"`
+	// Delivered counts delivery reports of success.
+	Delivered uint64 `json:"delivered"`
+	// DeadLettered counts records Kafka refused for good (see DeadLetter).
+	DeadLettered uint64 `json:"dead_lettered"`
+	// Resent counts records produced again (after a transient failure, a
+	// producer rebuild or a restart): each may be a duplicate in Kafka.
+	Resent uint64 `json:"resent"`
+	// Replayed is the number of records after the cursor found at Open;
+	// they were sent again and up to CursorSyncInterval's worth may be
+	// duplicates.
+	Replayed uint64 `json:"replayed"`
+	// Lost counts records recovery could not read (mid-log corruption under
+	// QuarantineCorruption); they are skipped. Zero unless the disk lied.
+	Lost uint64 `json:"lost"`
+	// Repairs counts torn tails repaired at Open.
+	Repairs int `json:"repairs"`
+	// ProducerRebuilds counts librdkafka producers replaced after a fatal
+	// error.
+	ProducerRebuilds uint64 `json:"producer_rebuilds"`
+
+	// BacklogRecords is LastSeq - Cursor: records not yet acknowledged.
+	BacklogRecords uint64 `json:"backlog_records"`
+	// DiskBytes is the size of the WAL's segment files; MaxDiskBytes its cap.
+	DiskBytes    int64 `json:"disk_bytes"`
+	MaxDiskBytes int64 `json:"max_disk_bytes"`
+	// Cursor: every sequence <= Cursor is delivered or dead-lettered (in
+	// memory; persisted every CursorSyncInterval).
+	Cursor uint64 `json:"cursor"`
+	// LastSeq is the last sequence appended.
+	LastSeq uint64 `json:"last_seq"`
+	// InFlight counts records handed to librdkafka without a report yet.
+	InFlight int `json:"in_flight"`
+	// OldestUnacknowledgedAge is how long the oldest record in flight has
+	// waited since it was appended; 0 when nothing is in flight.
+	// In JSON: nanoseconds.
+	OldestUnacknowledgedAge time.Duration `json:"oldest_unacknowledged_age_ns"`
+	// BrokerReachable is false while librdkafka reports all brokers down.
+	// librdkafka notices a silent network only after its socket timeouts
+	// (socket.timeout.ms, 60s by default, twice); OldestUnacknowledgedAge
+	// shows a stall sooner.
+	BrokerReachable bool `json:"broker_reachable"`
+}
+
+// Stats returns the current counters. It is cheap and safe to call often.
+func (p *Producer) Stats() Stats {
+	ws := p.log.Stats()
+	ss := p.snd.Stats()
+	st := Stats{
+		Appended:         p.appended.load(),
+		Delivered:        ss.Delivered,
+		DeadLettered:     ss.DeadLettered,
+		Resent:           ss.Resent,
+		Replayed:         p.opened.Replay,
+		Lost:             ss.Holes,
+		Repairs:          p.opened.Recovery.TornTailRepairs,
+		ProducerRebuilds: ss.Rebuilds,
+		DiskBytes:        ws.DiskBytes,
+		MaxDiskBytes:     ws.MaxDiskBytes,
+		Cursor:           ss.Acked,
+		LastSeq:          ws.LastSeq,
+		InFlight:         ss.InFlight,
+		BrokerReachable:  ss.BrokerReachable,
+	}
+	if st.LastSeq > st.Cursor {
+		st.BacklogRecords = st.LastSeq - st.Cursor
+	}
+	if !ss.OldestUnacked.IsZero() {
+		st.OldestUnacknowledgedAge = time.Since(ss.OldestUnacked)
+	}
+	return st
+}
