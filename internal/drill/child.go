@@ -1,0 +1,317 @@
+package drill
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/rs/zerolog"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/kafkawal/kafkawal"
+)
+
+// Record headers that tie a record read back from Kafka to the ledger.
+const (
+	// IDHeader carries the record's id, in decimal.
+	IDHeader = "kafkawal-drill-id"
+	// NonceHeader carries the drill's nonce, so that records of other
+	// drills in the same topics are told apart.
+	NonceHeader = "kafkawal-drill-nonce"
+)
+
+// ledgerFD is the child's file descriptor for the ledger pipe (the first
+// of exec.Cmd.ExtraFiles).
+const ledgerFD = 3
+
+// maxBatch bounds one AppendBatch: a child that falls behind its rate (a
+// slow fsync) catches up in batches of at most this many records.
+const maxBatch = 1000
+
+// ChildConfig is one run of the load generator. Its flags are the child's
+// command line (Args, parseChildArgs).
+type ChildConfig struct {
+	Dir        string
+	Bootstrap  string
+	Topics     []string
+	Partitions int
+	Rate       float64
+	Size       int
+	Durability string
+	// Run numbers the child's life; ids are Run<<32 | counter.
+	Run   uint32
+	Nonce string
+	// Drain makes the child append DrainRecords records, Flush and Close
+	// within DrainTimeout, and exit 0; otherwise it appends until killed.
+	Drain        bool
+	DrainRecords int
+	DrainTimeout time.Duration
+}
+
+func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
+	fs.StringVar(&c.Dir, "dir", c.Dir, "WAL directory")
+	fs.StringVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "bootstrap.servers")
+	fs.Func("topics", "comma-separated topics", func(s string) error {
+		c.Topics = strings.Split(s, ",")
+		return nil
+	})
+	fs.IntVar(&c.Partitions, "partitions", c.Partitions, "partitions per topic")
+	fs.Float64Var(&c.Rate, "rate", c.Rate, "records per second")
+	fs.IntVar(&c.Size, "size", c.Size, "value bytes")
+	fs.StringVar(&c.Durability, "durability", c.Durability, "always|periodic|never")
+	fs.Func("run", "run number", func(s string) error {
+		n, err := strconv.ParseUint(s, 10, 32)
+		c.Run = uint32(n)
+		return err
+	})
+	fs.StringVar(&c.Nonce, "nonce", c.Nonce, "the drill's nonce")
+	fs.BoolVar(&c.Drain, "drain", c.Drain, "append, flush, close, exit")
+	fs.IntVar(&c.DrainRecords, "drain-records", c.DrainRecords, "records the drain run appends")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "bound of the drain's Flush and Close")
+	return &c
+}
+
+// Args is c as the child's command-line arguments.
+func (c ChildConfig) Args() []string {
+	return []string{
+		"--dir", c.Dir,
+		"--bootstrap", c.Bootstrap,
+		"--topics", strings.Join(c.Topics, ","),
+		"--partitions", strconv.Itoa(c.Partitions),
+		"--rate", strconv.FormatFloat(c.Rate, 'g', -1, 64),
+		"--size", strconv.Itoa(c.Size),
+		"--durability", c.Durability,
+		"--run", strconv.FormatUint(uint64(c.Run), 10),
+		"--nonce", c.Nonce,
+		"--drain=" + strconv.FormatBool(c.Drain),
+		"--drain-records", strconv.Itoa(c.DrainRecords),
+		"--drain-timeout", c.DrainTimeout.String(),
+	}
+}
+
+func parseChildArgs(args []string) (ChildConfig, error) {
+	fs := flag.NewFlagSet("kafkawal drill-child", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	c := ChildConfig{}.flags(fs)
+	if err := fs.Parse(args); err != nil {
+		return ChildConfig{}, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return ChildConfig{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	case c.Dir == "" || c.Bootstrap == "" || len(c.Topics) == 0 || c.Nonce == "":
+		return ChildConfig{}, errors.New("--dir, --bootstrap, --topics and --nonce are required")
+	case c.Partitions < 1 || c.Rate <= 0 || c.Size < 0 || c.Run == 0:
+		return ChildConfig{}, errors.New("--partitions, --rate and --run must be positive, --size not negative")
+	}
+	if _, err := parseDurability(c.Durability); err != nil {
+		return ChildConfig{}, err
+	}
+	return *c, nil
+}
+
+// ChildMain is the body of the hidden `kafkawal drill-child` command (and
+// of a test binary standing in for it): it parses args, writes the ledger
+// to fd 3 and logs to stderr. It returns the exit status: 0 only after a
+// drain run closed cleanly.
+func ChildMain(args []string, stderr io.Writer) int {
+	c, err := parseChildArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "kafkawal drill-child: %v\n", err)
+		return 2
+	}
+	ledger := os.NewFile(ledgerFD, "ledger")
+	if ledger == nil {
+		fmt.Fprintln(stderr, "kafkawal drill-child: no ledger on fd 3 (run by kafkawal drill only)")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := RunChild(ctx, c, ledger, stderr); err != nil {
+		fmt.Fprintf(stderr, "kafkawal drill-child run %d: %v\n", c.Run, err)
+		return 1
+	}
+	return 0
+}
+
+// RunChild opens a Producer on c.Dir and appends records at c.Rate,
+// writing each acknowledged id range to ledger, until ctx ends or a write
+// to the ledger fails (the parent is gone); a drain run instead appends
+// c.DrainRecords records, flushes and closes, and returns nil only if both
+// succeeded. Warnings of kafkawal and librdkafka go to logw.
+func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error {
+	dur, err := parseDurability(c.Durability)
+	if err != nil {
+		return err
+	}
+	lw := &ledgerWriter{w: ledger}
+	lg := zerolog.New(logw).Level(zerolog.WarnLevel).With().Timestamp().Uint32("run", c.Run).Logger()
+	var first sync.Once
+	cfg := kafkawal.Config{
+		Dir: c.Dir,
+		Kafka: kafka.ConfigMap{
+			"bootstrap.servers": c.Bootstrap,
+			// Back after a broker restart or a network cut within a
+			// second, not librdkafka's default 10.
+			"reconnect.backoff.max.ms": 1000,
+		},
+		Durability: dur,
+		Logger:     &lg,
+		OnDelivered: func(uint64, string, int32, int64) {
+			first.Do(func() { _ = lw.line(lineDelivered, time.Now().UnixNano()) })
+		},
+	}
+	start := time.Now()
+	p, err := kafkawal.Open(cfg)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", c.Dir, err)
+	}
+	rep := p.OpenReport()
+	err = lw.line(lineOpen, OpenLine{
+		Repairs:          rep.Recovery.TornTailRepairs,
+		Replay:           rep.Replay,
+		LostRecords:      rep.Recovery.LostRecords,
+		QuarantinedBytes: rep.Recovery.QuarantinedBytes,
+		CursorClamped:    rep.WAL.CursorClamped,
+		OpenMS:           ms(time.Since(start)),
+	})
+	if err == nil {
+		limit := -1 // until killed
+		if c.Drain {
+			limit = c.DrainRecords
+		}
+		err = generate(ctx, p, c, lw, limit)
+	}
+	if err != nil || !c.Drain {
+		// An interrupt, a lost parent or a failed append: leave the rest
+		// in the WAL for the next run.
+		closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return errors.Join(err, p.Close(closeCtx))
+	}
+	return drain(ctx, p, c, lw)
+}
+
+// drain flushes and closes p within c.DrainTimeout and reports it.
+func drain(ctx context.Context, p *kafkawal.Producer, c ChildConfig, lw *ledgerWriter) error {
+	ctx, cancel := context.WithTimeout(ctx, c.DrainTimeout)
+	defer cancel()
+	t := time.Now()
+	if err := p.Flush(ctx); err != nil {
+		st := p.Stats()
+		return errors.Join(fmt.Errorf("flush: %w (cursor %d of %d)", err, st.Cursor, st.LastSeq), p.Close(ctx))
+	}
+	flushed := time.Since(t)
+	st := p.Stats()
+	t = time.Now()
+	if err := p.Close(ctx); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return lw.line(lineDrained, DrainLine{
+		Appended:     st.Appended,
+		Delivered:    st.Delivered,
+		Resent:       st.Resent,
+		DeadLettered: st.DeadLettered,
+		Cursor:       st.Cursor,
+		LastSeq:      st.LastSeq,
+		FlushMS:      ms(flushed),
+		CloseMS:      ms(time.Since(t)),
+	})
+}
+
+// generate appends records at c.Rate, as single records or, when it falls
+// behind, as batches, until limit records (limit < 0: until ctx ends or
+// the ledger fails). One goroutine appends, so WAL order is id order.
+func generate(ctx context.Context, p *kafkawal.Producer, c ChildConfig, lw *ledgerWriter, limit int) error {
+	start := time.Now()
+	var sent uint64 // records appended; the next counter is sent+1
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for limit < 0 || sent < uint64(limit) {
+		// Records due by now: one at start, then one per 1/Rate.
+		due := uint64(time.Since(start).Seconds()*c.Rate) + 1
+		if due <= sent {
+			next := start.Add(time.Duration(float64(sent) / c.Rate * float64(time.Second)))
+			timer.Reset(time.Until(next))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-timer.C:
+			}
+			continue
+		}
+		n := min(due-sent, maxBatch)
+		if limit >= 0 {
+			n = min(n, uint64(limit)-sent)
+		}
+		recs := make([]kafkawal.Record, n)
+		for i := range recs {
+			recs[i] = c.record(sent + uint64(i))
+		}
+		if _, err := p.AppendBatch(ctx, recs); err != nil {
+			return fmt.Errorf("append ids %d..%d: %w", c.id(sent), c.id(sent+n-1), err)
+		}
+		if err := lw.line(lineAck, c.id(sent), n); err != nil {
+			return err
+		}
+		sent += n
+	}
+	return nil
+}
+
+// id is the id of the run's i-th record (from 0).
+func (c ChildConfig) id(i uint64) uint64 { return uint64(c.Run)<<32 | (i + 1) }
+
+// record is the run's i-th record: round-robin over topics, then over
+// partitions, so that every partition gets ids in increasing order.
+func (c ChildConfig) record(i uint64) kafkawal.Record {
+	id := c.id(i)
+	ids := strconv.FormatUint(id, 10)
+	nt := uint64(len(c.Topics))
+	v := make([]byte, c.Size)
+	for j := 0; j < len(v); j += len(ids) + 1 {
+		copy(v[j:], ids+" ")
+	}
+	return kafkawal.Record{
+		Topic:     c.Topics[i%nt],
+		Partition: int32(i / nt % uint64(c.Partitions)),
+		Value:     v,
+		Headers: []kafkawal.Header{
+			{Key: IDHeader, Value: []byte(ids)},
+			{Key: NonceHeader, Value: []byte(c.Nonce)},
+		},
+	}
+}
+
+// recordID reads a record's drill id; ok is false without one.
+func recordID(r *kgo.Record) (uint64, bool) {
+	for _, h := range r.Headers {
+		if h.Key == IDHeader {
+			id, err := strconv.ParseUint(string(h.Value), 10, 64)
+			return id, err == nil
+		}
+	}
+	return 0, false
+}
+
+// recordNonce reads a record's drill nonce; "" without one.
+func recordNonce(r *kgo.Record) string {
+	for _, h := range r.Headers {
+		if h.Key == NonceHeader {
+			return string(h.Value)
+		}
+	}
+	return ""
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

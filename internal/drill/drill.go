@@ -1,0 +1,226 @@
+// Package drill is the crash drill behind `kafkawal drill`: it proves
+// kafkawal's delivery contract on a real broker by SIGKILLing a producing
+// process at random instants, optionally killing the broker and cutting the
+// network, and then comparing what Kafka holds with a ledger of every record
+// whose Append returned nil.
+//
+// The parent (Run) owns the broker, the faults and the child processes. Each
+// child (RunChild, reached through ChildMain) opens a kafkawal Producer on
+// the same directory and appends records at a fixed rate; after each
+// successful Append it writes the record ids to the ledger, a pipe to the
+// parent (see ledger.go for the line protocol). A record the ledger names
+// was acknowledged by kafkawal, so the ledger cannot claim more than the
+// producer promised; a kill between Append and the ledger write only makes
+// it claim less.
+//
+// Ids are run<<32 | counter, so they increase across restarts and never
+// repeat, and records go round-robin over explicit partitions, so in every
+// partition the first occurrence of each id must appear in increasing id
+// order: that is the per-partition order check.
+package drill
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/kafkawal/kafkawal"
+)
+
+// Defaults of Config's zero fields.
+const (
+	DefaultTopic         = "drill"
+	DefaultPartitions    = 4
+	DefaultRate          = 500
+	DefaultSize          = 100
+	DefaultKills         = 20
+	DefaultKillAfterMin  = 100 * time.Millisecond
+	DefaultKillAfterMax  = 2 * time.Second
+	DefaultCutFor        = 3 * time.Second
+	DefaultBrokerDown    = time.Second
+	DefaultDrainRecords  = 100
+	DefaultDrainTimeout  = 2 * time.Minute
+	DefaultVerifyTimeout = 2 * time.Minute
+)
+
+// Config configures a drill. Every zero field but Command has a default.
+type Config struct {
+	// Broker is the broker the drill starts: "embedded" (kfake in this
+	// process, default) or "real" (Apache Kafka via scripts/kafka/kafka.sh).
+	// Ignored when Bootstrap is set.
+	Broker string
+	// Bootstrap, if set, is an existing cluster to use instead of starting
+	// one; broker restarts and network cuts then cannot be injected. Its
+	// topics must have at least Partitions partitions, and records of
+	// other drills in them are ignored (each drill tags its records).
+	Bootstrap string
+	// Topics are created with Partitions partitions each. Default "drill".
+	Topics []string
+	// Partitions per topic; records go round-robin over topics and
+	// partitions. Default 4.
+	Partitions int
+	// Dir is the WAL directory every child opens, kept after the drill.
+	// Default: a temporary directory, kept only when the drill ran to the
+	// end and failed (Report.Dir names it), removed otherwise.
+	Dir string
+
+	// Rate is the records appended per second by each child. Default 500.
+	Rate float64
+	// Size is each record's value size in bytes. Default 100.
+	Size int
+	// Durability is "always" (default), "periodic" or "never".
+	Durability string
+
+	// Kills is the number of children SIGKILLed. Default 20; set
+	// NoKills for a drill without kills.
+	Kills int
+	// NoKills makes Kills 0 (only the drain run).
+	NoKills bool
+	// KillAfterMin and KillAfterMax bound the uniform random time from a
+	// child's start to its SIGKILL. Default 100ms and 2s.
+	KillAfterMin, KillAfterMax time.Duration
+	// Seed seeds the kill and fault schedule; 0 picks one from the clock
+	// (Report.Seed says which, to run the same schedule again).
+	Seed uint64
+
+	// BrokerRestarts is the number of broker kills (SIGKILL for a real
+	// broker) and restarts at random points of the kill phase, each after
+	// BrokerDown (default 1s) of downtime.
+	BrokerRestarts int
+	BrokerDown     time.Duration
+	// NetCuts is the number of network blackholes, each CutFor long
+	// (default 3s), through a fault proxy that the broker advertises.
+	NetCuts int
+	CutFor  time.Duration
+
+	// DrainRecords is how many records the final child appends before it
+	// flushes and closes. Default 100.
+	DrainRecords int
+	// DrainTimeout bounds the final child's Flush and Close. Default 2m.
+	DrainTimeout time.Duration
+	// VerifyTimeout bounds reading the topics back. Default 2m.
+	VerifyTimeout time.Duration
+
+	// Command builds the command line of a child from the arguments
+	// ChildMain parses (for the CLI: its own binary with drill-child
+	// first). Required. Run sets the command's ExtraFiles (the ledger is
+	// fd 3), Stdout, Stderr and, on Linux, SysProcAttr.
+	Command func(args []string) *exec.Cmd
+	// Log receives one progress line per event. Default: discarded.
+	Log io.Writer
+	// ChildStderr, if set, receives every child's stderr (kafkawal's
+	// warnings) as well as the tail kept for the report.
+	ChildStderr io.Writer
+
+	// onChildStart, if set, is called with each child's pid (tests).
+	onChildStart func(run, pid int)
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Topics) == 0 {
+		c.Topics = []string{DefaultTopic}
+	}
+	if c.Broker == "" {
+		c.Broker = "embedded"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
+	if c.Rate == 0 {
+		c.Rate = DefaultRate
+	}
+	if c.Size == 0 {
+		c.Size = DefaultSize
+	}
+	if c.Durability == "" {
+		c.Durability = kafkawal.SyncAlways.String()
+	}
+	if c.NoKills {
+		c.Kills = 0
+	} else if c.Kills == 0 {
+		c.Kills = DefaultKills
+	}
+	if c.KillAfterMin == 0 {
+		c.KillAfterMin = DefaultKillAfterMin
+	}
+	if c.KillAfterMax == 0 {
+		c.KillAfterMax = max(DefaultKillAfterMax, c.KillAfterMin)
+	}
+	if c.Seed == 0 {
+		c.Seed = uint64(time.Now().UnixNano())%1_000_000_000 + 1 // short enough to retype
+	}
+	if c.BrokerDown == 0 {
+		c.BrokerDown = DefaultBrokerDown
+	}
+	if c.CutFor == 0 {
+		c.CutFor = DefaultCutFor
+	}
+	if c.DrainRecords == 0 {
+		c.DrainRecords = DefaultDrainRecords
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.VerifyTimeout == 0 {
+		c.VerifyTimeout = DefaultVerifyTimeout
+	}
+	if c.Log == nil {
+		c.Log = io.Discard
+	}
+	return c
+}
+
+// Validate reports the first invalid field, by its flag name.
+func (c Config) Validate() error {
+	switch {
+	case c.Command == nil:
+		return errors.New("drill: Command: required")
+	case c.Bootstrap == "" && c.Broker != "embedded" && c.Broker != "real":
+		return fmt.Errorf("drill: --broker: %q is neither embedded nor real", c.Broker)
+	case c.Bootstrap != "" && (c.BrokerRestarts > 0 || c.NetCuts > 0):
+		return errors.New("drill: --broker-restarts and --net-cuts need a broker the drill starts, not --bootstrap")
+	case c.Partitions < 1:
+		return fmt.Errorf("drill: --partitions: %d, want at least 1", c.Partitions)
+	case c.Rate <= 0:
+		return fmt.Errorf("drill: --rate: %v, want > 0", c.Rate)
+	case c.Size < 0:
+		return fmt.Errorf("drill: --size: %d, want >= 0", c.Size)
+	case c.Kills < 0:
+		return fmt.Errorf("drill: --kills: %d, want >= 0", c.Kills)
+	case c.KillAfterMin < 0 || c.KillAfterMax < c.KillAfterMin:
+		return fmt.Errorf("drill: --kill-after-min %v and --kill-after-max %v: want 0 <= min <= max", c.KillAfterMin, c.KillAfterMax)
+	case c.BrokerRestarts < 0 || c.NetCuts < 0:
+		return errors.New("drill: --broker-restarts and --net-cuts: want >= 0")
+	case c.BrokerDown < 0 || c.CutFor < 0:
+		return errors.New("drill: --broker-down and --cut-for: want >= 0")
+	case c.DrainRecords < 0:
+		return fmt.Errorf("drill: --drain-records: %d, want >= 0", c.DrainRecords)
+	case c.DrainTimeout < 0 || c.VerifyTimeout < 0:
+		return errors.New("drill: --drain-timeout and --verify-timeout: want >= 0")
+	}
+	for _, t := range c.Topics {
+		if t == "" || strings.ContainsAny(t, " \t\n,") {
+			return fmt.Errorf("drill: --topics: bad topic name %q", t)
+		}
+	}
+	if (c.BrokerRestarts > 0 || c.NetCuts > 0) && c.Kills == 0 {
+		return errors.New("drill: --broker-restarts and --net-cuts happen during the kill phase: need --kills > 0")
+	}
+	if _, err := parseDurability(c.Durability); err != nil {
+		return err
+	}
+	return nil
+}
+
+// parseDurability maps the --durability flag to kafkawal's mode.
+func parseDurability(s string) (kafkawal.Durability, error) {
+	for _, d := range []kafkawal.Durability{kafkawal.SyncAlways, kafkawal.SyncPeriodic, kafkawal.SyncNever} {
+		if s == d.String() {
+			return d, nil
+		}
+	}
+	return 0, fmt.Errorf("drill: --durability: %q is not always, periodic or never", s)
+}
