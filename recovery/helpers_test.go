@@ -27,13 +27,23 @@ func testRecord(i int) wal.Record {
 		Topic:     "orders",
 		Partition: int32(i%3) - 1,
 		Key:       []byte(fmt.Sprintf("key-%d", i)),
-		Value:     bytes.Repeat([]byte{'a' + byte(i%26)}, 20+(i*37)%300),
+		Value:     bytes.Repeat([]byte{'a' + byte(i%26)}, valueLen(i)),
 		Timestamp: time.Unix(1700000000, int64(i)),
 	}
 	if i%5 == 0 {
 		r.Headers = []wal.Header{{Key: "h", Value: []byte(fmt.Sprint(i))}}
 	}
 	return r
+}
+
+// valueLen keeps the template's last two records short, so that the torn
+// tail test cuts at every offset of them quickly, yet with two-byte length
+// prefixes (entries of 128 bytes or more).
+func valueLen(i int) int {
+	if i >= templateRecords-2 && i < templateRecords {
+		return 100 + i%2
+	}
+	return 20 + (i*37)%300
 }
 
 // writeLog appends records [0, n) to a new log in dir through wal, in

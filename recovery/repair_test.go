@@ -93,6 +93,7 @@ func TestRepairTornTailEveryOffset(t *testing.T) {
 	end := b.off + b.framed
 	for at := a.off; at < end; at++ {
 		t.Run(fmt.Sprintf("cut=%d", at), func(t *testing.T) {
+			t.Parallel()
 			dir := freshLog(t)
 			seg := filepath.Join(dir, wal.SegmentsDir, name)
 			orig := readFile(t, seg)
