@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -334,4 +336,43 @@ func heapInUse() uint64 {
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)
 	return m.HeapInuse
+}
+
+// WAL files are 0600 and directories 0700 by default, including the ones
+// made beside the segments (cursor, dead letters, lock).
+func TestDefaultPermissions(t *testing.T) {
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	createTopic(t, b, "perm", 1, nil)
+	cfg := baseConfig(t, b)
+	cfg.Dir = filepath.Join(cfg.Dir, "wal")
+	p := openT(t, cfg)
+	ctx := testCtx(t, time.Minute)
+	if _, err := p.Append(ctx, idRecord("perm", 0, 1, []byte("v"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closeT(t, p, 10*time.Second)
+	n := 0
+	err := filepath.Walk(cfg.Dir, func(path string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		want := os.FileMode(0o600)
+		if fi.IsDir() {
+			want = 0o700
+		}
+		if fi.Mode().Perm() != want {
+			t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), want)
+		}
+		n++
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n < 5 {
+		t.Fatalf("walked only %d entries", n)
+	}
 }

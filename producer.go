@@ -85,7 +85,11 @@ func Open(cfg Config) (*Producer, error) {
 		return nil, err
 	}
 	p.log, p.opened.WAL = l, info
-	dl, cut, err := wal.OpenDeadLetters(cfg.Dir, opts.FileMode)
+	fileMode := opts.FileMode
+	if fileMode == 0 {
+		fileMode = wal.DefaultFileMode
+	}
+	dl, cut, err := wal.OpenDeadLetters(cfg.Dir, fileMode)
 	if err != nil {
 		l.Close()
 		return nil, err
