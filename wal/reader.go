@@ -35,7 +35,7 @@ func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
 	last := l.visible.Load()
 	total := 0
 	for ; seq <= last && len(dst) < cap(dst) && (total < maxBytes || total == 0); seq++ {
-		data, err := l.tl.Read(seq)
+		data, err := l.readEntry(seq)
 		if err != nil {
 			return dst, fmt.Errorf("%w: read seq %d: %v", ErrCorrupt, seq, err)
 		}
@@ -52,4 +52,17 @@ func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
 		total += len(data)
 	}
 	return dst, nil
+}
+
+// readEntry calls tidwall's Read, turning its panic on a sealed segment
+// with fewer entries than its file name promises (it indexes without a
+// bounds check) into ErrCorrupt: Open checks only the tail segment, so such
+// damage can first show up here.
+func (l *Log) readEntry(seq uint64) (data []byte, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("segment holding seq %d is shorter than its name says: %v", seq, r)
+		}
+	}()
+	return l.tl.Read(seq)
 }
