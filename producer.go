@@ -73,6 +73,7 @@ func Open(cfg Config) (*Producer, error) {
 	opts.BeforeOpen = func(dir string) error {
 		rep, err := recovery.Repair(dir, recovery.Options{
 			Policy:   cfg.CorruptionPolicy,
+			FullScan: cfg.FullScanOnOpen,
 			FileMode: opts.FileMode,
 			DirMode:  opts.DirMode,
 			Logger:   lg,
