@@ -70,6 +70,13 @@ func openT(t testing.TB, cfg kafkawal.Config) *kafkawal.Producer {
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
+	// A test that fails half-way still releases its producer (a second
+	// Close is a no-op), so one failure does not leak into the next test.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		p.Close(ctx)
+	})
 	return p
 }
 

@@ -228,9 +228,12 @@ func TestSecondOpenIsLocked(t *testing.T) {
 func TestPermanentErrorsAreDeadLettered(t *testing.T) {
 	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{})
-	createTopic(t, b, "small", 1, map[string]string{"max.message.bytes": "2000"})
+	createTopic(t, b, "small", 1, map[string]string{"max.message.bytes": "50000"})
 	cfg := baseConfig(t, b)
 	cfg.Kafka["compression.type"] = "none"
+	// librdkafka's batches stay under the topic's limit, so the oversize
+	// record travels alone and only it is refused (see the README).
+	cfg.Kafka["batch.size"] = 40000
 	var mu sync.Mutex
 	var told []kafkawal.DeadLetter
 	cfg.OnDeadLetter = func(dl kafkawal.DeadLetter) { mu.Lock(); told = append(told, dl); mu.Unlock() }
@@ -241,7 +244,7 @@ func TestPermanentErrorsAreDeadLettered(t *testing.T) {
 		r := idRecord("small", 0, id, value(100, id))
 		switch id {
 		case 10:
-			r.Value = value(10000, id) // over the topic's max.message.bytes
+			r.Value = value(100000, id) // over the topic's max.message.bytes
 		case 20:
 			r.Topic = "missing-topic"
 		default:

@@ -166,8 +166,12 @@ func (s *Sender) run() {
 			s.shutdown()
 			return
 		}
+		s.maybeRewind()
 		s.fill()
 		s.checkRebuild()
+		// Every path that moves the watermark ends here: delivery reports,
+		// and records skipped or dead-lettered while producing.
+		s.published()
 		var retry <-chan time.Time
 		if !s.retryAt.IsZero() || s.mode == rebuilding {
 			at := s.retryAt
@@ -189,7 +193,6 @@ func (s *Sender) run() {
 				}
 				break
 			}
-			s.published()
 		case lg := <-s.logs:
 			s.logLibrdkafka(lg)
 		case <-s.wal.Appended():
@@ -215,8 +218,12 @@ func (s *Sender) fill() {
 		s.retryAt = time.Time{}
 	}
 	for s.win.hasRoom(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes) {
-		if s.win.next < s.isolateUntil && s.win.produced > 0 {
-			break // isolated: one record at a time
+		// Isolated: one record at a time, and the record after the range
+		// waits for the last isolated one's report too, or librdkafka
+		// would batch them together again.
+		lastSolo := s.soloSeq != 0 && s.soloSeq == s.win.next-1
+		if s.win.produced > 0 && (s.win.next < s.isolateUntil || lastSolo) {
+			break
 		}
 		if s.win.nextDone() {
 			s.win.skip()

@@ -69,3 +69,36 @@ func valueID(r *kgo.Record) (uint64, bool) {
 	_, err := fmt.Sscan(string(r.Value), &id)
 	return id, err == nil
 }
+
+// A drain whose last outstanding report is a success ends in a rewind once
+// maybeRewind runs (the run loop calls it after every event; it used to be
+// called only after failure reports, and the sender then waited for ever).
+func TestDrainEndsOnSuccessReport(t *testing.T) {
+	dir := t.TempDir()
+	l, _, err := wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	for i := 0; i < 3; i++ {
+		if _, err := l.Append(context.Background(), []wal.Record{{Topic: "t", Value: []byte("v")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := &Sender{wal: l, win: newWindow(1, 16), mode: normal, lg: Config{}.withDefaults().Logger}
+	for seq := uint64(1); seq <= 3; seq++ {
+		s.win.add(seq, 10, 0)
+	}
+	topic := "t"
+	fail := kafka.NewError(kafka.ErrMsgTimedOut, "", false)
+	s.report(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Error: fail}, Opaque: uint64(1)})
+	if s.mode != draining {
+		t.Fatalf("mode %v after a transient failure, want draining", s.mode)
+	}
+	s.report(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic}, Opaque: uint64(2)})
+	s.report(&kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic}, Opaque: uint64(3)})
+	s.maybeRewind() // what the run loop does after every event
+	if s.mode != normal || s.win.next != 1 {
+		t.Fatalf("after the last report: mode %v next %d, want normal and a rewind to 1", s.mode, s.win.next)
+	}
+}
