@@ -31,8 +31,9 @@ type Options struct {
 	// advertise the proxy's address, so every client connection crosses it.
 	Proxy bool
 	// Ephemeral starts the broker without persistent data: Restart brings
-	// it back empty (an idempotent producer then fails fatally). Default
-	// false: data survives Kill/Restart.
+	// it back empty. On the embedded broker an idempotent producer then
+	// fails fatally; Apache Kafka 4.4 accepts it silently (docs/brokers.md).
+	// Default false: data survives Kill/Restart.
 	Ephemeral bool
 }
 
