@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/kafkawal/kafkawal/wal"
 )
 
 // quarantine keeps b, cut from segment at offset, in
@@ -44,7 +46,7 @@ func (r *repairer) quarantine(segment string, offset int64, suffix string, b []b
 			err = cerr
 		}
 		if err == nil {
-			err = syncDir(qdir)
+			err = wal.SyncDir(qdir)
 		}
 		if err != nil {
 			return "", fmt.Errorf("kafkawal: quarantine %s: %w", path, err)
@@ -68,7 +70,7 @@ func (r *repairer) ensureQuarantineDir(qdir string) error {
 	if err := os.Mkdir(qdir, r.opts.DirMode); err != nil && !errors.Is(err, fs.ErrExist) {
 		return fmt.Errorf("kafkawal: quarantine: %w", err)
 	}
-	if err := syncDir(r.dir); err != nil {
+	if err := wal.SyncDir(r.dir); err != nil {
 		return fmt.Errorf("kafkawal: quarantine: sync %s: %w", r.dir, err)
 	}
 	return nil
@@ -114,18 +116,6 @@ func rewriteFile(path string, b []byte) error {
 	}
 	if err != nil {
 		os.Remove(tmp)
-	}
-	return err
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
 	}
 	return err
 }

@@ -175,7 +175,7 @@ func (r *repairer) fix(c *segCheck) error {
 		err = rewriteFile(c.seg.Path, out)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(c.seg.Path))
+		err = wal.SyncDir(filepath.Dir(c.seg.Path))
 	}
 	if err != nil {
 		return fmt.Errorf("kafkawal: repair %s: %w", c.seg.Path, err)

@@ -113,7 +113,7 @@ func (c *cursorFile) store(acked uint64) error {
 		err = cerr
 	}
 	if err == nil && os.IsNotExist(statErr) {
-		err = syncDir(c.dir)
+		err = SyncDir(c.dir)
 	}
 	if err != nil {
 		return fmt.Errorf("kafkawal: write cursor %s: %w", path, err)
@@ -123,7 +123,9 @@ func (c *cursorFile) store(acked uint64) error {
 	return nil
 }
 
-func syncDir(dir string) error {
+// SyncDir fsyncs a directory, making the creation, rename or removal of
+// its entries durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err

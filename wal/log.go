@@ -138,7 +138,7 @@ func (l *Log) open() (OpenInfo, error) {
 		return info, err
 	}
 	// tidwall/wal creates files without syncing their directory.
-	if err := syncDir(l.segDir); err != nil {
+	if err := SyncDir(l.segDir); err != nil {
 		return info, fmt.Errorf("kafkawal: sync %s: %w", l.segDir, err)
 	}
 	cur, st, err := openCursor(l.dir, l.opts.FileMode)

@@ -53,7 +53,7 @@ func (l *Log) maybeTruncate() {
 		deleted++
 	}
 	if err == nil {
-		err = syncDir(l.segDir)
+		err = SyncDir(l.segDir)
 	}
 	l.w.segs.segs = append([]SegmentFile(nil), segs[deleted:]...)
 	l.w.markGood()

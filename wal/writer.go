@@ -179,7 +179,7 @@ func (l *Log) syncLoop(jobs <-chan *syncJob, done chan<- *syncJob) {
 		if err := syscall.Fdatasync(int(job.file.Fd())); err != nil {
 			job.err = fmt.Errorf("%s: %w", job.file.Name(), err)
 		} else if job.syncDir {
-			if err := syncDir(l.segDir); err != nil {
+			if err := SyncDir(l.segDir); err != nil {
 				job.err = fmt.Errorf("%s: %w", l.segDir, err)
 			}
 		}
@@ -322,7 +322,7 @@ func (l *Log) syncTail() error {
 		l.w.dirty = false
 	}
 	if l.w.dirDirty {
-		if err := syncDir(l.segDir); err != nil {
+		if err := SyncDir(l.segDir); err != nil {
 			return fmt.Errorf("%s: %w", l.segDir, err)
 		}
 		l.w.dirDirty = false
@@ -412,7 +412,7 @@ func (l *Log) repairLocked() error {
 	if err != nil {
 		return err
 	}
-	if err := syncDir(l.segDir); err != nil {
+	if err := SyncDir(l.segDir); err != nil {
 		return err
 	}
 	if err := l.openTidwall(); err != nil {

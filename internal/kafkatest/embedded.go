@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -223,16 +224,24 @@ func (e *embedded) Close() error {
 	return errors.Join(errs...)
 }
 
-// ping waits until a kgo client reaches the broker at seed.
+// ping waits until the broker at seed answers a metadata request that
+// lists it.
 func ping(ctx context.Context, seed string, opts ...kgo.Opt) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seed)}, opts...)...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	adm := kadm.NewClient(cl)
 	return poll(ctx, func() (bool, error) {
-		err := cl.Ping(ctx)
-		return err == nil, err
+		m, err := adm.BrokerMetadata(ctx)
+		if err != nil {
+			return false, err
+		}
+		if len(m.Brokers) == 0 {
+			return false, errors.New("metadata lists no broker")
+		}
+		return true, nil
 	})
 }
 

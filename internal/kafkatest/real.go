@@ -89,7 +89,7 @@ func StartReal(ctx context.Context, opts Options) (Broker, error) {
 			return nil, err
 		}
 	}
-	r.direct = realDirectDialer(r.Bootstrap(), r.addr)
+	r.direct = directDialer(r.Bootstrap(), r.addr)
 	if r.dir, err = os.MkdirTemp("", "kafkawal-kafka-"); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("kafkatest: real broker dir: %w", err)
@@ -157,7 +157,7 @@ func (r *realBroker) start(ctx context.Context, fresh bool) error {
 		r.killLocked()
 		return fmt.Errorf("kafkatest: start real broker in %s: %w", r.dir, err)
 	}
-	if err := realPing(ctx, r.addr, r.direct); err != nil {
+	if err := ping(ctx, r.addr, r.direct); err != nil {
 		r.killLocked()
 		return fmt.Errorf("kafkatest: real broker on %s does not answer: %w%s", r.addr, err, r.logTail())
 	}
@@ -195,7 +195,7 @@ func (r *realBroker) CreateTopic(ctx context.Context, name string, partitions in
 	// Accepting produces: every partition has a leader in metadata, and the
 	// leader answers ListOffsets for it (the broker's metadata cache can
 	// show a leader a moment before the partition's log exists).
-	err = realPoll(ctx, func() (bool, error) {
+	err = poll(ctx, func() (bool, error) {
 		details, err := adm.ListTopics(ctx, name)
 		if err != nil {
 			return false, err
@@ -364,63 +364,4 @@ func freeLoopbackPort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-// realDirectDialer sends connections meant for advertised straight to addr,
-// so that admin and readiness traffic bypasses the fault proxy.
-func realDirectDialer(advertised, addr string) kgo.Opt {
-	return kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
-		if host == advertised {
-			host = addr
-		}
-		var d net.Dialer
-		return d.DialContext(ctx, network, host)
-	})
-}
-
-// realPing waits until the broker at seed answers a metadata request that
-// lists it.
-func realPing(ctx context.Context, seed string, opts ...kgo.Opt) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seed)}, opts...)...)
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	return realPoll(ctx, func() (bool, error) {
-		m, err := adm.BrokerMetadata(ctx)
-		if err != nil {
-			return false, err
-		}
-		if len(m.Brokers) == 0 {
-			return false, errors.New("metadata lists no broker")
-		}
-		return true, nil
-	})
-}
-
-// realPoll calls try every 50 ms until it reports done, then returns its
-// error. A not-done error is a reason to retry; if ctx ends first, realPoll
-// returns ctx's error with the last such reason.
-func realPoll(ctx context.Context, try func() (done bool, err error)) error {
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	var last error
-	for {
-		done, err := try()
-		if done {
-			return err
-		}
-		if err != nil {
-			last = err
-		}
-		select {
-		case <-ctx.Done():
-			if last != nil {
-				return fmt.Errorf("%w (last attempt: %v)", ctx.Err(), last)
-			}
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 }
