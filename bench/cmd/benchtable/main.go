@@ -1,0 +1,249 @@
+// Command benchtable turns `go test -bench ./bench/...` output into the
+// Markdown tables of bench/README.md: one table per benchmark, one row per
+// sub-benchmark, one column per metric, each cell the median of the runs
+// (-count N) with the spread of the runs when there is more than one.
+//
+//	go run ./bench/cmd/benchtable bench/results/latest.txt
+//	go test -run '^$' -bench . ./bench/ | go run ./bench/cmd/benchtable
+//
+// The ratios (x_plain, x_bbolt, of_disk, …) are metrics the benchmarks
+// report themselves, each against a reference measured in the same run;
+// see bench/README.md for how to read them.
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+func main() {
+	var in io.Reader = os.Stdin
+	if len(os.Args) > 2 || (len(os.Args) == 2 && strings.HasPrefix(os.Args[1], "-")) {
+		fmt.Fprintln(os.Stderr, "usage: benchtable [go-test-bench-output.txt]  (default: stdin)")
+		os.Exit(2)
+	}
+	if len(os.Args) == 2 {
+		f, err := os.Open(os.Args[1])
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "benchtable:", err)
+			os.Exit(1)
+		}
+		defer f.Close()
+		in = f
+	}
+	res, err := parse(in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
+	if len(res.groups) == 0 {
+		fmt.Fprintln(os.Stderr, "benchtable: no benchmark results in the input")
+		os.Exit(1)
+	}
+	render(os.Stdout, res)
+}
+
+// results is a parsed `go test -bench` output.
+type results struct {
+	config [][2]string // "key: value" lines, in order, first of each key
+	groups []*group
+}
+
+// group is one top-level benchmark.
+type group struct {
+	name  string
+	rows  []*row
+	units []string
+}
+
+// row is one sub-benchmark: its values per unit, one per run.
+type row struct {
+	name   string
+	values map[string][]float64
+}
+
+var (
+	// A result line: name, iterations, then value/unit pairs.
+	resultLine = regexp.MustCompile(`^(Benchmark\S+?)(?:-\d+)?\s+(\d+)\s+(.*)$`)
+	configLine = regexp.MustCompile(`^([a-z][^\s:]*): (.*)$`)
+)
+
+func parse(r io.Reader) (*results, error) {
+	res := &results{}
+	seenKey := map[string]bool{}
+	groups := map[string]*group{}
+	rows := map[string]*row{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := strings.TrimRight(sc.Text(), " \t")
+		if m := configLine.FindStringSubmatch(line); m != nil && !strings.HasPrefix(line, "ok") {
+			if !seenKey[m[1]] {
+				seenKey[m[1]] = true
+				res.config = append(res.config, [2]string{m[1], m[2]})
+			}
+			continue
+		}
+		m := resultLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		full := m[1]
+		top, sub, _ := strings.Cut(full, "/")
+		g := groups[top]
+		if g == nil {
+			g = &group{name: top}
+			groups[top] = g
+			res.groups = append(res.groups, g)
+		}
+		rw := rows[full]
+		if rw == nil {
+			rw = &row{name: sub, values: map[string][]float64{}}
+			rows[full] = rw
+			g.rows = append(g.rows, rw)
+		}
+		f := strings.Fields(m[3])
+		if len(f)%2 != 0 {
+			return nil, fmt.Errorf("odd value/unit fields in %q", line)
+		}
+		for i := 0; i < len(f); i += 2 {
+			v, err := strconv.ParseFloat(f[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("value %q in %q: %v", f[i], line, err)
+			}
+			unit := f[i+1]
+			if unit == "ns/op" && v == 0 {
+				continue // hidden by the benchmark: its op is not comparable
+			}
+			if !slices.Contains(g.units, unit) {
+				g.units = append(g.units, unit)
+			}
+			rw.values[unit] = append(rw.values[unit], v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	for _, g := range res.groups {
+		sort.SliceStable(g.units, func(i, j int) bool { return unitRank(g.units[i]) < unitRank(g.units[j]) })
+	}
+	return res, nil
+}
+
+// unitOrder puts the figures first, then the comparisons.
+var unitOrder = []string{
+	"records/s", "MB/s", "cpu-us/record", "records/write",
+	"p50-append-us", "p99-append-us", "p99.9-append-us",
+	"p50-delivered-ms", "p99-delivered-ms", "p99.9-delivered-ms",
+	"first-delivery-ms", "open-ms",
+	"base-RSS-MB", "peak-RSS-MB", "RSS-growth-MB", "RSS-growth-2nd-half-MB", "peak-heap-MB", "heap-growth-MB", "held-MB", "RSS-MB/GiB-held",
+	"appended-MB", "disk-B/value-B", "disk-B/wal-B", "dev-B/value-B",
+}
+
+func unitRank(u string) int {
+	if i := slices.Index(unitOrder, u); i >= 0 {
+		return i
+	}
+	if strings.HasPrefix(u, "x_") || strings.HasPrefix(u, "of_") {
+		return 2000
+	}
+	return 1000
+}
+
+// titles say what each benchmark compares; README.md says more.
+var titles = map[string]string{
+	"BenchmarkDurableAppend":      "Durable append (sender idle): kafkawal vs the raw disk and bbolt (OTel Collector queue)",
+	"BenchmarkEndToEnd":           "End to end, append → delivery report: kafkawal vs plain confluent-kafka-go",
+	"BenchmarkLatency":            "Latency at a fixed offered load (open loop), SyncAlways vs plain",
+	"BenchmarkReplay":             "Replay after a restart with a backlog vs a plain producer sending the same records",
+	"BenchmarkOutageMemory":       "Memory while a backlog builds behind a blackholed broker (one child process per side)",
+	"BenchmarkWriteAmplification": "Write amplification with delivery and truncation running",
+}
+
+func render(w io.Writer, res *results) {
+	for _, kv := range res.config {
+		fmt.Fprintf(w, "- %s: %s\n", kv[0], kv[1])
+	}
+	if len(res.config) > 0 {
+		fmt.Fprintln(w)
+	}
+	for _, g := range res.groups {
+		title := titles[g.name]
+		if title == "" {
+			title = g.name
+		}
+		fmt.Fprintf(w, "#### %s\n\n`%s`\n\n", title, g.name)
+		fmt.Fprintf(w, "| |%s|\n", strings.Join(g.units, "|"))
+		fmt.Fprintf(w, "|---|%s\n", strings.Repeat("---:|", len(g.units)))
+		for _, r := range g.rows {
+			cells := make([]string, len(g.units))
+			for i, u := range g.units {
+				cells[i] = cell(r.values[u])
+			}
+			fmt.Fprintf(w, "|%s|%s|\n", r.name, strings.Join(cells, "|"))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+// cell is the median of vs, with ±half the range of the runs in percent of
+// the median when there are several.
+func cell(vs []float64) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	out := num(med)
+	if len(s) > 1 && med != 0 {
+		out += fmt.Sprintf(" ±%.0f%%", 100*(s[len(s)-1]-s[0])/2/math.Abs(med))
+	}
+	return out
+}
+
+// num prints v readably: integers with thousands separated from 100 up,
+// three significant digits below.
+func num(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case a >= 1000:
+		return group3(strconv.FormatFloat(v, 'f', 0, 64))
+	case a >= 100:
+		return strconv.FormatFloat(v, 'f', 0, 64)
+	case a >= 10:
+		return strconv.FormatFloat(v, 'f', 1, 64)
+	case a >= 1:
+		return strconv.FormatFloat(v, 'f', 2, 64)
+	case a == 0:
+		return "0"
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+func group3(s string) string {
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}

@@ -1,0 +1,115 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/kafkawal/kafkawal"
+)
+
+// BenchmarkEndToEnd: append → delivery report, through kafkawal and
+// through a plain confluent-kafka-go producer with the same librdkafka
+// settings (plainConfig), on the same broker, with the same records, in
+// the same two shapes as BenchmarkDurableAppend (for the plain producer,
+// "batch=1000" is one goroutine producing in a loop). The clock runs from
+// the first append to the last delivery report (kafkawal: Flush returns);
+// both sides are warmed up first (connection, metadata, producer id) with
+// one delivered record. kafkawal reports its records/s over the plain
+// producer's as x_plain; the goals are ≥ 0.90 with SyncPeriodic and ≥ 0.75
+// with SyncAlways. cpu-us/record is the process's CPU per record (with the
+// embedded broker, the broker's included). One op is one record.
+func BenchmarkEndToEnd(b *testing.B) {
+	br := directBroker.get(b)
+	for _, vs := range valueSizes {
+		for _, s := range shapes {
+			prefix := fmt.Sprintf("value=%d/%s", vs, s.name)
+			key := fmt.Sprintf("e2e/%s", prefix)
+			b.Run(prefix+"/plain", func(b *testing.B) {
+				recordPeer(b, key, benchPlainE2E(b, br.Bootstrap(), newTopic(b, br), vs, s))
+			})
+			for _, m := range []struct {
+				name string
+				mode kafkawal.Durability
+			}{{"SyncPeriodic", kafkawal.SyncPeriodic}, {"SyncAlways", kafkawal.SyncAlways}} {
+				b.Run(prefix+"/kafkawal-"+m.name, func(b *testing.B) {
+					rps := benchKafkawalE2E(b, br.Bootstrap(), newTopic(b, br), vs, s, m.mode)
+					reportRatio(b, key, rps, "x_plain")
+				})
+			}
+		}
+	}
+}
+
+// e2eTimeout bounds one run's wait for its deliveries.
+const e2eTimeout = 10 * time.Minute
+
+func benchKafkawalE2E(b *testing.B, bootstrap, topic string, valueSize int, s shape, mode kafkawal.Durability) float64 {
+	p := openProducer(b, producerConfig(b.TempDir(), bootstrap, mode))
+	defer closeProducer(p, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	defer cancel()
+	rs := batchOf(topic, s.batch, valueSize)
+	if _, err := p.AppendBatch(ctx, rs[:1]); err != nil {
+		b.Fatalf("warm-up append: %v", err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		b.Fatalf("warm-up flush: %v", err)
+	}
+	b.ResetTimer()
+	cpu := cpuTime()
+	err := drive(s, int64(b.N), rs, func(rs []kafkawal.Record) error {
+		_, err := p.AppendBatch(ctx, rs)
+		return err
+	})
+	if err == nil {
+		err = p.Flush(ctx)
+	}
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("append and deliver %d records: %v", b.N, err)
+	}
+	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	if st := p.Stats(); st.DeadLettered > 0 {
+		b.Fatalf("%d records dead-lettered", st.DeadLettered)
+	}
+	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
+}
+
+func benchPlainE2E(b *testing.B, bootstrap, topic string, valueSize int, s shape) float64 {
+	pl := newPlain(b, plainConfig(b, bootstrap, nil), nil)
+	defer pl.close()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	defer cancel()
+	v := value(valueSize)
+	if err := pl.produce(message(&topic, v, nil)); err != nil {
+		b.Fatalf("warm-up produce: %v", err)
+	}
+	if err := pl.wait(ctx); err != nil {
+		b.Fatalf("warm-up: %v", err)
+	}
+	vals := make([][]byte, s.batch)
+	for i := range vals {
+		vals[i] = v
+	}
+	b.ResetTimer()
+	cpu := cpuTime()
+	err := drive(s, int64(b.N), vals, func(vals [][]byte) error {
+		for _, v := range vals {
+			if err := pl.produce(message(&topic, v, nil)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = pl.wait(ctx)
+	}
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("produce and deliver %d records: %v", b.N, err)
+	}
+	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
+}
