@@ -380,6 +380,13 @@ func (s *Sender) enter(m mode, cause error) {
 	s.mode = m
 	s.lg.Warn().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced).
 		Msg("sender: transient delivery failure; re-sending from the oldest unacknowledged record")
+	// Take back everything still queued or in flight now: left alone,
+	// later records could be delivered before the failed one is re-sent,
+	// and land ahead of it in its partition. A purged record that did reach
+	// Kafka is sent again: a duplicate (counted in Resent), never a reorder.
+	if err := s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking); err != nil {
+		s.lg.Warn().Err(err).Msg("sender: purge failed")
+	}
 }
 
 func (s *Sender) maybeRewind() {

@@ -85,7 +85,12 @@ func TestDrainEndsOnSuccessReport(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := &Sender{wal: l, win: newWindow(1, 16), mode: normal, lg: Config{}.withDefaults().Logger}
+	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	s := &Sender{wal: l, p: p, win: newWindow(1, 16), mode: normal, lg: Config{}.withDefaults().Logger}
 	for seq := uint64(1); seq <= 3; seq++ {
 		s.win.add(seq, 10, 0)
 	}
