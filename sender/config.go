@@ -22,9 +22,10 @@ const (
 	// order (idempotence), however long the outage; memory stays bounded
 	// because only MaxInFlight records are ever handed to it, the backlog
 	// waits in the WAL. A finite timeout makes librdkafka give records back
-	// (ErrMsgTimedOut) during a long outage; the sender then re-sends them
-	// from the WAL (nothing is lost), but a re-sent record can land after
-	// later records of its partition.
+	// (ErrMsgTimedOut) during a long outage; the sender then purges what
+	// librdkafka still holds and re-sends everything unacknowledged from the
+	// WAL, in order: nothing is lost, and records that had reached Kafka
+	// before the purge arrive twice (Stats.Resent).
 	DefaultMessageTimeoutMs = 0
 )
 

@@ -13,9 +13,10 @@
 //
 // What a failed record costs:
 //
-//   - transient (broker down, timeouts, not leader, transport): nothing is
-//     produced until every outstanding report is in, then every record not
-//     yet acknowledged is produced again, in sequence order, after a backoff
+//   - transient (broker down, timeouts, not leader, transport): librdkafka
+//     is purged, nothing is produced until every outstanding report is in,
+//     then every record not yet acknowledged is produced again, in sequence
+//     order, after a backoff
 //     (50 ms doubling to 5 s). Never dead-lettered. With kafkawal's default
 //     message.timeout.ms=0 librdkafka itself retries for ever, so this path
 //     is taken only when the application set a finite timeout.
