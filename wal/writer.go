@@ -124,6 +124,8 @@ func (l *Log) run() {
 	house := time.NewTicker(truncateEvery)
 	defer house.Stop()
 	batch := make([]*appendReq, 0, 256)
+	// held: requests that arrived while an fsync ran (SyncAlways only).
+	held := make([]*appendReq, 0, 1024)
 	reqs := l.reqs
 	for {
 		select {
@@ -148,10 +150,21 @@ func (l *Log) run() {
 					break drain
 				}
 			}
-			l.write(batch)
+			if l.w.inflight != nil && len(held)+len(batch) < cap(held) {
+				// An fsync is running: hold these and write them in one
+				// go when it ends (one write(2) per fsync, not per wakeup).
+				held = append(held, batch...)
+			} else {
+				l.write(batch)
+			}
 			clear(batch)
 		case job := <-syncDone:
 			l.synced(job)
+			if len(held) > 0 {
+				l.write(held)
+				clear(held)
+				held = held[:0]
+			}
 		case <-syncTick:
 			if l.w.failed == nil && (l.w.dirty || l.w.dirDirty) {
 				if err := l.syncTail(); err != nil {
