@@ -14,6 +14,7 @@ type diskCap struct {
 	used     int64
 	reserved int64
 	max      int64
+	waiting  int           // appenders blocked in reserve (Block policy)
 	freed    chan struct{} // closed and replaced whenever bytes are freed
 }
 
@@ -33,19 +34,35 @@ func (d *diskCap) reserve(ctx context.Context, n int64, policy FullPolicy, done 
 			return nil
 		}
 		used, ch := d.used+d.reserved, d.freed
-		d.mu.Unlock()
 		if policy == Reject {
+			d.mu.Unlock()
 			return fmt.Errorf("%w: %d bytes in use, %d more do not fit under MaxDiskBytes %d", ErrFull, used, n, d.max)
 		}
+		d.waiting++
+		d.mu.Unlock()
 		pressure()
+		var err error
 		select {
 		case <-ch:
 		case <-done:
-			return ErrClosed
+			err = ErrClosed
 		case <-ctx.Done():
-			return fmt.Errorf("%w: waited for %d bytes until the context ended: %w", ErrFull, n, context.Cause(ctx))
+			err = fmt.Errorf("%w: waited for %d bytes until the context ended: %w", ErrFull, n, context.Cause(ctx))
+		}
+		d.mu.Lock()
+		d.waiting--
+		d.mu.Unlock()
+		if err != nil {
+			return err
 		}
 	}
+}
+
+// waiters returns how many appenders are blocked at the cap.
+func (d *diskCap) waiters() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.waiting
 }
 
 // commit turns a reservation of n bytes into written bytes.
@@ -78,7 +95,7 @@ func (d *diskCap) usedBytes() int64 {
 	return d.used
 }
 
-// full reports whether less than one segment of room is left, which makes
+// nearlyFull reports whether less than one segment of room is left, which makes
 // truncation urgent.
 func (d *diskCap) nearlyFull(segment int64) bool {
 	d.mu.Lock()

@@ -415,10 +415,11 @@ func TestDiskCap(t *testing.T) {
 			seq, err = l.Append(ctxTimeout(t, 10*time.Second), []Record{{Topic: "t", Value: after}})
 			done <- err
 		}()
+		waitFor(t, 5*time.Second, "the append to block at the cap", func() bool { return l.disk.waiters() == 1 })
 		select {
 		case err := <-done:
 			t.Fatalf("append did not block at the cap: %v", err)
-		case <-time.After(100 * time.Millisecond):
+		default:
 		}
 		if err := l.SetCursor(full); err != nil {
 			t.Fatal(err)
@@ -446,7 +447,7 @@ func TestDiskCap(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { _, err := l.Append(bg, []Record{{Topic: "t", Value: val}}); done <- err }()
-		time.Sleep(20 * time.Millisecond)
+		waitFor(t, 5*time.Second, "the append to block at the cap", func() bool { return l.disk.waiters() == 1 })
 		l.Close()
 		if err := <-done; !errors.Is(err, ErrClosed) {
 			t.Fatalf("blocked append after Close: %v, want ErrClosed", err)
