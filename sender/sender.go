@@ -35,6 +35,8 @@ type Sender struct {
 	win     *window
 	buf     []wal.Entry
 	pending []wal.Entry
+	msg     kafka.Message  // reused by message
+	hdrs    []kafka.Header // reused by message
 	mode    mode
 	retryAt time.Time
 	backoff time.Duration
@@ -232,7 +234,9 @@ func (s *Sender) fill() {
 		}
 		if len(s.pending) == 0 || s.pending[0].Seq != s.win.next {
 			var err error
-			s.buf, err = s.wal.Read(s.win.next, s.buf[:0], readBytes)
+			// Shared: the records alias the WAL's memory. Produce copies
+			// them into librdkafka; nothing here modifies them.
+			s.buf, err = s.wal.ReadShared(s.win.next, s.buf[:0], readBytes)
 			if err != nil {
 				s.lg.Error().Err(err).Uint64("seq", s.win.next).Msg("sender: cannot read the WAL; retrying")
 				s.retryLater()
@@ -251,11 +255,11 @@ func (s *Sender) fill() {
 			s.pending = s.pending[1:]
 			continue
 		}
-		err := s.p.Produce(message(e), nil)
+		err := s.p.Produce(s.message(e), nil)
 		if err != nil {
 			switch classify(err) {
 			case permanent:
-				if s.deadLetter(e.Seq, e.Record, err) {
+				if s.deadLetter(e.Seq, e.Record.Clone(), err) {
 					s.win.skip()
 					s.pending = s.pending[1:]
 					continue
@@ -280,9 +284,14 @@ func (s *Sender) fill() {
 	s.stats.oldest.Store(s.win.oldest())
 }
 
-func message(e *wal.Entry) *kafka.Message {
+// message fills the sender's one reusable kafka.Message with e: Produce
+// copies what it needs (librdkafka's RD_KAFKA_MSG_F_COPY) and keeps no
+// reference to the Message, so one per sender saves an allocation per
+// record.
+func (s *Sender) message(e *wal.Entry) *kafka.Message {
 	r := &e.Record
-	m := &kafka.Message{
+	m := &s.msg
+	*m = kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &r.Topic, Partition: r.Partition},
 		Key:            r.Key,
 		Value:          r.Value,
@@ -290,10 +299,11 @@ func message(e *wal.Entry) *kafka.Message {
 		Opaque:         e.Seq,
 	}
 	if len(r.Headers) > 0 {
-		m.Headers = make([]kafka.Header, len(r.Headers))
-		for i, h := range r.Headers {
-			m.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+		s.hdrs = s.hdrs[:0]
+		for _, h := range r.Headers {
+			s.hdrs = append(s.hdrs, kafka.Header{Key: h.Key, Value: h.Value})
 		}
+		m.Headers = s.hdrs
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -27,6 +28,20 @@ type Record struct {
 	// Timestamp is the record's create time; the zero value is stored as
 	// "unset".
 	Timestamp time.Time
+}
+
+// Clone returns a deep copy of r.
+func (r Record) Clone() Record {
+	c := r
+	c.Key = bytes.Clone(r.Key)
+	c.Value = bytes.Clone(r.Value)
+	if r.Headers != nil {
+		c.Headers = make([]Header, len(r.Headers))
+		for i, h := range r.Headers {
+			c.Headers[i] = Header{Key: h.Key, Value: bytes.Clone(h.Value)}
+		}
+	}
+	return c
 }
 
 // PartitionAny lets the partitioner choose the partition.
@@ -103,7 +118,11 @@ func Encode(r *Record) []byte { return AppendEncode(make([]byte, 0, EncodedLen(r
 // Decode parses one entry. Key, Value and header values alias b; copy them
 // if b is reused. It never panics and allocates at most a small multiple of
 // len(b) whatever the bytes say.
-func Decode(b []byte) (Record, error) {
+func Decode(b []byte) (Record, error) { return decode(b, "") }
+
+// decode is Decode that reuses topic as the record's Topic when the bytes
+// are equal, saving the string allocation for runs of one topic.
+func decode(b []byte, topic string) (Record, error) {
 	var r Record
 	if len(b) < headerSize {
 		return r, fmt.Errorf("%w: %d bytes, shorter than the %d-byte header", errEntry, len(b), headerSize)
@@ -119,7 +138,11 @@ func Decode(b []byte) (Record, error) {
 	}
 	r.Partition = int32(binary.BigEndian.Uint32(b[13:]))
 	d := decoder{b: b[headerSize:]}
-	r.Topic = string(d.bytes())
+	if t := d.bytes(); string(t) == topic {
+		r.Topic = topic
+	} else {
+		r.Topic = string(t)
+	}
 	r.Key = d.optBytes()
 	r.Value = d.optBytes()
 	if n := d.uvarint(); n > 0 && d.err == nil {

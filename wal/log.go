@@ -169,6 +169,7 @@ func (l *Log) open() (OpenInfo, error) {
 func (l *Log) openTidwall() error {
 	tl, err := twal.Open(l.segDir, &twal.Options{
 		NoSync:           true, // the writer fsyncs the tail itself, outside tidwall's lock
+		NoCopy:           true, // Read and ReadShared decide what to copy
 		SegmentSize:      int(l.opts.SegmentBytes),
 		SegmentCacheSize: 2,
 		AllowEmpty:       true, // truncation may leave only an empty tail segment

@@ -2,6 +2,7 @@ package wal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -504,5 +505,71 @@ func TestReadShortSealedSegment(t *testing.T) {
 	_, err := l.Read(segs[1].First-1, make([]Entry, 0, 1), 1)
 	if !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("Read of a record cut from a sealed segment: %v, want ErrCorrupt", err)
+	}
+}
+
+// Truncation deletes files without telling tidwall and reopens it only
+// every staleSegmentsMax segments. Across many deletions and reopens,
+// appends and reads keep working, FirstSeq follows the cursor, and records
+// read with ReadShared before a reopen keep their bytes after it.
+func TestTruncationReopensLazilyAndSharedReadsStayValid(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 64 << 10, MaxDiskBytes: 64 << 20, Sync: SyncNever}
+	l := openT(t, dir, opts)
+	defer l.Close()
+	val := make([]byte, 1000)
+	batch := make([]Record, 64) // about one segment per batch
+	var held []Entry            // shared reads from before any reopen
+	rounds := 2*staleSegmentsMax + 10
+	for i := 0; i < rounds; i++ {
+		for j := range batch {
+			v := append([]byte(nil), val...)
+			binary.BigEndian.PutUint64(v, uint64(i*len(batch)+j))
+			batch[j] = Record{Topic: "t", Value: v}
+		}
+		if _, err := l.Append(bg, batch); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			var err error
+			held, err = l.ReadShared(1, make([]Entry, 0, 64), 1<<20)
+			if err != nil || len(held) != 64 {
+				t.Fatalf("shared read: %d entries, %v", len(held), err)
+			}
+		}
+		// Keep the last batch; everything before it is delivered.
+		cursor := l.LastSeq() - uint64(len(batch))
+		if err := l.SetCursor(cursor); err != nil {
+			t.Fatal(err)
+		}
+		l.askTruncate()
+		waitFor(t, 5*time.Second, "truncation", func() bool {
+			segs, _ := ListSegments(dir)
+			return len(segs) > 0 && segs[0].First == l.FirstSeq() && l.Stats().Segments <= 3
+		})
+		if first := l.FirstSeq(); first > cursor+1 {
+			t.Fatalf("round %d: FirstSeq %d beyond cursor+1 %d", i, first, cursor+1)
+		}
+		got, err := l.ReadShared(cursor+1, make([]Entry, 0, 64), 1<<20)
+		if err != nil || len(got) != len(batch) {
+			t.Fatalf("round %d: read %d entries from the cursor: %v", i, len(got), err)
+		}
+		if n := binary.BigEndian.Uint64(got[0].Record.Value); n != uint64(i*len(batch)) {
+			t.Fatalf("round %d: first unacknowledged record holds %d", i, n)
+		}
+	}
+	if _, err := l.Read(1, make([]Entry, 0, 1), 1); err == nil {
+		t.Fatal("read below FirstSeq succeeded")
+	}
+	l.tlMu.RLock()
+	tlFirst, _ := l.tl.FirstIndex()
+	l.tlMu.RUnlock()
+	if tlFirst < uint64(staleSegmentsMax*len(batch)) {
+		t.Fatalf("tidwall's first index %d: it was not reopened after %d deleted segments", tlFirst, staleSegmentsMax)
+	}
+	for j, e := range held {
+		if n := binary.BigEndian.Uint64(e.Record.Value); n != uint64(j) || e.Record.Topic != "t" {
+			t.Fatalf("shared record %d changed after truncation and reopen: holds %d", j, n)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"fmt"
 )
 
@@ -22,6 +23,22 @@ type Entry struct {
 // Reads are serialized (tidwall/wal's Read is not safe for concurrent use);
 // they run alongside the writer.
 func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
+	return l.read(seq, dst, maxBytes, true)
+}
+
+// ReadShared is Read without copying: the records' Key, Value and header
+// values alias the log's in-memory segments, and consecutive records with
+// the same topic share one Topic string. Those bytes are never modified
+// once written (the log only appends, and truncation and repair replace
+// segments rather than rewrite them), so the records stay valid as long as
+// the caller holds them, but the caller must not modify them: a change
+// would be read back by the next reader of the same records (and fail its
+// checksum). Use Record.Clone to hand a record to code you do not control.
+func (l *Log) ReadShared(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
+	return l.read(seq, dst, maxBytes, false)
+}
+
+func (l *Log) read(seq uint64, dst []Entry, maxBytes int, copied bool) ([]Entry, error) {
 	l.readMu.Lock()
 	defer l.readMu.Unlock()
 	l.tlMu.RLock()
@@ -34,6 +51,7 @@ func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
 	}
 	last := l.visible.Load()
 	total := 0
+	topic := "" // the previous record's topic, shared by the next if equal
 	for ; seq <= last && len(dst) < cap(dst) && (total < maxBytes || total == 0); seq++ {
 		data, err := l.readEntry(seq)
 		if err != nil {
@@ -44,10 +62,16 @@ func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
 			total += len(data)
 			continue
 		}
-		rec, err := Decode(data)
+		if copied {
+			// tidwall returns its own memory (NoCopy): copy once, and the
+			// decoded record aliases the copy.
+			data = bytes.Clone(data)
+		}
+		rec, err := decode(data, topic)
 		if err != nil {
 			return dst, fmt.Errorf("read seq %d: %w", seq, err)
 		}
+		topic = rec.Topic
 		dst = append(dst, Entry{Seq: seq, Record: rec, Size: len(data)})
 		total += len(data)
 	}
@@ -57,7 +81,8 @@ func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
 // readEntry calls tidwall's Read, turning its panic on a sealed segment
 // with fewer entries than its file name promises (it indexes without a
 // bounds check) into ErrCorrupt: Open checks only the tail segment, so such
-// damage can first show up here.
+// damage can first show up here. The data aliases tidwall's segment memory
+// (NoCopy).
 func (l *Log) readEntry(seq uint64) (data []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {

@@ -11,8 +11,15 @@ import (
 // persisted cursor, oldest first, so that a crash part-way leaves a
 // contiguous log. It deletes files instead of calling tidwall's
 // TruncateFront, which copies the rest of a segment on every call: deletion
-// writes nothing, so bytes written per byte appended stay at 1. tidwall is
-// closed and reopened around the deletion so its segment list stays true.
+// writes nothing, so bytes written per byte appended stay at 1.
+//
+// tidwall is not told: its segment list keeps the deleted segments' names
+// until it is reopened. That is safe because nothing reads below the
+// cursor (Read refuses sequences below FirstSeq) and tidwall only ever
+// touches the tail file when writing. A reopen re-reads and re-parses the
+// tail segment and empties tidwall's read cache, so it happens only once
+// staleSegmentsMax deleted segments have accumulated, to keep tidwall's list
+// from growing without bound.
 func (l *Log) maybeTruncate() {
 	if l.w.failed != nil || l.w.inflight != nil || len(l.w.unsynced) > 0 {
 		return // never close tidwall under an fsync in flight
@@ -33,14 +40,8 @@ func (l *Log) maybeTruncate() {
 	}
 	l.w.lastTrunc = nowFunc()
 
-	l.tlMu.Lock()
-	defer l.tlMu.Unlock()
-	if err := l.tl.Close(); err != nil && !errors.Is(err, twal.ErrClosed) {
-		l.fail(fmt.Errorf("close before truncation: %w", err), "truncate")
-		l.tl = nil
-		return
-	}
-	l.tl = nil
+	// Readers never ask below FirstSeq; raise it before a file goes.
+	l.first.Store(segs[n].First)
 	var freed int64
 	deleted := 0
 	var err error
@@ -56,21 +57,43 @@ func (l *Log) maybeTruncate() {
 		err = SyncDir(l.segDir)
 	}
 	l.w.segs.segs = append([]SegmentFile(nil), segs[deleted:]...)
+	l.first.Store(l.w.segs.segs[0].First)
 	l.w.markGood()
 	l.segCount.Store(int64(len(l.w.segs.segs)))
-	if oerr := l.openTidwall(); err == nil {
-		err = oerr
-	}
-	if err == nil {
-		err = l.w.openTail()
-	}
+	l.w.stale += deleted
 	if deleted > 0 {
-		l.first.Store(l.w.segs.segs[0].First)
 		l.disk.free(freed)
 		l.log.Debug().Int("segments", deleted).Int64("bytes", freed).Uint64("cursor", acked).
 			Msg("wal: deleted acknowledged segments")
 	}
+	if err == nil && l.w.stale >= staleSegmentsMax {
+		err = l.reopenTidwall()
+	}
 	if err != nil {
 		l.fail(fmt.Errorf("truncate: %w", err), "truncate")
 	}
+}
+
+// staleSegmentsMax is how many deleted segments tidwall may still list
+// before maybeTruncate reopens it (a few hundred bytes of memory each).
+const staleSegmentsMax = 64
+
+// reopenTidwall closes and reopens tidwall so that its segment list matches
+// the files again.
+func (l *Log) reopenTidwall() error {
+	l.tlMu.Lock()
+	defer l.tlMu.Unlock()
+	if err := l.tl.Close(); err != nil && !errors.Is(err, twal.ErrClosed) {
+		l.tl = nil
+		return fmt.Errorf("close before reopen: %w", err)
+	}
+	l.tl = nil
+	if err := l.openTidwall(); err != nil {
+		return err
+	}
+	l.w.stale = 0
+	if last, _ := l.tl.LastIndex(); last != l.w.last {
+		return fmt.Errorf("after reopen the log ends at %d, want %d", last, l.w.last)
+	}
+	return l.w.openTail()
 }

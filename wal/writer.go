@@ -35,6 +35,7 @@ type writer struct {
 	failed    error // sticky after a failed write, until repair succeeds
 	failedAt  time.Time
 	lastTrunc time.Time
+	stale     int // segments deleted since tidwall was last (re)opened
 
 	// good is the state a failed write rolls back to: the end of the last
 	// batch that is durable under the Sync mode.
@@ -431,6 +432,7 @@ func (l *Log) repairLocked() error {
 	if err := l.openTidwall(); err != nil {
 		return err
 	}
+	l.w.stale = 0
 	if last, _ := l.tl.LastIndex(); last != l.w.last {
 		return fmt.Errorf("after repair the log ends at %d, want %d", last, l.w.last)
 	}
