@@ -133,17 +133,9 @@ func (p *Producer) AppendBatch(ctx context.Context, rs []Record) (uint64, error)
 	if p == nil {
 		return 0, fmt.Errorf("%w: nil *Producer", ErrClosed)
 	}
-	now := time.Now()
-	stamped := rs
-	for i := range rs {
-		if rs[i].Timestamp.IsZero() {
-			if &stamped[0] == &rs[0] {
-				stamped = append([]Record(nil), rs...) // never modify the caller's slice
-			}
-			stamped[i].Timestamp = now
-		}
-	}
-	first, err := p.log.Append(ctx, stamped)
+	// Records without a timestamp get the append time, stamped as they are
+	// encoded: the caller's slice is not modified.
+	first, err := p.log.AppendAt(ctx, rs, time.Now())
 	if err != nil {
 		return 0, err
 	}

@@ -33,8 +33,11 @@ type Sender struct {
 	events  chan kafka.Event
 	logs    chan kafka.LogEvent
 	win     *window
-	buf     []wal.Entry
-	pending []wal.Entry
+	pf      *prefetcher
+	pfGen   uint64      // generation of the prefetcher's current position
+	pfNext  uint64      // the sequence its next batch starts at; 0: seek first
+	cur     []wal.Entry // the buffer pending is a view of
+	pending []wal.Entry // records read ahead, from win.next on
 	msg     kafka.Message  // reused by message
 	hdrs    []kafka.Header // reused by message
 	mode    mode
@@ -114,7 +117,7 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		dl:      dl,
 		lg:      cfg.Logger,
 		win:     newWindow(max(l.Cursor()+1, l.FirstSeq()), cfg.MaxInFlight),
-		buf:     make([]wal.Entry, 0, 1024),
+		pf:      newPrefetcher(l),
 		backoff: minBackoff,
 		notify:  make(chan struct{}),
 		closeCh: make(chan closeReq),
@@ -128,8 +131,11 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 	return s, nil
 }
 
-// Start runs the sender goroutine.
-func (s *Sender) Start() { go s.run() }
+// Start runs the sender goroutine (and its WAL reader).
+func (s *Sender) Start() {
+	go s.pf.run()
+	go s.run()
+}
 
 const (
 	minBackoff     = 50 * time.Millisecond
@@ -156,6 +162,7 @@ func (s *Sender) newProducer() error {
 
 func (s *Sender) run() {
 	defer close(s.done)
+	defer s.pf.stop()
 	tick := time.NewTicker(s.cfg.CursorSyncInterval)
 	defer tick.Stop()
 	timer := time.NewTimer(time.Hour) // re-armed for retries and rebuild deadlines
@@ -174,6 +181,11 @@ func (s *Sender) run() {
 		// Every path that moves the watermark ends here: delivery reports,
 		// and records skipped or dead-lettered while producing.
 		s.published()
+		// Wait for read-ahead only when out of records to produce.
+		var reads <-chan readBatch
+		if len(s.pending) == 0 {
+			reads = s.pf.out
+		}
 		var retry <-chan time.Time
 		if !s.retryAt.IsZero() || s.mode == rebuilding {
 			at := s.retryAt
@@ -197,7 +209,8 @@ func (s *Sender) run() {
 			}
 		case lg := <-s.logs:
 			s.logLibrdkafka(lg)
-		case <-s.wal.Appended():
+		case b := <-reads:
+			s.take(b)
 		case <-tick.C:
 			s.persist()
 		case <-retry:
@@ -229,30 +242,16 @@ func (s *Sender) fill() {
 		}
 		if s.win.nextDone() {
 			s.win.skip()
-			s.pending = nil
 			continue
 		}
-		if len(s.pending) == 0 || s.pending[0].Seq != s.win.next {
-			var err error
-			// Shared: the records alias the WAL's memory. Produce copies
-			// them into librdkafka; nothing here modifies them.
-			s.buf, err = s.wal.ReadShared(s.win.next, s.buf[:0], readBytes)
-			if err != nil {
-				s.lg.Error().Err(err).Uint64("seq", s.win.next).Msg("sender: cannot read the WAL; retrying")
-				s.retryLater()
-				return
-			}
-			s.pending = s.buf
-			if len(s.pending) == 0 {
-				return // caught up
-			}
+		e := s.peek()
+		if e == nil {
+			return // caught up, or waiting for the read-ahead
 		}
-		e := &s.pending[0]
 		if e.Hole {
 			s.lg.Error().Uint64("seq", e.Seq).Msg("sender: skipping a record recovery could not read (counted lost)")
 			s.stats.holes.Add(1)
 			s.win.skip()
-			s.pending = s.pending[1:]
 			continue
 		}
 		err := s.p.Produce(s.message(e), nil)
@@ -261,7 +260,6 @@ func (s *Sender) fill() {
 			case permanent:
 				if s.deadLetter(e.Seq, e.Record.Clone(), err) {
 					s.win.skip()
-					s.pending = s.pending[1:]
 					continue
 				}
 			case fatal:
@@ -278,10 +276,60 @@ func (s *Sender) fill() {
 			s.soloSeq = e.Seq
 		}
 		s.win.add(e.Seq, e.Size, e.Record.Timestamp.UnixNano())
-		s.pending = s.pending[1:]
 	}
 	s.stats.inFlight.Store(int64(s.win.produced))
 	s.stats.oldest.Store(s.win.oldest())
+}
+
+// peek returns the record at win.next from the read-ahead, or nil when it
+// has not been read yet. It moves the prefetcher when win.next is not
+// where it reads (after a rewind or a skip past what it read).
+func (s *Sender) peek() *wal.Entry {
+	next := s.win.next
+	for {
+		for len(s.pending) > 0 && s.pending[0].Seq < next {
+			s.pending = s.pending[1:]
+		}
+		if len(s.pending) > 0 {
+			if s.pending[0].Seq == next {
+				return &s.pending[0]
+			}
+			s.pending = nil // read ahead of next: a rewind went back
+		}
+		if s.pfNext != next {
+			s.pfGen++
+			s.pf.seekTo(s.pfGen, next)
+			s.pfNext = next
+		}
+		select {
+		case b := <-s.pf.out:
+			s.take(b)
+		default:
+			return nil
+		}
+		if len(s.pending) == 0 {
+			return nil // a read failed, or a batch from before a seek
+		}
+	}
+}
+
+// take accepts a batch from the prefetcher: records, or a read error
+// (retried after a backoff, from the same sequence).
+func (s *Sender) take(b readBatch) {
+	if b.gen != s.pfGen {
+		s.pf.recycle(b.buf) // read before the latest seek
+		return
+	}
+	if b.err != nil {
+		s.pf.recycle(b.buf)
+		s.lg.Error().Err(b.err).Uint64("seq", s.pfNext).Msg("sender: cannot read the WAL; retrying")
+		s.pfNext = 0 // seek again when retrying
+		s.retryLater()
+		return
+	}
+	s.pf.recycle(s.cur)
+	s.cur, s.pending = b.buf, b.ents
+	s.pfNext = b.ents[len(b.ents)-1].Seq + 1
 }
 
 // message fills the sender's one reusable kafka.Message with e: Produce
@@ -408,8 +456,7 @@ func (s *Sender) maybeRewind() {
 }
 
 func (s *Sender) rewind() {
-	s.win.rewind()
-	s.pending = nil
+	s.win.rewind() // peek finds next behind the read-ahead and seeks
 }
 
 func (s *Sender) brokerError(e kafka.Error) {

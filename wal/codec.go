@@ -89,10 +89,14 @@ func EncodedLen(r *Record) int {
 }
 
 // AppendEncode appends r's encoding (layout in doc.go) to dst.
-func AppendEncode(dst []byte, r *Record) []byte {
+func AppendEncode(dst []byte, r *Record) []byte { return appendEncode(dst, r, 0) }
+
+// appendEncode is AppendEncode storing unset (Unix nanoseconds) when r has
+// no timestamp.
+func appendEncode(dst []byte, r *Record, unset int64) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, codecVersion)
-	var ts int64
+	ts := unset
 	if !r.Timestamp.IsZero() {
 		ts = r.Timestamp.UnixNano()
 	}

@@ -291,10 +291,20 @@ func (l *Log) Close() error {
 // mode. Invalid input (empty topic, a record over MaxRecordBytes) fails the
 // whole call before anything is written.
 func (l *Log) Append(ctx context.Context, recs []Record) (uint64, error) {
+	return l.AppendAt(ctx, recs, time.Time{})
+}
+
+// AppendAt is Append that stores now as the timestamp of the records
+// without one (the zero now leaves them unset). recs is not modified.
+func (l *Log) AppendAt(ctx context.Context, recs []Record, now time.Time) (uint64, error) {
 	if len(recs) == 0 {
 		return 0, errors.New("kafkawal: append: no records")
 	}
-	req, err := l.encode(recs)
+	var unset int64
+	if !now.IsZero() {
+		unset = now.UnixNano()
+	}
+	req, err := l.encode(recs, unset)
 	if err != nil {
 		return 0, err
 	}
@@ -329,8 +339,9 @@ func (l *Log) askTruncate() {
 	}
 }
 
-// encode validates and encodes recs into one buffer.
-func (l *Log) encode(recs []Record) (*appendReq, error) {
+// encode validates and encodes recs into one buffer, with the timestamp
+// unset for records without one.
+func (l *Log) encode(recs []Record, unset int64) (*appendReq, error) {
 	total := 0
 	for i := range recs {
 		r := &recs[i]
@@ -350,7 +361,7 @@ func (l *Log) encode(recs []Record) (*appendReq, error) {
 	req := &appendReq{entries: make([][]byte, len(recs)), framed: make([]int64, len(recs)), done: make(chan struct{})}
 	for i := range recs {
 		start := len(buf)
-		buf = AppendEncode(buf, &recs[i])
+		buf = appendEncode(buf, &recs[i], unset)
 		req.entries[i] = buf[start:len(buf):len(buf)]
 		req.framed[i] = framedLen(len(buf) - start)
 		req.bytes += req.framed[i]

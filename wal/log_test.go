@@ -573,3 +573,29 @@ func TestTruncationReopensLazilyAndSharedReadsStayValid(t *testing.T) {
 		}
 	}
 }
+
+// AppendAt stores its time for records without a timestamp, keeps the
+// others', and leaves the caller's records untouched.
+func TestAppendAtStampsUnsetTimestamps(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{})
+	defer l.Close()
+	now := time.Unix(1700000000, 123456789)
+	own := time.Unix(1600000000, 0)
+	recs := []Record{{Topic: "t", Value: []byte("a")}, {Topic: "t", Value: []byte("b"), Timestamp: own}}
+	first, err := l.AppendAt(bg, recs, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !recs[0].Timestamp.IsZero() {
+		t.Fatal("AppendAt modified the caller's record")
+	}
+	got := readAll(t, l, first)
+	if !got[0].Record.Timestamp.Equal(now) || !got[1].Record.Timestamp.Equal(own) {
+		t.Fatalf("timestamps %v, %v; want %v, %v", got[0].Record.Timestamp, got[1].Record.Timestamp, now, own)
+	}
+	// Append (no time) leaves it unset.
+	seq := appendOne(t, l, Record{Topic: "t", Value: []byte("c")})
+	if ts := readAll(t, l, seq)[0].Record.Timestamp; !ts.IsZero() {
+		t.Fatalf("Append stored timestamp %v, want unset", ts)
+	}
+}

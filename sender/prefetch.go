@@ -1,0 +1,132 @@
+package sender
+
+import (
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+// prefetcher reads the WAL ahead of the sender on a goroutine of its own,
+// so that reading and decoding records overlaps with producing them: the
+// sender's goroutine is the pipeline's serial stage, and Produce alone
+// fills most of it.
+//
+// It reads sequentially from a position the sender sets (seek) and sends
+// batches of entries (ReadShared: they alias the WAL's memory) on out. A
+// fixed set of entry buffers circulates between the two goroutines, which
+// bounds what is read ahead. Every seek starts a new generation and every
+// batch carries the generation it was read in, so the sender can drop
+// batches read before its latest seek.
+type prefetcher struct {
+	log  *wal.Log
+	out  chan readBatch
+	free chan []wal.Entry
+	seek chan seekReq
+	done chan struct{}
+	exit chan struct{}
+}
+
+type readBatch struct {
+	gen  uint64
+	buf  []wal.Entry // the buffer, returned to free when consumed
+	ents []wal.Entry // buf[:n]
+	err  error
+}
+
+type seekReq struct{ gen, seq uint64 }
+
+const (
+	prefetchBuffers = 3    // one being read, one queued, one being produced
+	prefetchEntries = 1024 // records per batch at most
+)
+
+func newPrefetcher(l *wal.Log) *prefetcher {
+	p := &prefetcher{
+		log:  l,
+		out:  make(chan readBatch, prefetchBuffers),
+		free: make(chan []wal.Entry, prefetchBuffers),
+		seek: make(chan seekReq, 1),
+		done: make(chan struct{}),
+		exit: make(chan struct{}),
+	}
+	for range prefetchBuffers {
+		p.free <- make([]wal.Entry, 0, prefetchEntries)
+	}
+	return p
+}
+
+// seekTo makes the prefetcher read from seq in generation gen, replacing
+// any seek it has not taken yet. Only the sender's goroutine calls it.
+func (p *prefetcher) seekTo(gen, seq uint64) {
+	for {
+		select {
+		case p.seek <- seekReq{gen, seq}:
+			return
+		default:
+			select {
+			case <-p.seek:
+			default:
+			}
+		}
+	}
+}
+
+// recycle hands a consumed buffer back. Buffers never outnumber free's
+// capacity, so it does not block.
+func (p *prefetcher) recycle(buf []wal.Entry) {
+	if buf != nil {
+		clear(buf[:cap(buf)]) // drop the references into the WAL's memory
+		p.free <- buf[:0]
+	}
+}
+
+func (p *prefetcher) stop() {
+	close(p.done)
+	<-p.exit
+}
+
+// run reads nothing until the first seek.
+func (p *prefetcher) run() {
+	defer close(p.exit)
+	var pos seekReq
+	for {
+		// Positioned: wait for a seek otherwise.
+		if pos.seq == 0 {
+			select {
+			case pos = <-p.seek:
+				continue
+			case <-p.done:
+				return
+			}
+		}
+		var buf []wal.Entry
+		select {
+		case buf = <-p.free:
+		case pos = <-p.seek:
+			continue
+		case <-p.done:
+			return
+		}
+		ents, err := p.log.ReadShared(pos.seq, buf, readBytes)
+		if err != nil && len(ents) > 0 {
+			// Send the records read before the failure; reading from the
+			// failed one next reproduces the error on its own.
+			err = nil
+		}
+		if err == nil && len(ents) == 0 {
+			p.recycle(buf)
+			select { // caught up: wait for the writer
+			case <-p.log.Appended():
+			case pos = <-p.seek:
+			case <-p.done:
+				return
+			}
+			continue
+		}
+		// out has room for every buffer: this never blocks.
+		p.out <- readBatch{gen: pos.gen, buf: buf, ents: ents, err: err}
+		if err != nil {
+			pos.seq = 0 // the sender retries, then seeks
+			continue
+		}
+		pos.seq = ents[len(ents)-1].Seq + 1
+	}
+}
