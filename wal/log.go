@@ -166,11 +166,15 @@ func (l *Log) open() (OpenInfo, error) {
 	return info, nil
 }
 
+// tidwallSegmentSkew makes tidwall rotate at a size the segment tracker
+// does not expect. Tests set it to prove the divergence is caught.
+var tidwallSegmentSkew int64
+
 func (l *Log) openTidwall() error {
 	tl, err := twal.Open(l.segDir, &twal.Options{
 		NoSync:           true, // the writer fsyncs the tail itself, outside tidwall's lock
 		NoCopy:           true, // Read and ReadShared decide what to copy
-		SegmentSize:      int(l.opts.SegmentBytes),
+		SegmentSize:      int(l.opts.SegmentBytes + tidwallSegmentSkew),
 		SegmentCacheSize: 2,
 		AllowEmpty:       true, // truncation may leave only an empty tail segment
 		DirPerms:         l.opts.DirMode,

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -328,7 +329,12 @@ func TestTruncationKeepsEverythingAtOrAboveCursor(t *testing.T) {
 		t.Fatal(err)
 	}
 	l.askTruncate()
-	waitFor(t, 5*time.Second, "truncation", func() bool { return l.FirstSeq() > 1 })
+	// FirstSeq rises before the files go (readers never ask below it):
+	// wait for both.
+	waitFor(t, 5*time.Second, "truncation", func() bool {
+		segs, _ := ListSegments(dir)
+		return l.FirstSeq() > 1 && len(segs) > 0 && segs[0].First == l.FirstSeq()
+	})
 	first := l.FirstSeq()
 	if first > cursor+1 {
 		t.Fatalf("FirstSeq %d deleted records above the cursor %d", first, cursor)
@@ -597,5 +603,43 @@ func TestAppendAtStampsUnsetTimestamps(t *testing.T) {
 	seq := appendOne(t, l, Record{Topic: "t", Value: []byte("c")})
 	if ts := readAll(t, l, seq)[0].Record.Timestamp; !ts.IsZero() {
 		t.Fatalf("Append stored timestamp %v, want unset", ts)
+	}
+}
+
+// The writer proves that the file it fsyncs has the bytes it predicts. Here
+// tidwall rotates earlier than the segment tracker expects (as a tidwall
+// change of rule would make it): the divergence fails appends (under
+// SyncAlways, the very append whose bytes went to the unexpected file)
+// instead of acknowledging records in a file that was never fsync'd.
+func TestTailDivergenceIsCaught(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncPeriodic} {
+		t.Run(mode.String(), func(t *testing.T) {
+			tidwallSegmentSkew = -32 << 10
+			defer func() { tidwallSegmentSkew = 0 }()
+			dir := t.TempDir()
+			l := openT(t, dir, Options{Sync: mode, SegmentBytes: 64 << 10, SyncInterval: 5 * time.Millisecond, RetryAfterError: time.Hour})
+			defer l.Close()
+			val := make([]byte, 1000)
+			var err error
+			deadline := time.Now().Add(10 * time.Second)
+			for err == nil && time.Now().Before(deadline) {
+				_, err = l.Append(bg, []Record{{Topic: "t", Value: val}})
+			}
+			var werr *WriteError
+			if !errors.As(err, &werr) || !strings.Contains(err.Error(), "diverged") {
+				t.Fatalf("appends ended with %v, want a WriteError saying the tracking diverged", err)
+			}
+			if mode != SyncAlways {
+				return
+			}
+			// Every acknowledged record is in the file the writer fsyncs.
+			segs, _ := ListSegments(dir)
+			if len(segs) < 2 {
+				t.Fatalf("tidwall did not rotate: %d segments", len(segs))
+			}
+			if acked := l.LastSeq(); acked >= segs[1].First {
+				t.Fatalf("acknowledged through %d, but seq %d on went to %s, which was not fsync'd", acked, segs[1].First, segs[1].Path)
+			}
+		})
 	}
 }

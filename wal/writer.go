@@ -168,18 +168,31 @@ func (l *Log) run() {
 			}
 		case <-syncTick:
 			if l.w.failed == nil && (l.w.dirty || l.w.dirDirty) {
-				if err := l.syncTail(); err != nil {
+				if err := l.checkTail(); err != nil {
+					l.fail(err, "write")
+				} else if err := l.syncTail(); err != nil {
 					l.fail(err, "fsync")
 				}
 			}
 		case <-l.truncCh:
 			l.maybeTruncate()
 		case <-house.C:
+			if l.w.failed == nil && l.w.tail != nil {
+				if err := l.checkTail(); err != nil {
+					l.fail(err, "write")
+				}
+			}
 			l.maybeTruncate()
 		}
 		if l.w.inflight == nil && len(l.w.unsynced) > 0 {
-			l.w.inflight = l.newSyncJob()
-			syncJobs <- l.w.inflight
+			// Before an fsync that acknowledges appends, prove it is
+			// the right file.
+			if err := l.checkTail(); err != nil {
+				l.fail(err, "write")
+			} else {
+				l.w.inflight = l.newSyncJob()
+				syncJobs <- l.w.inflight
+			}
 		}
 		if reqs == nil && l.w.inflight == nil {
 			l.finish()
@@ -283,9 +296,9 @@ func (l *Log) write(batch []*appendReq) {
 		l.w.dirDirty = true
 		l.segCount.Store(int64(len(l.w.segs.segs)))
 		err = l.w.openTail() // also proves the predicted file exists
-	}
-	if err == nil {
-		err = l.checkTail()
+		if err == nil {
+			err = l.checkTail()
+		}
 	}
 	if err != nil {
 		l.fail(err, "write")
@@ -306,7 +319,10 @@ func (l *Log) write(batch []*appendReq) {
 
 // checkTail proves the segment tracker still agrees with tidwall: the file
 // it calls the tail has exactly the bytes it predicts. A disagreement would
-// mean fsyncing the wrong file, so it fails the write instead.
+// mean fsyncing the wrong file, so it fails the write instead. It runs when
+// a segment was created, before every fsync of the tail (under SyncAlways,
+// before the appenders it covers are answered) and every housekeeping
+// tick: one fstat per fsync rather than one per write.
 func (l *Log) checkTail() error {
 	fi, err := l.w.tail.Stat()
 	if err != nil {
