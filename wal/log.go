@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -44,6 +45,7 @@ type Log struct {
 	segCount atomic.Int64
 
 	reqs     chan *appendReq
+	reqPool  sync.Pool // of *appendReq
 	truncCh  chan struct{}
 	appended chan struct{}
 
@@ -313,26 +315,63 @@ func (l *Log) AppendAt(ctx context.Context, recs []Record, now time.Time) (uint6
 		return 0, err
 	}
 	if req.bytes > l.opts.MaxDiskBytes-l.opts.SegmentBytes {
+		l.putReq(req)
 		return 0, fmt.Errorf("%w: batch of %d bytes can never fit under MaxDiskBytes %d", ErrTooLarge, req.bytes, l.opts.MaxDiskBytes)
 	}
 	select {
 	case <-l.done:
+		l.putReq(req)
 		return 0, ErrClosed
 	default:
 	}
 	if err := l.disk.reserve(ctx, req.bytes, l.opts.FullPolicy, l.done, l.askTruncate); err != nil {
+		l.putReq(req)
 		return 0, err
 	}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
 		l.disk.release(req.bytes)
+		l.putReq(req)
 		return 0, ErrClosed
 	}
 	l.reqs <- req
 	l.closeMu.RUnlock()
-	<-req.done
-	return req.first, req.err
+	<-req.done // the writer is done with req once it has signalled
+	first, err := req.first, req.err
+	l.putReq(req)
+	return first, err
+}
+
+// Append requests are pooled: an append of a few records then allocates
+// nothing. Requests that grew large are left to the garbage collector.
+const (
+	pooledReqBytes   = 64 << 10
+	pooledReqRecords = 1024
+)
+
+func (l *Log) getReq(n, total int) *appendReq {
+	r, _ := l.reqPool.Get().(*appendReq)
+	if r == nil {
+		r = &appendReq{done: make(chan struct{}, 1)}
+	}
+	select {
+	case <-r.done:
+		panic("kafkawal: wal: an append request was answered twice")
+	default:
+	}
+	r.buf = slices.Grow(r.buf[:0], total)
+	r.entries = slices.Grow(r.entries[:0], n)[:n]
+	r.framed = slices.Grow(r.framed[:0], n)[:n]
+	r.bytes, r.first, r.err = 0, 0, nil
+	return r
+}
+
+func (l *Log) putReq(r *appendReq) {
+	if cap(r.buf) > pooledReqBytes || cap(r.entries) > pooledReqRecords {
+		return
+	}
+	l.reqPool.Put(r)
 }
 
 func (l *Log) askTruncate() {
@@ -361,8 +400,8 @@ func (l *Log) encode(recs []Record, unset int64) (*appendReq, error) {
 		}
 		total += n
 	}
-	buf := make([]byte, 0, total)
-	req := &appendReq{entries: make([][]byte, len(recs)), framed: make([]int64, len(recs)), done: make(chan struct{})}
+	req := l.getReq(len(recs), total)
+	buf := req.buf
 	for i := range recs {
 		start := len(buf)
 		buf = appendEncode(buf, &recs[i], unset)
@@ -370,6 +409,7 @@ func (l *Log) encode(recs []Record, unset int64) (*appendReq, error) {
 		req.framed[i] = framedLen(len(buf) - start)
 		req.bytes += req.framed[i]
 	}
+	req.buf = buf
 	return req, nil
 }
 

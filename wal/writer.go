@@ -14,12 +14,16 @@ import (
 
 // appendReq is one Append call waiting for the writer.
 type appendReq struct {
+	buf     []byte // the encoded records; entries are views of it
 	entries [][]byte
 	framed  []int64 // on-disk size of each entry
 	bytes   int64   // sum of framed
 	first   uint64  // result: sequence of entries[0]
 	err     error   // result
-	done    chan struct{}
+	// done receives one value when the writer has answered (first and
+	// err are set) and will not touch the request again: the appender
+	// then returns it to the pool.
+	done chan struct{}
 }
 
 // writer is the state owned by the writer goroutine (run).
@@ -251,7 +255,7 @@ func (l *Log) publish(last uint64, reqs []*appendReq) {
 	l.visible.Store(last)
 	for _, r := range reqs {
 		l.disk.commit(r.bytes)
-		close(r.done)
+		r.done <- struct{}{}
 	}
 	select {
 	case l.appended <- struct{}{}:
@@ -337,7 +341,7 @@ func (l *Log) checkTail() error {
 func (l *Log) answer(r *appendReq, err error) {
 	l.disk.release(r.bytes)
 	r.err = err
-	close(r.done)
+	r.done <- struct{}{}
 }
 
 // syncTail makes everything written durable: the tail segment's data (the
