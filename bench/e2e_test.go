@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -18,7 +19,10 @@ import (
 // both sides are warmed up first (connection, metadata, producer id) with
 // one delivered record. kafkawal reports its records/s over the plain
 // producer's as x_plain; the goals are ≥ 0.90 with SyncPeriodic and ≥ 0.75
-// with SyncAlways. cpu-us/record is the process's CPU per record (with the
+// with SyncAlways. "plain-opaque" is the plain producer giving each record
+// an Opaque (a uint64, as kafkawal gives its sequence), as an application
+// that tracks each record's delivery does; kafkawal's records/s over it is
+// x_plain_opaque. cpu-us/record is the process's CPU per record (with the
 // embedded broker, the broker's included). One op is one record.
 func BenchmarkEndToEnd(b *testing.B) {
 	br := directBroker.get(b)
@@ -27,7 +31,10 @@ func BenchmarkEndToEnd(b *testing.B) {
 			prefix := fmt.Sprintf("value=%d/%s", vs, s.name)
 			key := fmt.Sprintf("e2e/%s", prefix)
 			b.Run(prefix+"/plain", func(b *testing.B) {
-				recordPeer(b, key, benchPlainE2E(b, br.Bootstrap(), newTopic(b, br), vs, s))
+				recordPeer(b, key, benchPlainE2E(b, br.Bootstrap(), newTopic(b, br), vs, s, false))
+			})
+			b.Run(prefix+"/plain-opaque", func(b *testing.B) {
+				recordPeer(b, key+"/opaque", benchPlainE2E(b, br.Bootstrap(), newTopic(b, br), vs, s, true))
 			})
 			for _, m := range []struct {
 				name string
@@ -36,6 +43,7 @@ func BenchmarkEndToEnd(b *testing.B) {
 				b.Run(prefix+"/kafkawal-"+m.name, func(b *testing.B) {
 					rps := benchKafkawalE2E(b, br.Bootstrap(), newTopic(b, br), vs, s, m.mode)
 					reportRatio(b, key, rps, "x_plain")
+					reportRatio(b, key+"/opaque", rps, "x_plain_opaque")
 				})
 			}
 		}
@@ -77,7 +85,7 @@ func benchKafkawalE2E(b *testing.B, bootstrap, topic string, valueSize int, s sh
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }
 
-func benchPlainE2E(b *testing.B, bootstrap, topic string, valueSize int, s shape) float64 {
+func benchPlainE2E(b *testing.B, bootstrap, topic string, valueSize int, s shape, opaque bool) float64 {
 	pl := newPlain(b, plainConfig(b, bootstrap, nil), nil)
 	defer pl.close()
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
@@ -95,9 +103,14 @@ func benchPlainE2E(b *testing.B, bootstrap, topic string, valueSize int, s shape
 	}
 	b.ResetTimer()
 	cpu := cpuTime()
+	var seq atomic.Uint64
 	err := drive(s, int64(b.N), vals, func(vals [][]byte) error {
 		for _, v := range vals {
-			if err := pl.produce(message(&topic, v, nil)); err != nil {
+			var op any
+			if opaque {
+				op = seq.Add(1)
+			}
+			if err := pl.produce(message(&topic, v, op)); err != nil {
 				return err
 			}
 		}

@@ -7,7 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -187,19 +186,10 @@ func openProducer(b testing.TB, cfg kafkawal.Config) *kafkawal.Producer {
 // Kafka: kafkawal's defaults are the settings the plain producer copies.
 func producerConfig(dir, bootstrap string, mode kafkawal.Durability) kafkawal.Config {
 	return kafkawal.Config{
-		Dir:         dir,
-		Kafka:       kafka.ConfigMap{"bootstrap.servers": bootstrap},
-		Durability:  mode,
-		MaxInFlight: envInt("KW_MAXINFLIGHT", 0),
+		Dir:        dir,
+		Kafka:      kafka.ConfigMap{"bootstrap.servers": bootstrap},
+		Durability: mode,
 	}
-}
-
-func envInt(k string, d int) int {
-	v, err := strconv.Atoi(os.Getenv(k))
-	if err != nil {
-		return d
-	}
-	return v
 }
 
 // closeProducer closes p, waiting at most d for deliveries. With
