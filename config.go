@@ -91,7 +91,10 @@ type Config struct {
 
 	// MaxInFlight bounds records handed to librdkafka and not yet
 	// reported: memory is bounded by this window, not by the backlog.
-	// Default 10000.
+	// Default 32768. Whichever of MaxInFlight and MaxInFlightBytes is
+	// reached first binds: small records (100 B) are bounded by the count,
+	// 1 KiB records by the bytes (about 29,000 of them), which a replay
+	// of a large backlog needs to keep the broker busy.
 	MaxInFlight int
 	// MaxInFlightBytes bounds their bytes. Default 32 MiB.
 	MaxInFlightBytes int64

@@ -13,7 +13,7 @@ import (
 
 // Defaults.
 const (
-	DefaultMaxInFlight        = 10000
+	DefaultMaxInFlight        = 32768
 	DefaultMaxInFlightBytes   = 32 << 20
 	DefaultCursorSyncInterval = 100 * time.Millisecond
 	// DefaultMessageTimeoutMs is librdkafka's message.timeout.ms unless the
@@ -36,7 +36,7 @@ type Config struct {
 	// rejected settings in KafkaConfig.
 	Kafka kafka.ConfigMap
 	// MaxInFlight bounds the records handed to librdkafka and not yet
-	// reported. Default 10000.
+	// reported. Default 32768 (see kafkawal.Config.MaxInFlight).
 	MaxInFlight int
 	// MaxInFlightBytes bounds their encoded bytes. Default 32 MiB.
 	MaxInFlightBytes int64
