@@ -26,7 +26,7 @@ type prefetcher struct {
 
 type readBatch struct {
 	gen  uint64
-	buf  []wal.Entry // the buffer, returned to free when consumed
+	buf  []wal.Entry // the buffer (its filled part), returned to free when consumed
 	ents []wal.Entry // buf[:n]
 	err  error
 }
@@ -72,8 +72,8 @@ func (p *prefetcher) seekTo(gen, seq uint64) {
 // recycle hands a consumed buffer back. Buffers never outnumber free's
 // capacity, so it does not block.
 func (p *prefetcher) recycle(buf []wal.Entry) {
-	if buf != nil {
-		clear(buf[:cap(buf)]) // drop the references into the WAL's memory
+	if cap(buf) > 0 {
+		clear(buf) // drop the references into the WAL's memory
 		p.free <- buf[:0]
 	}
 }
@@ -122,7 +122,7 @@ func (p *prefetcher) run() {
 			continue
 		}
 		// out has room for every buffer: this never blocks.
-		p.out <- readBatch{gen: pos.gen, buf: buf, ents: ents, err: err}
+		p.out <- readBatch{gen: pos.gen, buf: ents, ents: ents, err: err}
 		if err != nil {
 			pos.seq = 0 // the sender retries, then seeks
 			continue
