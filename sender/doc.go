@@ -1,8 +1,10 @@
 // Package sender forwards kafkawal's WAL to Kafka through librdkafka
 // (confluent-kafka-go).
 //
-// One goroutine owns the producer. It reads the WAL from the durable cursor
-// onward and produces each record with its WAL sequence as Opaque, keeping
+// One goroutine owns the producer. A second one reads the WAL ahead of it
+// from the durable cursor onward (without copying: the records alias the
+// WAL's segment memory until librdkafka has copied them), and the first
+// produces each record with its WAL sequence as Opaque, keeping
 // at most MaxInFlight records and MaxInFlightBytes handed to librdkafka:
 // memory is bounded by that window, never by the backlog, which waits on
 // disk. Delivery reports (Events(), go.delivery.report.fields=none) arrive
