@@ -34,10 +34,10 @@ type Sender struct {
 	logs    chan kafka.LogEvent
 	win     *window
 	pf      *prefetcher
-	pfGen   uint64      // generation of the prefetcher's current position
-	pfNext  uint64      // the sequence its next batch starts at; 0: seek first
-	cur     []wal.Entry // the buffer pending is a view of
-	pending []wal.Entry // records read ahead, from win.next on
+	pfGen   uint64         // generation of the prefetcher's current position
+	pfNext  uint64         // the sequence its next batch starts at; 0: seek first
+	cur     []wal.Entry    // the buffer pending is a view of
+	pending []wal.Entry    // records read ahead, from win.next on
 	msg     kafka.Message  // reused by message
 	hdrs    []kafka.Header // reused by message
 	mode    mode
