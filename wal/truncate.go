@@ -88,12 +88,18 @@ func (l *Log) reopenTidwall() error {
 		return fmt.Errorf("close before reopen: %w", err)
 	}
 	l.tl = nil
+	return l.reopenChecked("reopen")
+}
+
+// reopenChecked opens tidwall (closed by the caller), proves it ends where
+// the writer does, and reopens the writer's tail descriptor.
+func (l *Log) reopenChecked(after string) error {
 	if err := l.openTidwall(); err != nil {
 		return err
 	}
 	l.w.stale = 0
 	if last, _ := l.tl.LastIndex(); last != l.w.last {
-		return fmt.Errorf("after reopen the log ends at %d, want %d", last, l.w.last)
+		return fmt.Errorf("after %s the log ends at %d, want %d", after, last, l.w.last)
 	}
 	return l.w.openTail()
 }

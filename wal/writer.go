@@ -461,14 +461,7 @@ func (l *Log) repairLocked() error {
 	if err := SyncDir(l.segDir); err != nil {
 		return err
 	}
-	if err := l.openTidwall(); err != nil {
-		return err
-	}
-	l.w.stale = 0
-	if last, _ := l.tl.LastIndex(); last != l.w.last {
-		return fmt.Errorf("after repair the log ends at %d, want %d", last, l.w.last)
-	}
-	return l.w.openTail()
+	return l.reopenChecked("repair")
 }
 
 // errNoLog is returned by readers while a failed repair left no open log.
