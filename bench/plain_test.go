@@ -129,6 +129,38 @@ func (pl *plain) produce(m *kafka.Message) error {
 	}
 }
 
+// produceAcked produces one record per value with a delivery channel of
+// its own and returns once every one of them is delivered (an error if
+// one is not, or ctx ends). Their reports go to that channel, not to
+// Events(), so wait does not count them.
+func (pl *plain) produceAcked(ctx context.Context, topic *string, vals [][]byte) error {
+	ch := make(chan kafka.Event, len(vals))
+	for _, v := range vals {
+		for {
+			err := pl.p.Produce(message(topic, v, nil), ch)
+			if err == nil {
+				break
+			}
+			var ke kafka.Error
+			if !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
+				return err
+			}
+			time.Sleep(time.Millisecond) // librdkafka's queue is full: let it drain
+		}
+	}
+	for range vals {
+		select {
+		case ev := <-ch:
+			if m, ok := ev.(*kafka.Message); ok && m.TopicPartition.Error != nil {
+				return fmt.Errorf("plain producer: delivery failed: %w", m.TopicPartition.Error)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("plain producer: waiting for delivery: %w", ctx.Err())
+		}
+	}
+	return nil
+}
+
 // tryProduce hands m to librdkafka or fails at once (ErrQueueFull).
 func (pl *plain) tryProduce(m *kafka.Message) error {
 	err := pl.p.Produce(m, nil)
