@@ -92,6 +92,17 @@ type ioCounters struct {
 	proc, dev int64
 }
 
+// add adds the writes between before and after; the device's stay unknown
+// (-1) once one reading is.
+func (c *ioCounters) add(before, after ioCounters) {
+	c.proc += after.proc - before.proc
+	if before.dev < 0 || after.dev < 0 || c.dev < 0 {
+		c.dev = -1
+	} else {
+		c.dev += after.dev - before.dev
+	}
+}
+
 func readIO(b *testing.B, dir string) ioCounters {
 	proc, err := diskWrites()
 	if err != nil {
@@ -166,19 +177,18 @@ func benchKafkawalWriteAmp(b *testing.B, bootstrap, topic string, valueSize int,
 		}
 		// The cursor is persisted every 100ms and segments behind it are
 		// deleted at most once a second: wait for the last deletion so
-		// that the run ends as a steady state would.
-		for wait := time.Now().Add(5 * time.Second); p.Stats().DiskBytes > 2*wal.DefaultSegmentBytes && time.Now().Before(wait); {
+		// that the run ends as a steady state would. Segments that are
+		// still there after 5 s would make the figure meaningless: fail.
+		for wait := time.Now().Add(5 * time.Second); p.Stats().DiskBytes > 2*wal.DefaultSegmentBytes; {
+			if time.Now().After(wait) {
+				b.Fatalf("delivered segments not deleted after 5s: %d bytes on disk", p.Stats().DiskBytes)
+			}
 			time.Sleep(50 * time.Millisecond)
 		}
 		closeProducer(p, time.Minute)
 		cancel()
 		after := readIO(b, dir)
-		sum.proc += after.proc - before.proc
-		if before.dev < 0 || after.dev < 0 || sum.dev < 0 {
-			sum.dev = -1
-		} else {
-			sum.dev += after.dev - before.dev
-		}
+		sum.add(before, after)
 		values += n * int64(valueSize)
 		walTotal += n * framed
 	}
@@ -244,12 +254,7 @@ func benchBoltWriteAmp(b *testing.B, valueSize int, s shape, d time.Duration) fl
 			b.Fatalf("bbolt: %v", err)
 		}
 		after := readIO(b, dir)
-		sum.proc += after.proc - before.proc
-		if before.dev < 0 || after.dev < 0 || sum.dev < 0 {
-			sum.dev = -1
-		} else {
-			sum.dev += after.dev - before.dev
-		}
+		sum.add(before, after)
 		values += n * int64(valueSize)
 	}
 	return reportWriteAmp(b, sum, values, 0)

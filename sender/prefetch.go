@@ -26,8 +26,7 @@ type prefetcher struct {
 
 type readBatch struct {
 	gen  uint64
-	buf  []wal.Entry // the buffer (its filled part), returned to free when consumed
-	ents []wal.Entry // buf[:n]
+	ents []wal.Entry // a buffer's filled part, returned to free when consumed
 	err  error
 }
 
@@ -122,7 +121,7 @@ func (p *prefetcher) run() {
 			continue
 		}
 		// out has room for every buffer: this never blocks.
-		p.out <- readBatch{gen: pos.gen, buf: ents, ents: ents, err: err}
+		p.out <- readBatch{gen: pos.gen, ents: ents, err: err}
 		if err != nil {
 			pos.seq = 0 // the sender retries, then seeks
 			continue

@@ -317,18 +317,18 @@ func (s *Sender) peek() *wal.Entry {
 // (retried after a backoff, from the same sequence).
 func (s *Sender) take(b readBatch) {
 	if b.gen != s.pfGen {
-		s.pf.recycle(b.buf) // read before the latest seek
+		s.pf.recycle(b.ents) // read before the latest seek
 		return
 	}
 	if b.err != nil {
-		s.pf.recycle(b.buf)
+		s.pf.recycle(b.ents)
 		s.lg.Error().Err(b.err).Uint64("seq", s.pfNext).Msg("sender: cannot read the WAL; retrying")
 		s.pfNext = 0 // seek again when retrying
 		s.retryLater()
 		return
 	}
 	s.pf.recycle(s.cur)
-	s.cur, s.pending = b.buf, b.ents
+	s.cur, s.pending = b.ents, b.ents
 	s.pfNext = b.ents[len(b.ents)-1].Seq + 1
 }
 
@@ -449,14 +449,10 @@ func (s *Sender) enter(m mode, cause error) {
 
 func (s *Sender) maybeRewind() {
 	if s.mode == draining && s.win.produced == 0 {
-		s.rewind()
+		s.win.rewind() // peek then finds next behind the read-ahead and seeks
 		s.mode = normal
 		s.retryLater()
 	}
-}
-
-func (s *Sender) rewind() {
-	s.win.rewind() // peek finds next behind the read-ahead and seeks
 }
 
 func (s *Sender) brokerError(e kafka.Error) {
@@ -517,7 +513,7 @@ func (s *Sender) checkRebuild() {
 		return
 	}
 	s.stats.rebuilds.Add(1)
-	s.rewind()
+	s.win.rewind()
 	s.mode = normal
 }
 
