@@ -33,6 +33,12 @@ type Stats struct {
 	// ProducerRebuilds counts librdkafka producers replaced after a fatal
 	// error.
 	ProducerRebuilds uint64 `json:"producer_rebuilds"`
+	// ReportAnomalies counts delivery reports that broke the
+	// per-partition report order kafkawal relies on to attribute reports
+	// without an Opaque; each is logged and answered by re-sending what
+	// was unacknowledged (and by going back to Opaque). Zero unless
+	// librdkafka changes.
+	ReportAnomalies uint64 `json:"report_anomalies"`
 
 	// BacklogRecords is LastSeq - Cursor: records not yet acknowledged.
 	BacklogRecords uint64 `json:"backlog_records"`
@@ -70,6 +76,7 @@ func (p *Producer) Stats() Stats {
 		Lost:             ss.Holes,
 		Repairs:          p.opened.Recovery.TornTailRepairs,
 		ProducerRebuilds: ss.Rebuilds,
+		ReportAnomalies:  ss.ReportAnomalies,
 		DiskBytes:        ws.DiskBytes,
 		MaxDiskBytes:     ws.MaxDiskBytes,
 		Cursor:           ss.Acked,

@@ -4,7 +4,10 @@
 // One goroutine owns the producer. A second one reads the WAL ahead of it
 // from the durable cursor onward (without copying: the records alias the
 // WAL's segment memory until librdkafka has copied them), and the first
-// produces each record with its WAL sequence as Opaque, keeping
+// produces each record to a partition it knows, partitioning PartitionAny
+// records as librdkafka's partitioner would, and attributes delivery
+// reports by their order within each partition (partition.go; the WAL
+// sequence as Opaque where the partition is not known yet), keeping
 // at most MaxInFlight records and MaxInFlightBytes handed to librdkafka:
 // memory is bounded by that window, never by the backlog, which waits on
 // disk. Delivery reports (Events(), go.delivery.report.fields=none) arrive

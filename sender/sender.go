@@ -16,8 +16,9 @@ import (
 
 // Sender forwards the WAL to Kafka. One goroutine (run) owns the librdkafka
 // producer: it reads the WAL from the cursor onward, produces each record
-// with its sequence as Opaque, drains every event librdkafka emits, turns
-// delivery reports into the contiguous watermark, persists it as the WAL
+// to a known partition (or with its sequence as Opaque, see partition.go),
+// drains every event librdkafka emits, attributes each delivery report to
+// its record, turns them into the contiguous watermark, persists it as the WAL
 // cursor, dead-letters records Kafka refuses for good, and rebuilds the
 // producer after a fatal error. Other goroutines talk to it through
 // atomics and channels only.
@@ -40,9 +41,15 @@ type Sender struct {
 	pending []wal.Entry    // records read ahead, from win.next on
 	msg     kafka.Message  // reused by message
 	hdrs    []kafka.Header // reused by message
-	mode    mode
-	retryAt time.Time
-	backoff time.Duration
+	rt      *router
+	meta    *metaFetcher // of the current producer
+	// positional: reports are attributed by partition and position
+	// (partition.go); false without idempotence, or after the tripwire.
+	positional bool
+	closing    bool // shutdown purged librdkafka: positional successes are not believed
+	mode       mode
+	retryAt    time.Time
+	backoff    time.Duration
 	// deadline for purged records' reports before a rebuild goes ahead
 	rebuildBy   time.Time
 	persisted   uint64
@@ -77,6 +84,7 @@ type closeReq struct {
 
 type counters struct {
 	delivered, deadLettered, resent, holes, rebuilds atomic.Uint64
+	anomalies                                        atomic.Uint64
 	acked                                            atomic.Uint64 // in-memory watermark
 	inFlight                                         atomic.Int64
 	oldest                                           atomic.Int64 // Unix nanos of the oldest unacknowledged record in flight
@@ -90,8 +98,12 @@ type Stats struct {
 	// a rebuild or a restart: each may be a duplicate in Kafka.
 	Resent uint64
 	// Holes counts records recovery could not read; they were skipped.
-	Holes           uint64
-	Rebuilds        uint64
+	Holes    uint64
+	Rebuilds uint64
+	// ReportAnomalies counts delivery reports that broke an expectation
+	// of per-partition report order: each is logged, and answered by
+	// re-sending what was unacknowledged. Zero unless librdkafka changes.
+	ReportAnomalies uint64
 	Acked           uint64 // every sequence <= Acked is delivered or dead-lettered
 	InFlight        int
 	OldestUnacked   time.Time // zero when nothing is in flight
@@ -110,6 +122,14 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	kind, err := partitionerOf(kcfg)
+	if err != nil {
+		return nil, err
+	}
+	linger, err := stickyLinger(kcfg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Sender{
 		cfg:     cfg,
 		kcfg:    kcfg,
@@ -118,10 +138,14 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		lg:      cfg.Logger,
 		win:     newWindow(max(l.Cursor()+1, l.FirstSeq()), cfg.MaxInFlight),
 		pf:      newPrefetcher(l),
+		rt:      newRouter(kind, linger),
 		backoff: minBackoff,
-		notify:  make(chan struct{}),
-		closeCh: make(chan closeReq),
-		done:    make(chan struct{}),
+		// Per-partition report order needs idempotence (retries that
+		// keep order).
+		positional: truthy(kcfg["enable.idempotence"]),
+		notify:     make(chan struct{}),
+		closeCh:    make(chan closeReq),
+		done:       make(chan struct{}),
 	}
 	s.persisted = s.win.low - 1
 	s.stats.acked.Store(s.win.low - 1)
@@ -157,6 +181,8 @@ func (s *Sender) newProducer() error {
 		return fmt.Errorf("kafkawal: config: Kafka: %w", err)
 	}
 	s.p, s.events, s.logs = p, p.Events(), p.Logs()
+	s.meta = startMeta(p)
+	s.rt.restartFetches()
 	return nil
 }
 
@@ -209,6 +235,8 @@ func (s *Sender) run() {
 			}
 		case lg := <-s.logs:
 			s.logLibrdkafka(lg)
+		case a := <-s.meta.out:
+			s.rt.setMeta(a.topic, a.md, a.err)
 		case b := <-reads:
 			s.take(b)
 		case <-tick.C:
@@ -232,7 +260,11 @@ func (s *Sender) fill() {
 		}
 		s.retryAt = time.Time{}
 	}
-	for s.win.hasRoom(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes) {
+	s.rt.tick()
+	for n := 1; s.win.hasRoom(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes); n++ {
+		if n%clockEvery == 0 {
+			s.rt.tick()
+		}
 		// Isolated: one record at a time, and the record after the range
 		// waits for the last isolated one's report too, or librdkafka
 		// would batch them together again.
@@ -254,9 +286,19 @@ func (s *Sender) fill() {
 			s.win.skip()
 			continue
 		}
-		err := s.p.Produce(s.message(e), nil)
+		m, q := s.message(e)
+		err := s.p.Produce(m, nil)
 		if err != nil {
-			switch classify(err) {
+			c := classify(err)
+			if q != nil && e.Record.Partition == wal.PartitionAny && c == permanent {
+				// The partition we chose does not exist (a topic re-created
+				// with fewer): forget the count; the record goes again with
+				// PartitionAny and Opaque until new metadata is in.
+				s.lg.Warn().Err(err).Str("topic", e.Record.Topic).Msg("sender: chosen partition refused; refreshing the topic's partitions")
+				s.rt.forget(e.Record.Topic)
+				continue
+			}
+			switch c {
 			case permanent:
 				if s.deadLetter(e.Seq, e.Record.Clone(), err) {
 					s.win.skip()
@@ -268,6 +310,9 @@ func (s *Sender) fill() {
 				s.retryLater()
 			}
 			return
+		}
+		if q != nil {
+			q.push(e.Seq)
 		}
 		if e.Seq < s.win.hi {
 			s.stats.resent.Add(1)
@@ -335,16 +380,21 @@ func (s *Sender) take(b readBatch) {
 // message fills the sender's one reusable kafka.Message with e: Produce
 // copies what it needs (librdkafka's RD_KAFKA_MSG_F_COPY) and keeps no
 // reference to the Message, so one per sender saves an allocation per
-// record.
-func (s *Sender) message(e *wal.Entry) *kafka.Message {
+// record. It returns the queue of the partition the record goes to, to
+// push its sequence on once produced, or nil when the record carries its
+// sequence as Opaque instead.
+func (s *Sender) message(e *wal.Entry) (*kafka.Message, *fifo) {
 	r := &e.Record
 	m := &s.msg
+	part, q := s.route(e)
 	*m = kafka.Message{
-		TopicPartition: kafka.TopicPartition{Topic: &r.Topic, Partition: r.Partition},
+		TopicPartition: kafka.TopicPartition{Topic: &r.Topic, Partition: part},
 		Key:            r.Key,
 		Value:          r.Value,
 		Timestamp:      r.Timestamp,
-		Opaque:         e.Seq,
+	}
+	if q == nil {
+		m.Opaque = e.Seq
 	}
 	if len(r.Headers) > 0 {
 		s.hdrs = s.hdrs[:0]
@@ -353,7 +403,36 @@ func (s *Sender) message(e *wal.Entry) *kafka.Message {
 		}
 		m.Headers = s.hdrs
 	}
-	return m
+	return m, q
+}
+
+// route returns the partition to produce e to and its queue, or the
+// record's own partition and nil to attribute its report by Opaque: when
+// reports are not positional, for records sent alone to confirm a
+// permanent error (the dead-letter decision must not rest on our choice
+// of partition), and for PartitionAny records of a topic whose partitions
+// are not known yet.
+func (s *Sender) route(e *wal.Entry) (int32, *fifo) {
+	r := &e.Record
+	if !s.positional || e.Seq < s.isolateUntil {
+		return r.Partition, nil
+	}
+	t := s.rt.topic(r.Topic)
+	p := r.Partition
+	if p == wal.PartitionAny {
+		if !t.fetching && !s.rt.now.Before(t.fetchAt) {
+			if s.meta.ask(r.Topic) {
+				t.fetching = true
+			} else {
+				t.fetchAt = s.rt.now.Add(metaRetry)
+			}
+		}
+		var ok bool
+		if p, ok = s.rt.partition(t, r.Key); !ok {
+			return wal.PartitionAny, nil
+		}
+	}
+	return p, t.queue(p)
 }
 
 func (s *Sender) retryLater() {
@@ -370,12 +449,55 @@ func (s *Sender) handle(ev kafka.Event) {
 	}
 }
 
+// attribute returns the sequence a report is for: its Opaque, or the
+// oldest sequence produced to its partition and not yet reported.
+func (s *Sender) attribute(m *kafka.Message) (seq uint64, q *fifo, ok bool) {
+	if seq, ok := m.Opaque.(uint64); ok {
+		return seq, nil, true
+	}
+	tp := m.TopicPartition
+	if tp.Topic == nil {
+		return 0, nil, false
+	}
+	q = s.rt.topic(*tp.Topic).queue(tp.Partition)
+	if seq, ok = q.pop(); !ok {
+		s.anomaly("sender: a delivery report for a partition with no record in flight; ignored", m)
+		return 0, nil, false
+	}
+	return seq, q, true
+}
+
+func (s *Sender) anomaly(msg string, m *kafka.Message) {
+	s.stats.anomalies.Add(1)
+	s.lg.Error().Str("topic", *m.TopicPartition.Topic).Int32("partition", m.TopicPartition.Partition).
+		Int64("offset", int64(m.TopicPartition.Offset)).Msg(msg)
+}
+
 func (s *Sender) report(m *kafka.Message) {
-	seq, ok := m.Opaque.(uint64)
+	seq, q, ok := s.attribute(m)
 	if !ok {
 		return
 	}
 	err := m.TopicPartition.Error
+	if err == nil && q != nil {
+		// A positional success is believed only while no failure has been
+		// reported since the last rewind (see partition.go), and only if
+		// the partition's offsets still rise in report order.
+		if s.mode != normal || s.closing {
+			s.win.resolve(seq, false)
+			return
+		}
+		if off := int64(m.TopicPartition.Offset); off >= 0 {
+			if off <= q.lastOffset {
+				s.anomaly("sender: delivery reports out of order in a partition; re-sending everything unacknowledged and attributing reports by Opaque from now on", m)
+				s.positional = false
+				s.win.resolve(seq, false)
+				s.enter(draining, errMisordered)
+				return
+			}
+			q.lastOffset = off
+		}
+	}
 	if err == nil {
 		if s.win.resolve(seq, true) {
 			s.stats.delivered.Add(1)
@@ -450,9 +572,20 @@ func (s *Sender) enter(m mode, cause error) {
 func (s *Sender) maybeRewind() {
 	if s.mode == draining && s.win.produced == 0 {
 		s.win.rewind() // peek then finds next behind the read-ahead and seeks
+		s.resetRouter()
 		s.mode = normal
 		s.retryLater()
 	}
+}
+
+// resetRouter forgets the queues of reports to come: every report of
+// what was produced is in (or, after a rebuild, will never come).
+func (s *Sender) resetRouter() {
+	if n := s.rt.outstanding(); n > 0 && s.win.produced == 0 {
+		s.stats.anomalies.Add(uint64(n))
+		s.lg.Error().Int("records", n).Msg("sender: records produced without a delivery report; they are re-sent")
+	}
+	s.rt.reset()
 }
 
 func (s *Sender) brokerError(e kafka.Error) {
@@ -514,12 +647,14 @@ func (s *Sender) checkRebuild() {
 	}
 	s.stats.rebuilds.Add(1)
 	s.win.rewind()
+	s.rt.reset()
 	s.mode = normal
 }
 
 // closeProducer closes librdkafka while draining its channels: Close waits
 // for the poller, which may be blocked sending an event.
 func (s *Sender) closeProducer() {
+	s.meta.close()
 	p, events, logs := s.p, s.events, s.logs
 	closed := make(chan struct{})
 	go func() { p.Close(); close(closed) }()
@@ -594,6 +729,7 @@ func (s *Sender) persist() {
 // persists the final cursor.
 func (s *Sender) shutdown() {
 	if s.win.produced > 0 {
+		s.closing = true
 		_ = s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
 		deadline := time.NewTimer(closePurgeWait)
 		defer deadline.Stop()
@@ -602,8 +738,8 @@ func (s *Sender) shutdown() {
 			select {
 			case ev := <-s.events:
 				if m, ok := ev.(*kafka.Message); ok {
-					if seq, ok := m.Opaque.(uint64); ok {
-						s.win.resolve(seq, m.TopicPartition.Error == nil)
+					if seq, q, ok := s.attribute(m); ok {
+						s.win.resolve(seq, m.TopicPartition.Error == nil && q == nil)
 					}
 				}
 			case lg := <-s.logs:
@@ -664,6 +800,7 @@ func (s *Sender) Stats() Stats {
 		Resent:          s.stats.resent.Load(),
 		Holes:           s.stats.holes.Load(),
 		Rebuilds:        s.stats.rebuilds.Load(),
+		ReportAnomalies: s.stats.anomalies.Load(),
 		Acked:           s.stats.acked.Load(),
 		InFlight:        int(s.stats.inFlight.Load()),
 		BrokerReachable: !s.stats.unreachable.Load(),

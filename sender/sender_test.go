@@ -90,7 +90,7 @@ func TestDrainEndsOnSuccessReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	s := &Sender{wal: l, p: p, win: newWindow(1, 16), mode: normal, lg: Config{}.withDefaults().Logger}
+	s := &Sender{wal: l, p: p, win: newWindow(1, 16), rt: newRouter(consistentRandom, 0), mode: normal, lg: Config{}.withDefaults().Logger}
 	for seq := uint64(1); seq <= 3; seq++ {
 		s.win.add(seq, 10, 0)
 	}
