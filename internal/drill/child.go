@@ -273,7 +273,11 @@ func generate(ctx context.Context, p *kafkawal.Producer, c ChildConfig, lw *ledg
 func (c ChildConfig) id(i uint64) uint64 { return uint64(c.Run)<<32 | (i + 1) }
 
 // record is the run's i-th record: round-robin over topics, then over
-// partitions, so that every partition gets ids in increasing order.
+// partitions, so that every partition gets ids in increasing order. On
+// every second topic the partition is not given: the record has
+// PartitionAny and a key per would-be partition, which the partitioner
+// hashes to the same partition on every run (and kafkawal's sender
+// partitions itself, attributing reports by position).
 func (c ChildConfig) record(i uint64) kafkawal.Record {
 	id := c.id(i)
 	ids := strconv.FormatUint(id, 10)
@@ -282,7 +286,7 @@ func (c ChildConfig) record(i uint64) kafkawal.Record {
 	for j := 0; j < len(v); j += len(ids) + 1 {
 		copy(v[j:], ids+" ")
 	}
-	return kafkawal.Record{
+	r := kafkawal.Record{
 		Topic:     c.Topics[i%nt],
 		Partition: int32(i / nt % uint64(c.Partitions)),
 		Value:     v,
@@ -291,6 +295,11 @@ func (c ChildConfig) record(i uint64) kafkawal.Record {
 			{Key: NonceHeader, Value: []byte(c.Nonce)},
 		},
 	}
+	if i%nt%2 == 1 {
+		r.Key = []byte("p" + strconv.Itoa(int(r.Partition)))
+		r.Partition = kafkawal.PartitionAny
+	}
+	return r
 }
 
 // recordID reads a record's drill id; ok is false without one.

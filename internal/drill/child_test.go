@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkawal/kafkawal"
 	"github.com/kafkawal/kafkawal/internal/kafkatest"
 )
 
@@ -53,6 +54,12 @@ func TestChildRecords(t *testing.T) {
 		}
 		seen[id] = true
 		key := r.Topic + "/" + string(rune('0'+r.Partition))
+		if r.Topic == "b" {
+			if r.Partition != kafkawal.PartitionAny || len(r.Key) != 2 {
+				t.Fatalf("record %d on the second topic: partition %d key %q, want PartitionAny and a key", i, r.Partition, r.Key)
+			}
+			key = r.Topic + "/" + string(r.Key)
+		}
 		if id <= last[key] {
 			t.Fatalf("%s: id %d after %d", key, id, last[key])
 		}
