@@ -32,9 +32,10 @@ import (
 //   - Success reports of one partition swapped among themselves mark the
 //     same set of records delivered.
 //   - A failure report switches the sender to draining; from then until
-//     the rewind, every positional report counts as a failure, successes
-//     included, so a success that was really another record's cannot mark
-//     a failed record delivered. The records are re-sent (counted Resent).
+//     the rewind (or, at Close, until the end), every positional report
+//     counts as a failure, successes included, so a success that was
+//     really another record's cannot mark a failed record delivered. The
+//     records are re-sent (counted Resent).
 //   - The remaining case, a later record's success reported before an
 //     earlier record's failure in one partition, would need the broker to
 //     accept a batch whose predecessor it refused, which the idempotent

@@ -46,7 +46,7 @@ type Sender struct {
 	// positional: reports are attributed by partition and position
 	// (partition.go); false without idempotence, or after the tripwire.
 	positional bool
-	closing    bool // shutdown purged librdkafka: positional successes are not believed
+	closing    bool // shutdown saw a failure report: positional successes are not believed
 	mode       mode
 	retryAt    time.Time
 	backoff    time.Duration
@@ -729,7 +729,6 @@ func (s *Sender) persist() {
 // persists the final cursor.
 func (s *Sender) shutdown() {
 	if s.win.produced > 0 {
-		s.closing = true
 		_ = s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
 		deadline := time.NewTimer(closePurgeWait)
 		defer deadline.Stop()
@@ -739,7 +738,11 @@ func (s *Sender) shutdown() {
 			case ev := <-s.events:
 				if m, ok := ev.(*kafka.Message); ok {
 					if seq, q, ok := s.attribute(m); ok {
-						s.win.resolve(seq, m.TopicPartition.Error == nil && q == nil)
+						failed := m.TopicPartition.Error != nil
+						// As in report: no positional success is believed
+						// after a failure.
+						s.win.resolve(seq, !failed && (q == nil || !s.closing))
+						s.closing = s.closing || failed
 					}
 				}
 			case lg := <-s.logs:
