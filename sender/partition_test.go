@@ -185,11 +185,7 @@ func TestFifoRing(t *testing.T) {
 // to partition 0 of topic t without Opaque.
 func positionalSender(t *testing.T, n int) *Sender {
 	t.Helper()
-	l, _, err := wal.Open(t.TempDir(), wal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close() })
+	l, _ := openLogs(t)
 	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": "127.0.0.1:1"})
 	if err != nil {
 		t.Fatal(err)
@@ -278,17 +274,7 @@ func TestSenderPartitionsPartitionAny(t *testing.T) {
 	if err := b.CreateTopic(ctx, "any", 5, nil); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	l, _, err := wal.Open(dir, wal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	dl, _, err := wal.OpenDeadLetters(dir, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dl.Close()
+	l, dl := openLogs(t)
 	s, err := New(l, dl, Config{Kafka: kafka.ConfigMap{"bootstrap.servers": b.Bootstrap(), "partitioner": "murmur2_random"}})
 	if err != nil {
 		t.Fatal(err)

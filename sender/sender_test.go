@@ -20,15 +20,7 @@ func TestSenderDeliversInOrder(t *testing.T) {
 	if err := b.CreateTopic(ctx, "s", 2, nil); err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	l, _, err := wal.Open(dir, wal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dl, _, err := wal.OpenDeadLetters(dir, 0o600)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, dl := openLogs(t)
 	s, err := New(l, dl, Config{Kafka: kafka.ConfigMap{"bootstrap.servers": b.Bootstrap()}})
 	if err != nil {
 		t.Fatal(err)
@@ -60,8 +52,24 @@ func TestSenderDeliversInOrder(t *testing.T) {
 	if !rep.OK() || rep.Duplicates != 0 {
 		t.Fatalf("verify: %v", rep)
 	}
-	l.Close()
-	dl.Close()
+}
+
+// openLogs opens a WAL and its dead-letter log in a test directory,
+// closed when the test ends.
+func openLogs(t *testing.T) (*wal.Log, *wal.DeadLetters) {
+	t.Helper()
+	dir := t.TempDir()
+	l, _, err := wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	dl, _, err := wal.OpenDeadLetters(dir, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dl.Close() })
+	return l, dl
 }
 
 func valueID(r *kgo.Record) (uint64, bool) {
