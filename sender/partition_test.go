@@ -192,7 +192,7 @@ func positionalSender(t *testing.T, n int) *Sender {
 	}
 	t.Cleanup(p.Close)
 	s := &Sender{wal: l, p: p, win: newWindow(1, 64), rt: newRouter(consistentRandom, 0), positional: true,
-		mode: normal, lg: Config{}.withDefaults().Logger}
+		mode: normal, lg: Config{}.withDefaults().Logger, notify: make(chan struct{})}
 	for seq := uint64(1); seq <= uint64(n); seq++ {
 		if _, err := l.Append(context.Background(), []wal.Record{{Topic: "t", Value: []byte("v")}}); err != nil {
 			t.Fatal(err)
@@ -321,5 +321,25 @@ func TestSenderPartitionsPartitionAny(t *testing.T) {
 		if want, _ := murmur2Random.hash(r.Key, 5); r.Partition != want {
 			t.Fatalf("key %s in partition %d, librdkafka's murmur2 gives %d", r.Key, r.Partition, want)
 		}
+	}
+}
+
+// At Close too, positional successes are believed until the first failure
+// report and not after it.
+func TestShutdownBelievesPositionalSuccessesUntilAFailure(t *testing.T) {
+	s := positionalSender(t, 3)
+	events := make(chan kafka.Event, 3)
+	topic := "t"
+	for i, err := range []error{nil, kafka.NewError(kafka.ErrPurgeInflight, "", false), nil} {
+		events <- &kafka.Message{TopicPartition: kafka.TopicPartition{Topic: &topic, Partition: 0, Offset: kafka.Offset(10 + i), Error: err}}
+	}
+	s.events = events
+	s.meta = startMeta(s.p)
+	s.shutdown()
+	if s.win.low != 2 || s.win.at(3).state == done {
+		t.Fatalf("low %d, record 3 %v: want record 1 delivered, records 2 and 3 not", s.win.low, s.win.at(3).state)
+	}
+	if c := s.wal.Cursor(); c != 1 {
+		t.Fatalf("cursor %d, want 1", c)
 	}
 }
