@@ -66,8 +66,13 @@ func (f *metaFetcher) ask(topic string) bool {
 }
 
 // close stops the goroutine and waits for it (at most one GetMetadata,
-// bounded by metaTimeout).
+// bounded by metaTimeout). A second close does nothing: a rebuild whose
+// new producer could not be created closes the old one again.
 func (f *metaFetcher) close() {
-	close(f.stop)
+	select {
+	case <-f.stop:
+	default:
+		close(f.stop)
+	}
 	<-f.done
 }

@@ -343,3 +343,33 @@ func TestShutdownBelievesPositionalSuccessesUntilAFailure(t *testing.T) {
 		t.Fatalf("cursor %d, want 1", c)
 	}
 }
+
+// The metadata goroutine answers, and closing it twice (a rebuild that
+// failed to create its new producer closes the old one again) is safe.
+func TestMetaFetcher(t *testing.T) {
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := b.CreateTopic(ctx, "meta", 3, nil); err != nil {
+		t.Fatal(err)
+	}
+	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Bootstrap()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	f := startMeta(p)
+	if !f.ask("meta") {
+		t.Fatal("ask refused")
+	}
+	select {
+	case a := <-f.out:
+		if a.err != nil || a.md == nil || len(a.md.Partitions) != 3 {
+			t.Fatalf("answer %+v", a)
+		}
+	case <-ctx.Done():
+		t.Fatal("no answer")
+	}
+	f.close()
+	f.close()
+}
