@@ -130,8 +130,9 @@ func (c Config) KafkaConfig() (kafka.ConfigMap, error) {
 			return nil, fmt.Errorf("kafkawal: config: Kafka[%s]: set by kafkawal, must not be set", k)
 		}
 	}
-	// The sender reads reports from Events() and needs only the opaque (the
-	// WAL sequence) and the partition/offset; the channel holds every
+	// The sender reads reports from Events() and needs only the topic,
+	// partition and offset (and the Opaque where it set one, see
+	// partition.go); the channel holds every
 	// possible report of the window, so librdkafka's poller never blocks.
 	m["go.delivery.reports"] = true
 	m["go.delivery.report.fields"] = "none"
