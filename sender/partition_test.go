@@ -268,12 +268,7 @@ func TestPositionalTripwire(t *testing.T) {
 // partitioned by the sender (reports attributed by position) once the
 // topic's metadata is in, keyed ones where librdkafka would put them.
 func TestSenderPartitionsPartitionAny(t *testing.T) {
-	b := kafkatest.StartT(t, kafkatest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := b.CreateTopic(ctx, "any", 5, nil); err != nil {
-		t.Fatal(err)
-	}
+	b, ctx := brokerWithTopic(t, "any", 5)
 	l, dl := openLogs(t)
 	s, err := New(l, dl, Config{Kafka: kafka.ConfigMap{"bootstrap.servers": b.Bootstrap(), "partitioner": "murmur2_random"}})
 	if err != nil {
@@ -347,12 +342,7 @@ func TestShutdownBelievesPositionalSuccessesUntilAFailure(t *testing.T) {
 // The metadata goroutine answers, and closing it twice (a rebuild that
 // failed to create its new producer closes the old one again) is safe.
 func TestMetaFetcher(t *testing.T) {
-	b := kafkatest.StartT(t, kafkatest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := b.CreateTopic(ctx, "meta", 3, nil); err != nil {
-		t.Fatal(err)
-	}
+	b, ctx := brokerWithTopic(t, "meta", 3)
 	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": b.Bootstrap()})
 	if err != nil {
 		t.Fatal(err)

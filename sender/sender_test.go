@@ -14,12 +14,7 @@ import (
 )
 
 func TestSenderDeliversInOrder(t *testing.T) {
-	b := kafkatest.StartT(t, kafkatest.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	if err := b.CreateTopic(ctx, "s", 2, nil); err != nil {
-		t.Fatal(err)
-	}
+	b, ctx := brokerWithTopic(t, "s", 2)
 	l, dl := openLogs(t)
 	s, err := New(l, dl, Config{Kafka: kafka.ConfigMap{"bootstrap.servers": b.Bootstrap()}})
 	if err != nil {
@@ -52,6 +47,19 @@ func TestSenderDeliversInOrder(t *testing.T) {
 	if !rep.OK() || rep.Duplicates != 0 {
 		t.Fatalf("verify: %v", rep)
 	}
+}
+
+// brokerWithTopic starts a broker for the test with one topic, and
+// returns a context for the test's deadline.
+func brokerWithTopic(t *testing.T, topic string, partitions int32) (kafkatest.Broker, context.Context) {
+	t.Helper()
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	if err := b.CreateTopic(ctx, topic, partitions, nil); err != nil {
+		t.Fatal(err)
+	}
+	return b, ctx
 }
 
 // openLogs opens a WAL and its dead-letter log in a test directory,
