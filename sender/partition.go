@@ -39,7 +39,9 @@ import (
 //   - The remaining case, a later record's success reported before an
 //     earlier record's failure in one partition, would need the broker to
 //     accept a batch whose predecessor it refused, which the idempotent
-//     producer's per-partition sequence numbers forbid.
+//     producer's per-partition sequence numbers forbid. (If the earlier
+//     failure is local, a timeout of a request the broker did write, the
+//     success then attributed to the earlier record is still true.)
 //   - A tripwire checks each partition's success offsets rise in report
 //     order; if they ever do not, the sender logs it, counts it
 //     (Stats.ReportAnomalies), re-sends everything unacknowledged, and
