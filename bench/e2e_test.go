@@ -24,8 +24,9 @@ import (
 // that tracks each record's delivery does; kafkawal's records/s over it is
 // x_plain_opaque. "plain-acked" waits, in each appender, for its records'
 // delivery reports before going on: what an application without a WAL does
-// to acknowledge only what Kafka has (x_plain_acked). cpu-us/record is the process's CPU per record (with the
-// embedded broker, the broker's included). One op is one record.
+// to acknowledge only what Kafka has (x_plain_acked). cpu-us/record is the
+// process's CPU per record (with the embedded broker, the broker's
+// included). One op is one record.
 func BenchmarkEndToEnd(b *testing.B) {
 	br := directBroker.get(b)
 	for _, vs := range valueSizes {

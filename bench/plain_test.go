@@ -110,12 +110,21 @@ func (pl *plain) drain() {
 }
 
 // produce hands m to librdkafka, waiting for delivery reports while its
-// queue is full.
+// queue is full; its report goes to Events() and is counted by wait.
 func (pl *plain) produce(m *kafka.Message) error {
+	if err := pl.produceTo(m, nil); err != nil {
+		return err
+	}
+	pl.produced.Add(1)
+	return nil
+}
+
+// produceTo hands m to librdkafka with its report going to ch (nil:
+// Events()), waiting while librdkafka's queue is full.
+func (pl *plain) produceTo(m *kafka.Message, ch chan kafka.Event) error {
 	for {
-		err := pl.p.Produce(m, nil)
+		err := pl.p.Produce(m, ch)
 		if err == nil {
-			pl.produced.Add(1)
 			return nil
 		}
 		var ke kafka.Error
@@ -136,16 +145,8 @@ func (pl *plain) produce(m *kafka.Message) error {
 func (pl *plain) produceAcked(ctx context.Context, topic *string, vals [][]byte) error {
 	ch := make(chan kafka.Event, len(vals))
 	for _, v := range vals {
-		for {
-			err := pl.p.Produce(message(topic, v, nil), ch)
-			if err == nil {
-				break
-			}
-			var ke kafka.Error
-			if !errors.As(err, &ke) || ke.Code() != kafka.ErrQueueFull {
-				return err
-			}
-			time.Sleep(time.Millisecond) // librdkafka's queue is full: let it drain
+		if err := pl.produceTo(message(topic, v, nil), ch); err != nil {
+			return err
 		}
 	}
 	for range vals {

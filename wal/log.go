@@ -314,33 +314,30 @@ func (l *Log) AppendAt(ctx context.Context, recs []Record, now time.Time) (uint6
 	if err != nil {
 		return 0, err
 	}
+	// Every path below ends with the writer done with req (it has
+	// answered, or never saw it): back to the pool then.
+	defer l.putReq(req)
 	if req.bytes > l.opts.MaxDiskBytes-l.opts.SegmentBytes {
-		l.putReq(req)
 		return 0, fmt.Errorf("%w: batch of %d bytes can never fit under MaxDiskBytes %d", ErrTooLarge, req.bytes, l.opts.MaxDiskBytes)
 	}
 	select {
 	case <-l.done:
-		l.putReq(req)
 		return 0, ErrClosed
 	default:
 	}
 	if err := l.disk.reserve(ctx, req.bytes, l.opts.FullPolicy, l.done, l.askTruncate); err != nil {
-		l.putReq(req)
 		return 0, err
 	}
 	l.closeMu.RLock()
 	if l.closed {
 		l.closeMu.RUnlock()
 		l.disk.release(req.bytes)
-		l.putReq(req)
 		return 0, ErrClosed
 	}
 	l.reqs <- req
 	l.closeMu.RUnlock()
 	<-req.done // the writer is done with req once it has signalled
-	first, err := req.first, req.err
-	l.putReq(req)
-	return first, err
+	return req.first, req.err
 }
 
 // Append requests are pooled: an append then allocates nothing, and a
