@@ -51,7 +51,9 @@
 // batch created a segment) before it answers each caller. Under
 // SyncPeriodic it answers after the write and fsyncs every SyncInterval;
 // under SyncNever it leaves fsync to the OS. tidwall fsyncs a segment when
-// it seals it.
+// it seals it, under the lock its readers take; the writer fdatasyncs the
+// tail itself just before, so that fsync has only the last batch to write
+// and the sender is not held behind it.
 //
 // A write or fsync error makes the log answer every Append with that error
 // (a *WriteError; ENOSPC also matches ErrFull) until, RetryAfterError later,

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -635,5 +636,36 @@ func TestTailDivergenceIsCaught(t *testing.T) {
 				t.Fatalf("acknowledged through %d, but seq %d on went to %s, which was not fsync'd", acked, segs[1].First, segs[1].Path)
 			}
 		})
+	}
+}
+
+// The writer syncs the tail before a batch that makes tidwall rotate, so
+// that tidwall's own fsync (under the lock readers take) finds little to
+// write. rotates must predict exactly the batches apply rotates on.
+func TestSegTrackerRotatesPredictsApply(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	const limit = 4096
+	tr := segTracker{dir: t.TempDir(), limit: limit}
+	tr.add(1)
+	first, rotations := uint64(1), 0
+	for range 20000 {
+		framed := make([]int64, 1+rng.IntN(8))
+		for i := range framed {
+			framed[i] = 1 + rng.Int64N(limit/2)
+			if rng.IntN(50) == 0 {
+				framed[i] = limit + rng.Int64N(limit) // one entry over a whole segment
+			}
+		}
+		tail := tr.tail().Bytes
+		want := tr.rotates(framed)
+		created := tr.apply(first, framed)
+		if want != (created > 0) {
+			t.Fatalf("batch %v on a tail of %d bytes: rotates said %v, apply created %d segments", framed, tail, want, created)
+		}
+		rotations += created
+		first += uint64(len(framed))
+	}
+	if rotations < 1000 {
+		t.Fatalf("only %d rotations: the test did not exercise rotation", rotations)
 	}
 }

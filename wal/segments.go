@@ -88,6 +88,18 @@ func (t *segTracker) apply(first uint64, framed []int64) (created int) {
 	return created
 }
 
+// rotates reports whether apply(first, framed) would create a segment.
+func (t *segTracker) rotates(framed []int64) bool {
+	n := t.tail().Bytes
+	if n > t.limit {
+		return true
+	}
+	for _, f := range framed {
+		n += f
+	}
+	return n >= t.limit
+}
+
 func (t *segTracker) totalBytes() int64 {
 	var n int64
 	for _, s := range t.segs {

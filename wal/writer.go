@@ -291,17 +291,33 @@ func (l *Log) write(batch []*appendReq) {
 		}
 		return
 	}
-	seq := l.w.last + 1
 	framed := l.w.framed[:0]
 	for _, r := range batch {
+		framed = append(framed, r.framed...)
+	}
+	l.w.framed = framed
+	if l.w.dirty && l.w.segs.rotates(framed) {
+		// tidwall fsyncs a segment when it rotates, under the lock its
+		// Read takes: with SyncPeriodic up to SyncInterval of writes, tens
+		// of milliseconds during which the sender reads nothing. Sync the
+		// tail first, outside that lock, so that tidwall's fsync finds
+		// only this batch's bytes to write.
+		if err := l.syncData(); err != nil {
+			l.fail(err, "fsync")
+			for _, r := range batch {
+				l.answer(r, l.w.failed)
+			}
+			return
+		}
+	}
+	seq := l.w.last + 1
+	for _, r := range batch {
 		r.first = seq
-		for i, e := range r.entries {
+		for _, e := range r.entries {
 			l.w.batch.Write(seq, e)
-			framed = append(framed, r.framed[i])
 			seq++
 		}
 	}
-	l.w.framed = framed
 	created := l.w.segs.apply(l.w.last+1, framed)
 
 	l.tlMu.RLock()
@@ -362,10 +378,9 @@ func (l *Log) answer(r *appendReq, err error) {
 // readers are not held behind tidwall's lock during the fsync.
 func (l *Log) syncTail() error {
 	if l.w.dirty {
-		if err := syscall.Fdatasync(int(l.w.tail.Fd())); err != nil {
-			return fmt.Errorf("%s: %w", l.w.tail.Name(), err)
+		if err := l.syncData(); err != nil {
+			return err
 		}
-		l.w.dirty = false
 	}
 	if l.w.dirDirty {
 		if err := SyncDir(l.segDir); err != nil {
@@ -373,6 +388,16 @@ func (l *Log) syncTail() error {
 		}
 		l.w.dirDirty = false
 	}
+	return nil
+}
+
+// syncData fdatasyncs the tail segment through the writer's own
+// descriptor, outside tidwall's lock.
+func (l *Log) syncData() error {
+	if err := syscall.Fdatasync(int(l.w.tail.Fd())); err != nil {
+		return fmt.Errorf("%s: %w", l.w.tail.Name(), err)
+	}
+	l.w.dirty = false
 	return nil
 }
 
