@@ -53,7 +53,10 @@
 // under SyncNever it leaves fsync to the OS. tidwall fsyncs a segment when
 // it seals it, under the lock its readers take; the writer fdatasyncs the
 // tail itself just before, so that fsync has only the last batch to write
-// and the sender is not held behind it.
+// and the sender is not held behind it. Under SyncPeriodic and SyncNever the
+// writer also starts the kernel's writeback of the tail every MiB
+// (sync_file_range, which waits for nothing and promises nothing), so that
+// these fsyncs, which hold every appender, find little left to write.
 //
 // A write or fsync error makes the log answer every Append with that error
 // (a *WriteError; ENOSPC also matches ErrFull) until, RetryAfterError later,

@@ -669,3 +669,41 @@ func TestSegTrackerRotatesPredictsApply(t *testing.T) {
 		t.Fatalf("only %d rotations: the test did not exercise rotation", rotations)
 	}
 }
+
+// Under SyncPeriodic and SyncNever the writer starts the tail's writeback
+// every writebackChunk bytes, whole pages only, and starts over on each
+// new segment.
+func TestWritebackStartsEveryChunk(t *testing.T) {
+	for _, mode := range []SyncMode{SyncPeriodic, SyncNever, SyncAlways} {
+		t.Run(mode.String(), func(t *testing.T) {
+			l := openT(t, t.TempDir(), Options{Sync: mode, SegmentBytes: 4 * writebackChunk, SyncInterval: time.Hour})
+			val := make([]byte, 1000)
+			batch := make([]Record, 100)
+			for i := range batch {
+				batch[i] = Record{Topic: "t", Value: val}
+			}
+			for range 6 * writebackChunk / (100 * 1000) { // 1.5 segments
+				if _, err := l.Append(bg, batch); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			segs := len(l.w.segs.segs)
+			tail := l.w.segs.tail().Bytes
+			if segs != 2 {
+				t.Fatalf("%d segments, want 2", segs)
+			}
+			if mode == SyncAlways {
+				if l.w.kicked != 0 {
+					t.Fatalf("SyncAlways started writeback up to %d; its fsyncs do that", l.w.kicked)
+				}
+				return
+			}
+			if k := l.w.kicked; k%(4<<10) != 0 || k > tail || tail-k >= writebackChunk+4<<10 || k == 0 {
+				t.Fatalf("writeback started up to %d of the tail's %d bytes, want whole pages within %d of its end", k, tail, writebackChunk)
+			}
+		})
+	}
+}

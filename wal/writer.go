@@ -11,6 +11,7 @@ import (
 	"time"
 
 	twal "github.com/tidwall/wal"
+	"golang.org/x/sys/unix"
 )
 
 // appendReq is one Append call waiting for the writer.
@@ -33,8 +34,9 @@ type writer struct {
 	last      uint64   // last sequence written (not necessarily synced)
 	tail      *os.File // our own descriptor of the tail segment, for fsync
 	retired   []*os.File
-	dirty     bool // written since the last fsync
-	dirDirty  bool // a segment file was created since the last directory fsync
+	dirty     bool  // written since the last fsync
+	kicked    int64 // tail bytes whose writeback was started (startWriteback)
+	dirDirty  bool  // a segment file was created since the last directory fsync
 	batch     twal.Batch
 	framed    []int64
 	failed    error // sticky after a failed write, until repair succeeds
@@ -84,7 +86,34 @@ func (w *writer) openTail() error {
 		return fmt.Errorf("kafkawal: open tail segment: %w", err)
 	}
 	w.tail = f
+	w.kicked = 0
 	return nil
+}
+
+// writebackChunk is how many bytes of the tail may be written and not yet
+// on their way to the disk, under SyncPeriodic and SyncNever.
+const writebackChunk = 1 << 20
+
+// startWriteback asks the kernel to start writing the tail to the disk once
+// writebackChunk bytes were written since it last did (sync_file_range
+// with SYNC_FILE_RANGE_WRITE, as RocksDB's bytes_per_sync does). It does
+// not wait and promises nothing about durability: it only spreads the
+// writing over time, so that the fsyncs that do make records durable (every
+// SyncInterval, and tidwall's when it seals a segment, which hold the
+// writer and so every appender) find at most about writebackChunk left to
+// write instead of up to a whole segment. An I/O error of that writeback
+// is kept by the kernel and returned by the next fdatasync of the file,
+// which fails the log as any fsync error does; a refusal to start it
+// changes nothing.
+func (w *writer) startWriteback() {
+	// Whole pages only: a partly filled last page written back now would
+	// be written again once the next batch fills it.
+	end := w.segs.tail().Bytes &^ (4<<10 - 1)
+	if end-w.kicked < writebackChunk {
+		return
+	}
+	_ = unix.SyncFileRange(int(w.tail.Fd()), w.kicked, end-w.kicked, unix.SYNC_FILE_RANGE_WRITE)
+	w.kicked = end
 }
 
 func (w *writer) closeRetired() {
@@ -342,9 +371,11 @@ func (l *Log) write(batch []*appendReq) {
 	l.w.last = seq - 1
 	l.w.dirty = true
 	if l.opts.Sync == SyncAlways {
+		// Every group is fsync'd as soon as the previous fsync ends.
 		l.w.unsynced = append(l.w.unsynced, batch...)
 		return
 	}
+	l.w.startWriteback()
 	l.w.markGood()
 	l.publish(l.w.last, batch)
 }
