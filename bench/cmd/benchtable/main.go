@@ -168,7 +168,21 @@ var titles = map[string]string{
 	"BenchmarkWriteAmplification": "Write amplification with delivery and truncation running",
 }
 
+// order is the order of the tables, whatever the order of the runs
+// (bench/table.sh runs EndToEnd last, in a go test of its own).
+var order = []string{
+	"BenchmarkDurableAppend", "BenchmarkEndToEnd", "BenchmarkLatency",
+	"BenchmarkOutageMemory", "BenchmarkReplay", "BenchmarkWriteAmplification",
+}
+
 func render(w io.Writer, res *results) {
+	rank := func(g *group) int {
+		if i := slices.Index(order, g.name); i >= 0 {
+			return i
+		}
+		return len(order) // others after, in the order they ran
+	}
+	slices.SortStableFunc(res.groups, func(a, b *group) int { return rank(a) - rank(b) })
 	for _, kv := range res.config {
 		fmt.Fprintf(w, "- %s: %s\n", kv[0], kv[1])
 	}
