@@ -88,7 +88,8 @@ func (t *segTracker) apply(first uint64, framed []int64) (created int) {
 	return created
 }
 
-// rotates reports whether apply(first, framed) would create a segment.
+// rotates reports whether apply would create a segment for a batch of
+// entries of these framed sizes.
 func (t *segTracker) rotates(framed []int64) bool {
 	n := t.tail().Bytes
 	if n > t.limit {
