@@ -21,10 +21,10 @@ if [[ "${1:-}" == run ]]; then
 	shift
 	mkdir -p bench/results
 	out=bench/results/$broker.txt
-	# EndToEnd runs on its own with -benchtime 3s: at the default 1 s its
-	# figures carry start-up (first segment, sender catching up) that a
-	# sustained load does not see. The raw-disk loop runs again beside it
-	# for its of_disk column (both runs of it are in the table's median).
+	# EndToEnd runs on its own with -benchtime 3s, for sustained figures:
+	# at the default 1 s, start-up weighs on them. The raw-disk loops run
+	# again beside it for its of_disk column (the table's medians take both
+	# runs of them).
 	go test -run '^$' -bench . -skip EndToEnd -timeout 3h "$@" ./bench/ | tee "$out.tmp"
 	go test -run '^$' -bench 'DurableAppend|EndToEnd' -skip 'DurableAppend/./(bbolt|kafkawal)' \
 		-benchtime 3s -timeout 3h "$@" ./bench/ | tee -a "$out.tmp"
