@@ -327,10 +327,12 @@ func (l *Log) write(batch []*appendReq) {
 	l.w.framed = framed
 	if l.w.dirty && l.w.segs.rotates(framed) {
 		// tidwall fsyncs a segment when it rotates, under the lock its
-		// Read takes: with SyncPeriodic up to SyncInterval of writes, tens
-		// of milliseconds during which the sender reads nothing. Sync the
-		// tail first, outside that lock, so that tidwall's fsync finds
-		// only this batch's bytes to write.
+		// Read takes, so the sender reads nothing until it is done: that
+		// fsync waits for the writeback in flight and whatever is still
+		// dirty. Sync the tail first, outside that lock, so that tidwall's
+		// fsync finds only this batch's bytes to write. (Even with
+		// startWriteback, 300,000 1 KiB records end to end held the
+		// sender's reads 0.51-0.58 s without this and 0.16-0.27 s with it.)
 		if err := l.syncData(); err != nil {
 			l.fail(err, "fsync")
 			for _, r := range batch {
