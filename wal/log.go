@@ -189,6 +189,7 @@ func (l *Log) openTidwall() error {
 		return fmt.Errorf("kafkawal: open %s: %w", l.segDir, err)
 	}
 	l.tl = tl
+	l.presizeTail(0)
 	return nil
 }
 

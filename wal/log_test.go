@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 )
 
 func TestGroupCommitConcurrentAppenders(t *testing.T) {
@@ -703,6 +704,91 @@ func TestWritebackStartsEveryChunk(t *testing.T) {
 			}
 			if k := l.w.kicked; k%(4<<10) != 0 || k > tail || tail-k >= writebackChunk+4<<10 || k == 0 {
 				t.Fatalf("writeback started up to %d of the tail's %d bytes, want whole pages within %d of its end", k, tail, writebackChunk)
+			}
+		})
+	}
+}
+
+// A tidwall upgrade that renames or retypes the fields presizeTail relies on
+// turns presizing off (safely); this makes that loss visible.
+func TestTidwallLayoutFound(t *testing.T) {
+	if twLayoutErr != nil {
+		t.Fatalf("tail buffers are not presized: %v", twLayoutErr)
+	}
+}
+
+// tidwall's tail buffers get a whole segment's room when the segment starts
+// (at a rotation and at open), so they are never reallocated while it fills,
+// and every record reads back as written, including those the rotating
+// batch put in the new tail before its buffers were replaced.
+func TestTailBuffersPresized(t *testing.T) {
+	for _, mode := range []SyncMode{SyncAlways, SyncPeriodic} {
+		t.Run(mode.String(), func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{Sync: mode, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10}
+			l := openT(t, dir, opts)
+			type bufs struct {
+				seg        uint64
+				ebuf, epos unsafe.Pointer
+				ecap       int
+			}
+			look := func() bufs {
+				l.tlMu.Lock()
+				defer l.tlMu.Unlock()
+				ebuf, epos := tidwallTail(l.tl)
+				return bufs{l.w.segs.tail().First, unsafe.Pointer(unsafe.SliceData(*ebuf)), unsafe.Pointer(unsafe.SliceData(*epos)), cap(*ebuf)}
+			}
+			want := int(opts.SegmentBytes) + opts.MaxRecordBytes + 10
+			var seq uint64
+			appendSome := func(n int) {
+				batch := make([]Record, n)
+				for i := range batch {
+					v := make([]byte, 900)
+					binary.BigEndian.PutUint64(v, seq+uint64(i))
+					batch[i] = Record{Topic: "t", Value: v}
+				}
+				if _, err := l.Append(bg, batch); err != nil {
+					t.Fatal(err)
+				}
+				seq += uint64(n)
+			}
+			prev := look()
+			segsSeen := 0
+			for i := 0; i < 200; i++ {
+				appendSome(1 + i%13) // batches straddle rotations
+				cur := look()
+				if cur.ecap < want {
+					t.Fatalf("tail segment %d: buffer capacity %d, want at least %d", cur.seg, cur.ecap, want)
+				}
+				if cur.seg == prev.seg && (cur.ebuf != prev.ebuf || cur.epos != prev.epos) && segsSeen > 0 {
+					t.Fatalf("tail segment %d: buffers reallocated while it filled", cur.seg)
+				}
+				if cur.seg != prev.seg {
+					segsSeen++
+				}
+				prev = cur
+			}
+			if segsSeen < 10 {
+				t.Fatalf("only %d rotations", segsSeen)
+			}
+			if err := l.Close(); err != nil {
+				t.Fatal(err)
+			}
+			l = openT(t, dir, opts)
+			defer l.Close()
+			reopened := look()
+			appendSome(3)
+			if after := look(); after.ebuf != reopened.ebuf || after.epos != reopened.epos || after.ecap < want {
+				t.Fatal("tail buffers not presized at open")
+			}
+			got, err := l.Read(1, make([]Entry, 0, seq+1), 1<<30)
+			if err != nil || uint64(len(got)) != seq {
+				t.Fatalf("read %d of %d records: %v", len(got), seq, err)
+			}
+			for i, e := range got {
+				if n := binary.BigEndian.Uint64(e.Record.Value); n != uint64(i) {
+					t.Fatalf("record %d holds %d", i+1, n)
+				}
 			}
 		})
 	}

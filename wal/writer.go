@@ -356,6 +356,12 @@ func (l *Log) write(batch []*appendReq) {
 	l.tlMu.RUnlock()
 	l.w.batch.Clear()
 	if err == nil && created > 0 {
+		// tidwall started a new tail segment: give its buffers a whole
+		// segment's room, sized by the segment just sealed.
+		segs := l.w.segs.segs
+		l.tlMu.Lock()
+		l.presizeTail(int(segs[len(segs)-1].First - segs[len(segs)-2].First))
+		l.tlMu.Unlock()
 		l.w.dirDirty = true
 		l.segCount.Store(int64(len(l.w.segs.segs)))
 		err = l.w.openTail() // also proves the predicted file exists
