@@ -28,7 +28,8 @@ type Log struct {
 
 	// tlMu guards the identity of tl: reading and writing hold it shared
 	// (tidwall serializes those itself); truncation and repair, which close
-	// and reopen tl, hold it exclusively.
+	// and reopen tl, hold it exclusively, as does presizeTail, which
+	// replaces the tail segment's buffers under tidwall.
 	tlMu sync.RWMutex
 	tl   *twal.Log
 	// readMu serializes tidwall Read calls: two concurrent Reads race in its
