@@ -11,7 +11,7 @@ import (
 // tidwall/wal (v1.2.1, its latest release) keeps the tail segment's entries
 // in one in-memory buffer, ebuf, and their positions in a second, epos.
 // Both start empty with every new segment and grow by append: for an 8 MiB
-// segment that is about 25 reallocations, each copying everything so far,
+// segment that is about 40 reallocations, each copying everything so far,
 // and as many large allocations for the garbage collector. That was the
 // largest cost of the append path. Measured on the DurableAppend benchmark
 // (batches of 1000, sender idle, 3 s runs, 2 interleaved pairs), CPU-us per
@@ -91,9 +91,9 @@ func tidwallTail(tl *twal.Log) (*[]byte, *[]tidwallPos) {
 }
 
 // presizeTail gives tidwall's tail segment buffers room for a whole segment:
-// ebuf its largest possible size (tidwall rotates after the entry that
-// brings it to SegmentSize, so that entry may overshoot by a framed record),
-// epos entries positions, or an estimate from the tail's own entries when
+// ebuf SegmentSize and headroom for the entry that crosses it (tidwall
+// rotates after the entry that brings it to SegmentSize or more), epos
+// entries positions, or an estimate from the tail's own entries when
 // entries is 0. The caller must exclude every other use of tl: it holds
 // tlMu exclusively, and only the writer goroutine (or Open) writes.
 func (l *Log) presizeTail(entries int) {
@@ -102,9 +102,12 @@ func (l *Log) presizeTail(entries int) {
 		return
 	}
 	segSize := int(l.opts.SegmentBytes + tidwallSegmentSkew)
-	// A framed entry is its length as a uvarint (at most 10 bytes) and the
-	// encoded record.
-	if want := segSize + l.opts.MaxRecordBytes + 10; cap(*ebuf) < want && len(*ebuf) < segSize {
+	// The headroom fits a largest record (a framed entry is its length as a
+	// uvarint, at most 10 bytes, and the encoded record) unless that is
+	// over an eighth of a segment: a buffer that large would stay in memory
+	// with every cached segment, and one reallocation when such a record
+	// crosses the end costs less.
+	if want := segSize + min(l.opts.MaxRecordBytes+10, segSize/8); cap(*ebuf) < want && len(*ebuf) < segSize {
 		b := make([]byte, len(*ebuf), want)
 		copy(b, *ebuf)
 		*ebuf = b
