@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 	"unsafe"
@@ -738,7 +739,7 @@ func TestTailBuffersPresized(t *testing.T) {
 				ebuf, epos := tidwallTail(l.tl)
 				return bufs{l.w.segs.tail().First, unsafe.Pointer(unsafe.SliceData(*ebuf)), unsafe.Pointer(unsafe.SliceData(*epos)), cap(*ebuf)}
 			}
-			want := int(opts.SegmentBytes) + opts.MaxRecordBytes + 10
+			want := int(opts.SegmentBytes) + opts.MaxRecordBytes + 10 // under an eighth of a segment
 			var seq uint64
 			appendSome := func(n int) {
 				batch := make([]Record, n)
@@ -791,5 +792,117 @@ func TestTailBuffersPresized(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// holdFsyncs makes the syncer goroutine's fsyncs wait for release (or fail
+// with fail, if set) and reports each one on started.
+func holdFsyncs(t *testing.T, fail error) (started <-chan struct{}, release func()) {
+	st := make(chan struct{}, 100)
+	gate := make(chan struct{})
+	orig := fdatasyncJob
+	fdatasyncJob = func(f *os.File) error {
+		st <- struct{}{}
+		<-gate
+		if fail != nil {
+			return fail
+		}
+		return orig(f)
+	}
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(func() { release(); fdatasyncJob = orig })
+	return st, release
+}
+
+// Under SyncPeriodic the periodic fsync runs beside the writer: appends go
+// on while it is held.
+func TestPeriodicFsyncDoesNotHoldAppends(t *testing.T) {
+	started, release := holdFsyncs(t, nil)
+	l := openT(t, t.TempDir(), Options{Sync: SyncPeriodic, SyncInterval: time.Millisecond})
+	defer l.Close()
+	defer release()
+	rec := []Record{{Topic: "t", Value: []byte("v")}}
+	if _, err := l.Append(bg, rec); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fsync started on the syncer after SyncInterval")
+	}
+	done := make(chan error, 1)
+	go func() {
+		for range 100 {
+			if _, err := l.Append(bg, rec); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("appends held while the periodic fsync runs")
+	}
+}
+
+// Under SyncNever (no periodic fsync) the tail is still fsync'd in the
+// background once three quarters full, before the fsyncs that seal it.
+func TestTailFsyncedBeforeItIsSealed(t *testing.T) {
+	started, release := holdFsyncs(t, nil)
+	l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10})
+	defer l.Close()
+	defer release()
+	val := make([]byte, 1000)
+	for l.w.segs.tail().Bytes < 48<<10 || len(started) == 0 {
+		if len(l.w.segs.segs) > 1 {
+			t.Fatalf("segment sealed with no background fsync started (%d fsyncs)", len(started))
+		}
+		if _, err := l.Append(bg, []Record{{Topic: "t", Value: val}}); err != nil {
+			t.Fatal(err)
+		}
+		if l.w.segs.tail().Bytes >= 48<<10 {
+			select { // the writer starts it after answering
+			case <-started:
+				return
+			case <-time.After(10 * time.Second):
+				t.Fatal("no background fsync at three quarters of a segment")
+			}
+		}
+	}
+}
+
+// A failed background fsync under SyncPeriodic fails the log: appends get a
+// WriteError until the tail is repaired, and what was written stays
+// readable.
+func TestPeriodicFsyncFailureFailsTheLog(t *testing.T) {
+	started, release := holdFsyncs(t, syscall.EIO)
+	l := openT(t, t.TempDir(), Options{Sync: SyncPeriodic, SyncInterval: time.Millisecond, RetryAfterError: time.Hour})
+	defer l.Close()
+	if _, err := l.Append(bg, []Record{{Topic: "t", Value: []byte("a")}}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no fsync started on the syncer")
+	}
+	release()
+	var err error
+	deadline := time.Now().Add(10 * time.Second)
+	for err == nil && time.Now().Before(deadline) {
+		_, err = l.Append(bg, []Record{{Topic: "t", Value: []byte("b")}})
+	}
+	var werr *WriteError
+	if !errors.As(err, &werr) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("append after a failed fsync: %v; want a WriteError matching EIO", err)
+	}
+	if got := readAll(t, l, 1); len(got) == 0 || string(got[0].Record.Value) != "a" {
+		t.Fatalf("after the failure read %d records", len(got))
 	}
 }

@@ -21,8 +21,13 @@ import (
 // staleSegmentsMax deleted segments have accumulated, to keep tidwall's list
 // from growing without bound.
 func (l *Log) maybeTruncate() {
-	if l.w.failed != nil || l.w.inflight != nil || len(l.w.unsynced) > 0 {
-		return // never close tidwall under an fsync in flight
+	l.w.truncDeferred = false
+	if l.w.failed != nil {
+		return
+	}
+	if l.w.inflight != nil || len(l.w.unsynced) > 0 {
+		l.w.truncDeferred = true // never close tidwall under an fsync in flight
+		return
 	}
 	acked := l.acked.Load()
 	segs := l.w.segs.segs

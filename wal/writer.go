@@ -47,10 +47,20 @@ type writer struct {
 	// good is the state a failed write rolls back to: the end of the last
 	// batch that is durable under the Sync mode.
 	good goodState
-	// SyncAlways pipelines: while one fsync runs (inflight), the writer
-	// writes the next batches (unsynced); one fsync then covers them all.
-	inflight *syncJob
-	unsynced []*appendReq
+	// Every fsync of the tail after a write runs on the syncer goroutine
+	// (inflight), so the writer goes on writing meanwhile. SyncAlways
+	// answers appenders only then: the batches written during one fsync
+	// (unsynced) are covered by the next. SyncPeriodic and SyncNever have
+	// answered them already; they ask for an fsync (wantSync) on the
+	// SyncInterval tick and when the tail nears a segment's end (sealKicked
+	// once per segment), and it starts as soon as none is in flight.
+	inflight   *syncJob
+	unsynced   []*appendReq
+	wantSync   bool
+	sealKicked bool
+	// truncDeferred: truncation was due while an fsync was in flight; it
+	// runs when that fsync ends.
+	truncDeferred bool
 }
 
 type goodState struct {
@@ -87,6 +97,7 @@ func (w *writer) openTail() error {
 	}
 	w.tail = f
 	w.kicked = 0
+	w.sealKicked = false
 	return nil
 }
 
@@ -196,7 +207,7 @@ func (l *Log) run() {
 					break drain
 				}
 			}
-			if l.w.inflight != nil && len(held)+len(batch) < cap(held) {
+			if l.opts.Sync == SyncAlways && l.w.inflight != nil && len(held)+len(batch) < cap(held) {
 				// An fsync is running: hold these and write them in one
 				// go when it ends (one write(2) per fsync, not per wakeup).
 				held = append(held, batch...)
@@ -212,13 +223,9 @@ func (l *Log) run() {
 				held = held[:0]
 			}
 		case <-syncTick:
-			if l.w.failed == nil && (l.w.dirty || l.w.dirDirty) {
-				if err := l.checkTail(); err != nil {
-					l.fail(err, "write")
-				} else if err := l.syncTail(); err != nil {
-					l.fail(err, "fsync")
-				}
-			}
+			// Appends go on while it runs: they were answered at write(2)
+			// and keep being answered so.
+			l.w.wantSync = true
 		case <-l.truncCh:
 			l.maybeTruncate()
 		case <-house.C:
@@ -229,9 +236,13 @@ func (l *Log) run() {
 			}
 			l.maybeTruncate()
 		}
-		if l.w.inflight == nil && len(l.w.unsynced) > 0 {
-			// Before an fsync that acknowledges appends, prove it is
-			// the right file.
+		if l.w.wantSync && (l.w.failed != nil || !(l.w.dirty || l.w.dirDirty)) {
+			l.w.wantSync = false // nothing to sync, or repair will
+		}
+		if l.w.inflight == nil && (len(l.w.unsynced) > 0 || l.w.wantSync) {
+			// Before an fsync that acknowledges appends (or makes them
+			// durable), prove it is the right file.
+			l.w.wantSync = false
 			if err := l.checkTail(); err != nil {
 				l.fail(err, "write")
 			} else {
@@ -246,9 +257,13 @@ func (l *Log) run() {
 	}
 }
 
+// fdatasyncJob is the syncer goroutine's fsync; tests replace it (before
+// Open) to hold or fail it.
+var fdatasyncJob = func(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
+
 func (l *Log) syncLoop(jobs <-chan *syncJob, done chan<- *syncJob) {
 	for job := range jobs {
-		if err := syscall.Fdatasync(int(job.file.Fd())); err != nil {
+		if err := fdatasyncJob(job.file); err != nil {
 			job.err = fmt.Errorf("%s: %w", job.file.Name(), err)
 		} else if job.syncDir {
 			if err := SyncDir(l.segDir); err != nil {
@@ -284,6 +299,14 @@ func (l *Log) synced(job *syncJob) {
 		for _, r := range job.reqs {
 			l.answer(r, &WriteError{Op: "fsync", Err: job.err})
 		}
+		return
+	}
+	if l.w.truncDeferred {
+		l.maybeTruncate()
+	}
+	if l.opts.Sync != SyncAlways {
+		// Its appenders were answered and its records published when
+		// written, and good moved with every write.
 		return
 	}
 	// Durable, even if a later write has failed since: repair keeps it.
@@ -384,6 +407,14 @@ func (l *Log) write(batch []*appendReq) {
 		return
 	}
 	l.w.startWriteback()
+	if t := l.w.segs.tail(); !l.w.sealKicked && t.Bytes >= l.opts.SegmentBytes-l.opts.SegmentBytes/4 {
+		// Three quarters full: fsync it in the background now, so that the
+		// fsyncs at its end (ours before the batch that seals it, and
+		// tidwall's while it seals it, under the lock the sender's reads
+		// take, while every appender waits) find little left to write.
+		l.w.sealKicked = true
+		l.w.wantSync = true
+	}
 	l.w.markGood()
 	l.publish(l.w.last, batch)
 }
