@@ -301,17 +301,16 @@ func (l *Log) synced(job *syncJob) {
 		}
 		return
 	}
+	// Under SyncPeriodic and SyncNever its appenders were answered and its
+	// records published when written, and good moved with every write.
+	if l.opts.Sync == SyncAlways {
+		// Durable, even if a later write has failed since: repair keeps it.
+		l.w.good = job.good
+		l.publish(job.last, job.reqs)
+	}
 	if l.w.truncDeferred {
 		l.maybeTruncate()
 	}
-	if l.opts.Sync != SyncAlways {
-		// Its appenders were answered and its records published when
-		// written, and good moved with every write.
-		return
-	}
-	// Durable, even if a later write has failed since: repair keeps it.
-	l.w.good = job.good
-	l.publish(job.last, job.reqs)
 }
 
 // publish makes records up to last readable and answers their appenders.
