@@ -712,9 +712,31 @@ func TestWritebackStartsEveryChunk(t *testing.T) {
 
 // A tidwall upgrade that renames or retypes the fields presizeTail relies on
 // turns presizing off (safely); this makes that loss visible.
+// The fields' types are checked at run time; what tidwall does with them is
+// not: presizeTail was written against v1.2.1, so another version must be
+// read again (does anything else alias ebuf or epos?) before this test is
+// updated.
 func TestTidwallLayoutFound(t *testing.T) {
 	if twLayoutErr != nil {
 		t.Fatalf("tail buffers are not presized: %v", twLayoutErr)
+	}
+	// Test binaries carry no module list: read go.mod.
+	gomod, err := os.ReadFile("../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var version string
+	for _, line := range strings.Split(string(gomod), "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && f[0] == "github.com/tidwall/wal" {
+			version = f[1]
+		}
+		if strings.Contains(line, "github.com/tidwall/wal") && strings.Contains(line, "=>") {
+			t.Fatalf("go.mod replaces tidwall/wal (%s): check presizeTail against it", strings.TrimSpace(line))
+		}
+	}
+	if version != "v1.2.1" {
+		t.Fatalf("go.mod requires tidwall/wal %q: check presizeTail against it", version)
 	}
 }
 
