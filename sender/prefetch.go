@@ -10,24 +10,32 @@ import (
 // fills most of it.
 //
 // It reads sequentially from a position the sender sets (seek) and sends
-// batches of entries (ReadShared: they alias the WAL's memory) on out. A
-// fixed set of entry buffers circulates between the two goroutines, which
-// bounds what is read ahead. Every seek starts a new generation and every
+// batches of entries (wal.ReadInto: they alias the batch's data buffer or
+// the WAL's memory) on out. A fixed set of buffers circulates between the
+// two goroutines, which bounds what is read ahead; a batch's records are
+// valid until the sender recycles it. Every seek starts a new generation and every
 // batch carries the generation it was read in, so the sender can drop
 // batches read before its latest seek.
 type prefetcher struct {
 	log  *wal.Log
 	out  chan readBatch
-	free chan []wal.Entry
+	free chan chunk
 	seek chan seekReq
 	done chan struct{}
 	exit chan struct{}
 }
 
 type readBatch struct {
-	gen  uint64
-	ents []wal.Entry // a buffer's filled part, returned to free when consumed
-	err  error
+	gen uint64
+	chunk
+	err error
+}
+
+// chunk is one of the circulating buffers: entries, and the bytes the
+// entries read from sealed segments alias.
+type chunk struct {
+	ents []wal.Entry // the filled part
+	data []byte
 }
 
 type seekReq struct{ gen, seq uint64 }
@@ -41,13 +49,13 @@ func newPrefetcher(l *wal.Log) *prefetcher {
 	p := &prefetcher{
 		log:  l,
 		out:  make(chan readBatch, prefetchBuffers),
-		free: make(chan []wal.Entry, prefetchBuffers),
+		free: make(chan chunk, prefetchBuffers),
 		seek: make(chan seekReq, 1),
 		done: make(chan struct{}),
 		exit: make(chan struct{}),
 	}
 	for range prefetchBuffers {
-		p.free <- make([]wal.Entry, 0, prefetchEntries)
+		p.free <- chunk{ents: make([]wal.Entry, 0, prefetchEntries)}
 	}
 	return p
 }
@@ -70,10 +78,11 @@ func (p *prefetcher) seekTo(gen, seq uint64) {
 
 // recycle hands a consumed buffer back. Buffers never outnumber free's
 // capacity, so it does not block.
-func (p *prefetcher) recycle(buf []wal.Entry) {
-	if cap(buf) > 0 {
-		clear(buf) // drop the references into the WAL's memory
-		p.free <- buf[:0]
+func (p *prefetcher) recycle(c chunk) {
+	if cap(c.ents) > 0 {
+		clear(c.ents) // drop the references into the WAL's memory
+		c.ents = c.ents[:0]
+		p.free <- c
 	}
 }
 
@@ -96,22 +105,23 @@ func (p *prefetcher) run() {
 				return
 			}
 		}
-		var buf []wal.Entry
+		var c chunk
 		select {
-		case buf = <-p.free:
+		case c = <-p.free:
 		case pos = <-p.seek:
 			continue
 		case <-p.done:
 			return
 		}
-		ents, err := p.log.ReadShared(pos.seq, buf, readBytes)
+		ents, data, err := p.log.ReadInto(pos.seq, c.ents, c.data, readBytes)
+		c = chunk{ents: ents, data: data}
 		if err != nil && len(ents) > 0 {
 			// Send the records read before the failure; reading from the
 			// failed one next reproduces the error on its own.
 			err = nil
 		}
 		if err == nil && len(ents) == 0 {
-			p.recycle(buf)
+			p.recycle(c)
 			select { // caught up: wait for the writer
 			case <-p.log.Appended():
 			case pos = <-p.seek:
@@ -121,7 +131,7 @@ func (p *prefetcher) run() {
 			continue
 		}
 		// out has room for every buffer: this never blocks.
-		p.out <- readBatch{gen: pos.gen, ents: ents, err: err}
+		p.out <- readBatch{gen: pos.gen, chunk: c, err: err}
 		if err != nil {
 			pos.seq = 0 // the sender retries, then seeks
 			continue

@@ -37,7 +37,7 @@ type Sender struct {
 	pf      *prefetcher
 	pfGen   uint64         // generation of the prefetcher's current position
 	pfNext  uint64         // the sequence its next batch starts at; 0: seek first
-	cur     []wal.Entry    // the buffer pending is a view of
+	cur     chunk          // the buffer pending is a view of
 	pending []wal.Entry    // records read ahead, from win.next on
 	msg     kafka.Message  // reused by message
 	hdrs    []kafka.Header // reused by message
@@ -362,18 +362,18 @@ func (s *Sender) peek() *wal.Entry {
 // (retried after a backoff, from the same sequence).
 func (s *Sender) take(b readBatch) {
 	if b.gen != s.pfGen {
-		s.pf.recycle(b.ents) // read before the latest seek
+		s.pf.recycle(b.chunk) // read before the latest seek
 		return
 	}
 	if b.err != nil {
-		s.pf.recycle(b.ents)
+		s.pf.recycle(b.chunk)
 		s.lg.Error().Err(b.err).Uint64("seq", s.pfNext).Msg("sender: cannot read the WAL; retrying")
 		s.pfNext = 0 // seek again when retrying
 		s.retryLater()
 		return
 	}
 	s.pf.recycle(s.cur)
-	s.cur, s.pending = b.ents, b.ents
+	s.cur, s.pending = b.chunk, b.ents
 	s.pfNext = b.ents[len(b.ents)-1].Seq + 1
 }
 

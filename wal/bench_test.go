@@ -90,3 +90,57 @@ func BenchmarkRawFdatasync(b *testing.B) {
 	b.ReportMetric(float64(b.N)*float64(len(buf))/secs/1e6, "MB/s")
 	b.ReportMetric(float64(b.N)*float64(len(buf))/100/secs, "records/s") // in 100-byte records
 }
+
+// BenchmarkReadSealed reads records back from sealed segments, as the
+// sender's read-ahead does once it is more than two segments behind the
+// writer (tidwall caches two): through tidwall (ReadShared: it reads each
+// segment file whole into a new buffer and indexes it) and from the files
+// into three recycled buffers (ReadInto). One op is one record; the log
+// holds 16 segments of 8 MiB, read round and round.
+func BenchmarkReadSealed(b *testing.B) {
+	for _, size := range []int{100, 1024} {
+		dir := b.TempDir()
+		l, _, err := Open(dir, Options{Sync: SyncNever, MaxDiskBytes: 1 << 30})
+		if err != nil {
+			b.Fatal(err)
+		}
+		recs := make([]Record, 1000)
+		for i := range recs {
+			recs[i] = Record{Topic: "bench", Value: make([]byte, size)}
+		}
+		for l.Stats().Segments <= 16 {
+			if _, err := l.Append(bg, recs); err != nil {
+				b.Fatal(err)
+			}
+		}
+		last := l.sealed.Load() - 1 // every record below the tail segment
+		for _, via := range []string{"tidwall", "files"} {
+			b.Run(fmt.Sprintf("value=%d/%s", size, via), func(b *testing.B) {
+				b.ReportAllocs()
+				bufs := make([][]byte, 3)
+				ents := make([]Entry, 0, 1024)
+				seq := uint64(1)
+				for n, i := 0, 0; n < b.N; i++ {
+					var got []Entry
+					var err error
+					if via == "tidwall" {
+						got, err = l.ReadShared(seq, ents[:0], 1<<20)
+					} else {
+						got, bufs[i%3], err = l.ReadInto(seq, ents[:0], bufs[i%3], 1<<20)
+					}
+					if err != nil || len(got) == 0 {
+						b.Fatalf("read %d: %d entries, %v", seq, len(got), err)
+					}
+					n += len(got)
+					if seq = got[len(got)-1].Seq + 1; seq > last {
+						seq = 1
+					}
+				}
+				secs := b.Elapsed().Seconds()
+				b.ReportMetric(float64(b.N)/secs, "records/s")
+				b.ReportMetric(float64(b.N)*float64(size)/secs/1e6, "MB/s")
+			})
+		}
+		l.Close()
+	}
+}

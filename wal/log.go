@@ -35,14 +35,19 @@ type Log struct {
 	// readMu serializes tidwall Read calls: two concurrent Reads race in its
 	// segment cache (upstream issue #34).
 	readMu sync.Mutex
+	sr     sealedReader // ReadInto's position; guarded by readMu
 
 	curMu sync.Mutex
 	cur   *cursorFile
 
-	acked    atomic.Uint64 // persisted cursor: every seq <= acked is delivered
-	first    atomic.Uint64 // first seq still on disk
-	visible  atomic.Uint64 // last seq written (and, with SyncAlways, synced)
-	pressure atomic.Bool   // an appender waits for room
+	acked   atomic.Uint64 // persisted cursor: every seq <= acked is delivered
+	first   atomic.Uint64 // first seq still on disk
+	visible atomic.Uint64 // last seq written (and, with SyncAlways, synced)
+	// sealed: every seq below it lies in a sealed segment, whose file is
+	// complete and never changes again (repair only rolls back to a batch
+	// in the tail segment of the last published batch, or later).
+	sealed   atomic.Uint64
+	pressure atomic.Bool // an appender waits for room
 	segCount atomic.Int64
 
 	reqs     chan *appendReq
@@ -163,6 +168,7 @@ func (l *Log) open() (OpenInfo, error) {
 	l.acked.Store(acked)
 	l.first.Store(first)
 	l.visible.Store(last)
+	l.sealed.Store(segs[len(segs)-1].First)
 	l.segCount.Store(int64(len(segs)))
 	l.disk = newDiskCap(l.w.segs.totalBytes(), l.opts.MaxDiskBytes)
 	info.FirstSeq, info.LastSeq, info.Cursor = first, last, st
@@ -275,6 +281,11 @@ func (l *Log) StopAppends() error {
 // stored. A second Close returns ErrClosed.
 func (l *Log) Close() error {
 	l.StopAppends()
+	defer func() { // after tlMu: readers take readMu first
+		l.readMu.Lock()
+		l.sr.close()
+		l.readMu.Unlock()
+	}()
 	l.tlMu.Lock()
 	defer l.tlMu.Unlock()
 	if l.lock.f == nil {

@@ -43,6 +43,11 @@ func (l *Log) read(seq uint64, dst []Entry, maxBytes int, copied bool) ([]Entry,
 	defer l.readMu.Unlock()
 	l.tlMu.RLock()
 	defer l.tlMu.RUnlock()
+	return l.readLocked(seq, dst, maxBytes, copied)
+}
+
+// readLocked is read under readMu and tlMu (shared).
+func (l *Log) readLocked(seq uint64, dst []Entry, maxBytes int, copied bool) ([]Entry, error) {
 	if l.tl == nil {
 		return dst, errNoLog
 	}

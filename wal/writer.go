@@ -306,15 +306,20 @@ func (l *Log) synced(job *syncJob) {
 	if l.opts.Sync == SyncAlways {
 		// Durable, even if a later write has failed since: repair keeps it.
 		l.w.good = job.good
-		l.publish(job.last, job.reqs)
+		l.publish(job.last, job.good.tailFirst, job.reqs)
 	}
 	if l.w.truncDeferred {
 		l.maybeTruncate()
 	}
 }
 
-// publish makes records up to last readable and answers their appenders.
-func (l *Log) publish(last uint64, reqs []*appendReq) {
+// publish makes records up to last readable and answers their appenders;
+// tailFirst is the first sequence of the segment that held last when it
+// was written: every segment before it is sealed.
+func (l *Log) publish(last, tailFirst uint64, reqs []*appendReq) {
+	if tailFirst > l.sealed.Load() {
+		l.sealed.Store(tailFirst)
+	}
 	l.visible.Store(last)
 	for _, r := range reqs {
 		l.disk.commit(r.bytes)
@@ -416,7 +421,7 @@ func (l *Log) write(batch []*appendReq) {
 		l.w.wantSync = true
 	}
 	l.w.markGood()
-	l.publish(l.w.last, batch)
+	l.publish(l.w.last, l.w.segs.tail().First, batch)
 }
 
 // checkTail proves the segment tracker still agrees with tidwall: the file

@@ -1,0 +1,208 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// ReadInto is ReadShared for a reader that recycles its memory, such as
+// the sender's read-ahead. Records of sealed segments are read straight
+// from their files into buf, grown when a record does not fit, and alias
+// it: they are valid until the caller reuses the returned buffer. Records
+// of the tail segment alias the log's memory, as with ReadShared. It
+// returns the entries and the buffer to reuse next time.
+//
+// tidwall/wal serves a sealed segment from memory only while it is one of
+// the two it caches; a reader further behind the writer (a backlog after
+// an outage, or appends faster than Kafka takes them) makes it read each
+// segment file whole into a new buffer and index every entry. Here each
+// call is one pread into memory the caller reuses. BenchmarkReadSealed:
+// per 100 B record 289 ns and 209 B allocated through tidwall, 237 ns and
+// 1 B here; per 1 KiB record 755 ns and 1,112 B, 413 ns and 3 B.
+//
+// One call reads from one segment at most: it stops at a sealed segment's
+// end, and the next call goes on in the next one.
+func (l *Log) ReadInto(seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
+	l.readMu.Lock()
+	defer l.readMu.Unlock()
+	l.tlMu.RLock()
+	defer l.tlMu.RUnlock()
+	if seq >= l.sealed.Load() || l.tl == nil {
+		dst, err := l.readLocked(seq, dst, maxBytes, false)
+		return dst, buf, err
+	}
+	if first := l.first.Load(); seq < first {
+		return dst, buf, fmt.Errorf("kafkawal: read %d: below the first sequence on disk %d", seq, first)
+	}
+	return l.sr.read(l, seq, dst, buf, maxBytes)
+}
+
+// sealedReader reads sealed segment files sequentially; it remembers where
+// the last read ended, so the next one starts there without a scan, and
+// opens the next segment by name once one ends. It holds a file open only
+// while a read may go on in it (a deleted segment's space is freed only
+// when its last descriptor closes). Its state is guarded by readMu.
+type sealedReader struct {
+	f     *os.File // nil between segments
+	first uint64   // first sequence of f's segment
+	size  int64    // f's size: a sealed segment never changes
+	next  uint64   // sequence of the entry at off
+	off   int64
+}
+
+func (r *sealedReader) close() {
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+}
+
+// read decodes the entries from seq onward in the sealed segment holding it.
+func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
+	if err := r.seek(l, seq); err != nil {
+		r.close()
+		return dst, buf, err
+	}
+	sealed := l.sealed.Load()
+	if r.off >= r.size {
+		// The directory says this segment holds seq, and it ends before.
+		first, next := r.first, r.next
+		r.close()
+		return dst, buf, fmt.Errorf("%w: read seq %d: segment %s ends at seq %d and no segment starts there", ErrCorrupt, seq, SegmentName(first), next)
+	}
+	if cap(buf) == 0 {
+		buf = make([]byte, maxBytes)
+	}
+	// Read a buffer's worth from off; decode every whole entry in it.
+	n, err := r.f.ReadAt(buf[:min(int64(cap(buf)), r.size-r.off)], r.off)
+	if err != nil && !errors.Is(err, io.EOF) {
+		r.close()
+		return dst, buf, fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
+	}
+	data := buf[:n]
+	total := 0
+	topic := ""
+	for r.next < sealed && len(dst) < cap(dst) && (total < maxBytes || total == 0) && r.off < r.size {
+		size, hdr := binary.Uvarint(data)
+		if hdr <= 0 || uint64(len(data)-hdr) < size {
+			if total > 0 {
+				break // the rest is read by the next call
+			}
+			// The first entry is not whole in buf: grow buf and read
+			// again, unless the file ends before the entry does.
+			if hdr < 0 || r.off+int64(len(data)) >= r.size || (hdr > 0 && size > uint64(r.size-r.off)) {
+				r.close()
+				return dst, buf, fmt.Errorf("%w: read seq %d: entry at offset %d of segment %s runs past its end", ErrCorrupt, seq, r.off, SegmentName(r.first))
+			}
+			need := 2 * cap(buf)
+			if hdr > 0 {
+				need = hdr + int(size)
+			}
+			return r.read(l, seq, dst, make([]byte, need), maxBytes)
+		}
+		ent := data[hdr : hdr+int(size)]
+		data = data[hdr+int(size):]
+		e := Entry{Seq: r.next, Size: len(ent)}
+		if IsHole(ent) {
+			e.Hole = true
+		} else {
+			rec, err := decode(ent, topic)
+			if err != nil {
+				return dst, buf, fmt.Errorf("read seq %d: %w", r.next, err)
+			}
+			topic = rec.Topic
+			e.Record = rec
+		}
+		dst = append(dst, e)
+		total += len(ent)
+		r.off += int64(hdr) + int64(size)
+		r.next++
+	}
+	if r.off == r.size {
+		// Past this segment's last entry: the next call opens the next one.
+		r.close()
+	}
+	return dst, buf, nil
+}
+
+// seek positions r at seq: where the last read ended; else at the start
+// of the segment named for seq (where a read goes on after a segment
+// ended); else in the segment the directory says holds seq, scanning from
+// its start.
+func (r *sealedReader) seek(l *Log, seq uint64) error {
+	if r.f != nil && seq == r.next && r.off < r.size {
+		return nil
+	}
+	r.close()
+	first := seq
+	f, err := os.Open(filepath.Join(l.segDir, SegmentName(first)))
+	if errors.Is(err, fs.ErrNotExist) {
+		if first, err = l.sealedSegment(seq); err != nil {
+			return err
+		}
+		f, err = os.Open(filepath.Join(l.segDir, SegmentName(first)))
+	}
+	if err != nil {
+		return fmt.Errorf("%w: read seq %d: segment %s: %v", ErrCorrupt, seq, SegmentName(first), err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
+	}
+	*r = sealedReader{f: f, first: first, size: fi.Size(), next: first}
+	return r.skip(seq)
+}
+
+// skip moves r forward over whole entries to seq, within its segment.
+func (r *sealedReader) skip(seq uint64) error {
+	var hdr [binary.MaxVarintLen64]byte
+	for r.next < seq {
+		if r.off >= r.size {
+			return fmt.Errorf("%w: segment %s ends at seq %d, before seq %d", ErrCorrupt, SegmentName(r.first), r.next, seq)
+		}
+		n, err := r.f.ReadAt(hdr[:min(int64(len(hdr)), r.size-r.off)], r.off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
+		}
+		size, k := binary.Uvarint(hdr[:n])
+		if k <= 0 || size > uint64(r.size) || r.off+int64(k)+int64(size) > r.size {
+			return fmt.Errorf("%w: read seq %d: entry at offset %d of segment %s runs past its end", ErrCorrupt, r.next, r.off, SegmentName(r.first))
+		}
+		r.off += int64(k) + int64(size)
+		r.next++
+	}
+	return nil
+}
+
+// sealedSegment returns the first sequence of the sealed segment holding
+// seq, from the directory: the last segment that starts at or before it.
+// It reads names only (os.ReadDir sorts them, and the zero-padded names
+// sort as their numbers do).
+func (l *Log) sealedSegment(seq uint64) (uint64, error) {
+	des, err := os.ReadDir(l.segDir)
+	if err != nil {
+		return 0, fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
+	}
+	var first uint64
+	for _, de := range des {
+		n, err := strconv.ParseUint(de.Name(), 10, 64)
+		if err != nil || len(de.Name()) != 20 || n == 0 || de.IsDir() {
+			continue
+		}
+		if n > seq {
+			break
+		}
+		first = n
+	}
+	if first == 0 {
+		return 0, fmt.Errorf("%w: read seq %d: no segment holds it", ErrCorrupt, seq)
+	}
+	return first, nil
+}
