@@ -49,6 +49,10 @@ type Log struct {
 	sealed   atomic.Uint64
 	pressure atomic.Bool // an appender waits for room
 	segCount atomic.Int64
+	// segFirsts: the first sequence of every segment, in order; replaced
+	// (never modified) by the writer whenever the list changes, and
+	// before a new segment's records are published.
+	segFirsts atomic.Pointer[[]uint64]
 
 	reqs     chan *appendReq
 	reqPool  sync.Pool // of *appendReq
@@ -169,7 +173,7 @@ func (l *Log) open() (OpenInfo, error) {
 	l.first.Store(first)
 	l.visible.Store(last)
 	l.sealed.Store(segs[len(segs)-1].First)
-	l.segCount.Store(int64(len(segs)))
+	l.segsChanged()
 	l.disk = newDiskCap(l.w.segs.totalBytes(), l.opts.MaxDiskBytes)
 	info.FirstSeq, info.LastSeq, info.Cursor = first, last, st
 	return info, nil

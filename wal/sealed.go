@@ -5,10 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
+	"sort"
 )
 
 // ReadInto is ReadShared for a reader that recycles its memory, such as
@@ -43,14 +42,17 @@ func (l *Log) ReadInto(seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Ent
 	return l.sr.read(l, seq, dst, buf, maxBytes)
 }
 
-// sealedReader reads sealed segment files sequentially; it remembers where
+// sealedReader reads sealed segment files sequentially. It remembers where
 // the last read ended, so the next one starts there without a scan, and
-// opens the next segment by name once one ends. It holds a file open only
-// while a read may go on in it (a deleted segment's space is freed only
-// when its last descriptor closes). Its state is guarded by readMu.
+// takes each segment's bounds from the writer's segment list (segFirsts),
+// as tidwall does: a segment holds the sequences from its first to the
+// next segment's first. It holds a file open only while a read may go on
+// in it (a deleted segment's space is freed only when its last descriptor
+// closes). Its state is guarded by readMu.
 type sealedReader struct {
 	f     *os.File // nil between segments
 	first uint64   // first sequence of f's segment
+	end   uint64   // first sequence of the segment after it
 	size  int64    // f's size: a sealed segment never changes
 	next  uint64   // sequence of the entry at off
 	off   int64
@@ -69,13 +71,6 @@ func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxByte
 		r.close()
 		return dst, buf, err
 	}
-	sealed := l.sealed.Load()
-	if r.off >= r.size {
-		// The directory says this segment holds seq, and it ends before.
-		first, next := r.first, r.next
-		r.close()
-		return dst, buf, fmt.Errorf("%w: read seq %d: segment %s ends at seq %d and no segment starts there", ErrCorrupt, seq, SegmentName(first), next)
-	}
 	if cap(buf) == 0 {
 		buf = make([]byte, maxBytes)
 	}
@@ -88,7 +83,7 @@ func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxByte
 	data := buf[:n]
 	total := 0
 	topic := ""
-	for r.next < sealed && len(dst) < cap(dst) && (total < maxBytes || total == 0) && r.off < r.size {
+	for r.next < r.end && len(dst) < cap(dst) && (total < maxBytes || total == 0) {
 		size, hdr := binary.Uvarint(data)
 		if hdr <= 0 || uint64(len(data)-hdr) < size {
 			if total > 0 {
@@ -96,6 +91,10 @@ func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxByte
 			}
 			// The first entry is not whole in buf: grow buf and read
 			// again, unless the file ends before the entry does.
+			if r.off >= r.size {
+				r.close()
+				return dst, buf, fmt.Errorf("%w: read seq %d: segment %s ends before it, and the next segment starts at %d", ErrCorrupt, seq, SegmentName(r.first), r.end)
+			}
 			if hdr < 0 || r.off+int64(len(data)) >= r.size || (hdr > 0 && size > uint64(r.size-r.off)) {
 				r.close()
 				return dst, buf, fmt.Errorf("%w: read seq %d: entry at offset %d of segment %s runs past its end", ErrCorrupt, seq, r.off, SegmentName(r.first))
@@ -124,39 +123,34 @@ func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxByte
 		r.off += int64(hdr) + int64(size)
 		r.next++
 	}
-	if r.off == r.size {
-		// Past this segment's last entry: the next call opens the next one.
-		r.close()
+	if r.next == r.end {
+		r.close() // the next call opens the next segment
 	}
 	return dst, buf, nil
 }
 
-// seek positions r at seq: where the last read ended; else at the start
-// of the segment named for seq (where a read goes on after a segment
-// ended); else in the segment the directory says holds seq, scanning from
-// its start.
+// seek positions r at seq: where the last read ended, or else in the
+// segment that holds seq, scanning from its start.
 func (r *sealedReader) seek(l *Log, seq uint64) error {
-	if r.f != nil && seq == r.next && r.off < r.size {
+	if r.f != nil && seq == r.next && r.next < r.end {
 		return nil
 	}
 	r.close()
-	first := seq
-	f, err := os.Open(filepath.Join(l.segDir, SegmentName(first)))
-	if errors.Is(err, fs.ErrNotExist) {
-		if first, err = l.sealedSegment(seq); err != nil {
-			return err
-		}
-		f, err = os.Open(filepath.Join(l.segDir, SegmentName(first)))
+	firsts := *l.segFirsts.Load()
+	i := sort.Search(len(firsts), func(i int) bool { return firsts[i] > seq }) - 1
+	if i < 0 || i+1 >= len(firsts) {
+		return fmt.Errorf("kafkawal: read seq %d: no sealed segment holds it", seq)
 	}
+	f, err := os.Open(filepath.Join(l.segDir, SegmentName(firsts[i])))
 	if err != nil {
-		return fmt.Errorf("%w: read seq %d: segment %s: %v", ErrCorrupt, seq, SegmentName(first), err)
+		return fmt.Errorf("%w: read seq %d: %v", ErrCorrupt, seq, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
 		return fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
 	}
-	*r = sealedReader{f: f, first: first, size: fi.Size(), next: first}
+	*r = sealedReader{f: f, first: firsts[i], end: firsts[i+1], size: fi.Size(), next: firsts[i]}
 	return r.skip(seq)
 }
 
@@ -165,7 +159,7 @@ func (r *sealedReader) skip(seq uint64) error {
 	var hdr [binary.MaxVarintLen64]byte
 	for r.next < seq {
 		if r.off >= r.size {
-			return fmt.Errorf("%w: segment %s ends at seq %d, before seq %d", ErrCorrupt, SegmentName(r.first), r.next, seq)
+			return fmt.Errorf("%w: read seq %d: segment %s ends at seq %d, and the next segment starts at %d", ErrCorrupt, seq, SegmentName(r.first), r.next, r.end)
 		}
 		n, err := r.f.ReadAt(hdr[:min(int64(len(hdr)), r.size-r.off)], r.off)
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -179,30 +173,4 @@ func (r *sealedReader) skip(seq uint64) error {
 		r.next++
 	}
 	return nil
-}
-
-// sealedSegment returns the first sequence of the sealed segment holding
-// seq, from the directory: the last segment that starts at or before it.
-// It reads names only (os.ReadDir sorts them, and the zero-padded names
-// sort as their numbers do).
-func (l *Log) sealedSegment(seq uint64) (uint64, error) {
-	des, err := os.ReadDir(l.segDir)
-	if err != nil {
-		return 0, fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
-	}
-	var first uint64
-	for _, de := range des {
-		n, err := strconv.ParseUint(de.Name(), 10, 64)
-		if err != nil || len(de.Name()) != 20 || n == 0 || de.IsDir() {
-			continue
-		}
-		if n > seq {
-			break
-		}
-		first = n
-	}
-	if first == 0 {
-		return 0, fmt.Errorf("%w: read seq %d: no segment holds it", ErrCorrupt, seq)
-	}
-	return first, nil
 }

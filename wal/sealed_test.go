@@ -319,3 +319,123 @@ func TestReadIntoReleasesSegmentFiles(t *testing.T) {
 		t.Fatal("ReadInto after Close succeeded")
 	}
 }
+
+// A segment holds the sequences up to the next segment's first, whatever
+// else its file holds: extra entries (here a copy of the next segment's)
+// are never read as later sequences.
+func TestReadIntoBoundsSegmentsByTheList(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{SegmentBytes: 64 << 10}
+	l := openT(t, dir, opts)
+	fillSegments(t, l, 4, make([]byte, 1000))
+	want := readAll(t, l, 1)
+	l.Close()
+	segs, _ := ListSegments(dir)
+	next, err := os.ReadFile(segs[2].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Entries of segs[2] appended to segs[1], each with another key (and
+	// a right checksum), so that a misread would show.
+	f, err := os.OpenFile(segs[1].Path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for data := next; len(data) > 0; {
+		size, n := binary.Uvarint(data)
+		rec, err := Decode(data[n : n+int(size)])
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.Key = []byte("wrong")
+		enc := Encode(&rec)
+		if _, err := f.Write(append(binary.AppendUvarint(nil, uint64(len(enc))), enc...)); err != nil {
+			t.Fatal(err)
+		}
+		data = data[n+int(size):]
+	}
+	f.Close()
+	l = openT(t, dir, opts)
+	defer l.Close()
+	var buf []byte
+	for seq := uint64(1); seq < segs[3].First; {
+		got, b, err := l.ReadInto(seq, make([]Entry, 0, 1000), buf, 1<<20)
+		if err != nil || len(got) == 0 {
+			t.Fatalf("ReadInto(%d): %d entries, %v", seq, len(got), err)
+		}
+		buf = b
+		for _, e := range got {
+			if e.Seq >= segs[3].First {
+				break
+			}
+			assertRecordEqual(t, e.Record, want[e.Seq-1].Record)
+			seq = e.Seq + 1
+		}
+	}
+}
+
+// Whatever a sealed segment's file holds, ReadInto neither panics nor
+// loops: it returns entries that decode, in sequence and within the
+// segment's bounds, and then ErrCorrupt or the next segment's records.
+func FuzzReadIntoSealedSegment(f *testing.F) {
+	dir := f.TempDir()
+	opts := Options{SegmentBytes: 64 << 10}
+	l, _, err := Open(dir, opts)
+	if err != nil {
+		f.Fatal(err)
+	}
+	for l.Stats().Segments < 3 {
+		if _, err := l.Append(bg, []Record{{Topic: "t", Key: []byte("k"), Value: make([]byte, 3000)}}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	l.Close()
+	segs, _ := ListSegments(dir)
+	orig, err := os.ReadFile(segs[1].Path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(orig[:8000])
+	f.Add(orig[:4500])
+	f.Add(orig[:100])
+	f.Add([]byte{})
+	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
+	f.Add(append(binary.AppendUvarint(nil, 5), EncodeHole()...))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if err := os.WriteFile(segs[1].Path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		l, _, err := Open(dir, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		var buf []byte
+		seq := segs[1].First
+		for i := 0; seq < segs[2].First; i++ {
+			if i > len(data)+1 {
+				t.Fatalf("no end after %d reads", i)
+			}
+			var got []Entry
+			got, buf, err = l.ReadInto(seq, make([]Entry, 0, 64), buf, 4096)
+			for _, e := range got {
+				if e.Seq != seq {
+					t.Fatalf("entry %d, want %d", e.Seq, seq)
+				}
+				seq++
+			}
+			if err != nil {
+				if !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("ReadInto(%d): %v, want ErrCorrupt", seq, err)
+				}
+				return
+			}
+			if len(got) == 0 {
+				t.Fatalf("ReadInto(%d): nothing and no error inside a sealed segment", seq)
+			}
+		}
+		if seq != segs[2].First {
+			t.Fatalf("read up to %d, past the segment's end %d", seq, segs[2].First)
+		}
+	})
+}

@@ -112,3 +112,15 @@ func (t *segTracker) totalBytes() int64 {
 // framedLen is the size tidwall/wal gives an entry of n bytes on disk: a
 // uvarint length prefix and the bytes.
 func framedLen(n int) int64 { return int64(uvarintLen(uint64(n)) + n) }
+
+// segsChanged publishes the writer's segment list to readers (Stats and
+// ReadInto).
+func (l *Log) segsChanged() {
+	segs := l.w.segs.segs
+	firsts := make([]uint64, len(segs))
+	for i, s := range segs {
+		firsts[i] = s.First
+	}
+	l.segFirsts.Store(&firsts)
+	l.segCount.Store(int64(len(segs)))
+}

@@ -64,7 +64,7 @@ func (l *Log) maybeTruncate() {
 	l.w.segs.segs = append([]SegmentFile(nil), segs[deleted:]...)
 	l.first.Store(l.w.segs.segs[0].First)
 	l.w.markGood()
-	l.segCount.Store(int64(len(l.w.segs.segs)))
+	l.segsChanged()
 	l.w.stale += deleted
 	if deleted > 0 {
 		l.disk.free(freed)

@@ -391,7 +391,7 @@ func (l *Log) write(batch []*appendReq) {
 		l.presizeTail(int(segs[len(segs)-1].First - segs[len(segs)-2].First))
 		l.tlMu.Unlock()
 		l.w.dirDirty = true
-		l.segCount.Store(int64(len(l.w.segs.segs)))
+		l.segsChanged()
 		err = l.w.openTail() // also proves the predicted file exists
 		if err == nil {
 			err = l.checkTail()
@@ -531,7 +531,7 @@ func (l *Log) repairLocked() error {
 	}
 	tail.Bytes = g.tailBytes
 	l.w.last = g.last
-	l.segCount.Store(int64(len(l.w.segs.segs)))
+	l.segsChanged()
 	des, err := os.ReadDir(l.segDir)
 	if err != nil {
 		return err
