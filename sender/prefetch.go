@@ -13,9 +13,9 @@ import (
 // batches of entries (wal.ReadInto: they alias the batch's data buffer or
 // the WAL's memory) on out. A fixed set of buffers circulates between the
 // two goroutines, which bounds what is read ahead; a batch's records are
-// valid until the sender recycles it. Every seek starts a new generation and every
-// batch carries the generation it was read in, so the sender can drop
-// batches read before its latest seek.
+// valid until the sender recycles it. Every seek starts a new generation
+// and every batch carries the generation it was read in, so the sender can
+// drop batches read before its latest seek.
 type prefetcher struct {
 	log  *wal.Log
 	out  chan readBatch

@@ -58,6 +58,15 @@
 // (sync_file_range, which waits for nothing and promises nothing), so that
 // these fsyncs, which hold every appender, find little left to write.
 //
+// # Reading
+//
+// Read and ReadShared go through tidwall/wal, which holds the tail segment
+// and the two segments sealed last in memory and reads an older segment's
+// file whole to serve it. ReadInto, the sender's read-ahead, reads those
+// older segments itself, from their files, into buffers the caller
+// recycles, bounding each segment by the writer's segment list; the format
+// it reads is tidwall's: each entry a uvarint length and the bytes.
+//
 // A write or fsync error makes the log answer every Append with that error
 // (a *WriteError; ENOSPC also matches ErrFull) until, RetryAfterError later,
 // it has cut the files back to the last good batch and reopened them. A

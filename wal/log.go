@@ -188,7 +188,7 @@ func (l *Log) openTidwall() error {
 		NoSync:           true, // the writer fsyncs the tail itself, outside tidwall's lock
 		NoCopy:           true, // Read and ReadShared decide what to copy
 		SegmentSize:      int(l.opts.SegmentBytes + tidwallSegmentSkew),
-		SegmentCacheSize: 2,
+		SegmentCacheSize: tidwallCached,
 		AllowEmpty:       true, // truncation may leave only an empty tail segment
 		DirPerms:         l.opts.DirMode,
 		FilePerms:        l.opts.FileMode,
