@@ -21,11 +21,11 @@ import (
 // the two it caches, and ReadInto reads those through it; a reader further
 // behind the writer (a backlog after an outage, or appends faster than
 // Kafka takes them) would make tidwall read each segment file whole into a
-// new buffer and index every entry. Here a call
-// reads what its entries need (in steps of readStep) into memory the
-// caller reuses. BenchmarkReadSealed, per 100 B record: 285 ns and 209 B
-// allocated through tidwall, 166 ns and 1 B here; per 1 KiB record: 682 ns
-// and 1,112 B, 403 ns and 1 B.
+// new buffer and index every entry. Here a call reads what its entries
+// need (in steps of readStep) into memory the caller reuses.
+// BenchmarkReadSealed, per 100 B record: 285 ns and 209 B allocated
+// through tidwall, 166 ns and 1 B here; per 1 KiB record: 682 ns and
+// 1,112 B, 403 ns and 1 B.
 //
 // One call reads from one segment at most: it stops at a sealed segment's
 // end, and the next call goes on in the next one.
@@ -67,9 +67,9 @@ const readStep = 64 << 10
 // the last read ended, so the next one starts there without a scan, and
 // takes each segment's bounds from the writer's segment list (segFirsts):
 // a segment holds the sequences from its first to the next segment's
-// first, whatever else its file holds. It holds a file open only while a read may go on
-// in it (a deleted segment's space is freed only when its last descriptor
-// closes). Its state is guarded by readMu.
+// first, whatever else its file holds. It holds a file open only while a
+// read may go on in it (a deleted segment's space is freed only when its
+// last descriptor closes). Its state is guarded by readMu.
 type sealedReader struct {
 	f     *os.File // nil between segments
 	first uint64   // first sequence of f's segment

@@ -140,9 +140,10 @@ func TestReadIntoMatchesRead(t *testing.T) {
 // sealed while it writes the next).
 func TestReadIntoFollowsTheWriter(t *testing.T) {
 	l := openT(t, t.TempDir(), Options{SegmentBytes: 64 << 10, Sync: SyncNever})
+	var wg sync.WaitGroup
+	defer wg.Wait() // after Close, which ends the writer's appends
 	defer l.Close()
 	const n = 20_000
-	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -165,7 +166,7 @@ func TestReadIntoFollowsTheWriter(t *testing.T) {
 	bufs := make([][]byte, 3)
 	fromFiles := 0
 	for seq, i := uint64(1), 0; seq <= n; i++ {
-		sealed := min(l.sealed.Load(), l.cachedFrom())
+		filesBelow := min(l.sealed.Load(), l.cachedFrom())
 		got, buf, err := l.ReadInto(seq, make([]Entry, 0, 100), bufs[i%3], 8<<10)
 		if err != nil {
 			t.Fatalf("ReadInto(%d): %v", seq, err)
@@ -175,16 +176,19 @@ func TestReadIntoFollowsTheWriter(t *testing.T) {
 			if e.Seq != seq || binary.BigEndian.Uint64(e.Record.Value) != seq {
 				t.Fatalf("entry %d holds %d, want %d", e.Seq, binary.BigEndian.Uint64(e.Record.Value), seq)
 			}
-			if seq < sealed {
+			if seq < filesBelow {
 				fromFiles++
 			}
 			seq++
 		}
 		if len(got) == 0 {
-			<-l.Appended()
+			select {
+			case <-l.Appended():
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no append for 10 s while waiting for seq %d", seq)
+			}
 		}
 	}
-	wg.Wait()
 	if fromFiles == 0 {
 		t.Fatal("the reader never read a sealed segment file; the test proves nothing")
 	}
