@@ -11,11 +11,12 @@ import (
 )
 
 // ReadInto is ReadShared for a reader that recycles its memory, such as
-// the sender's read-ahead. Records of sealed segments are read straight
-// from their files into buf, grown when a record does not fit, and alias
-// it: they are valid until the caller reuses the returned buffer. Records
-// of the tail segment alias the log's memory, as with ReadShared. It
-// returns the entries and the buffer to reuse next time.
+// the sender's read-ahead. Records of sealed segments older than the two
+// tidwall holds in memory are read straight from their files into buf,
+// grown when a record does not fit, and alias it: they are valid until the
+// caller reuses the returned buffer. The others alias the log's memory, as
+// with ReadShared. It returns the entries and the buffer to reuse next
+// time.
 //
 // tidwall/wal serves a sealed segment from memory only while it is one of
 // the two it caches, and ReadInto reads those through it; a reader further
@@ -189,21 +190,42 @@ func (r *sealedReader) seek(l *Log, seq uint64) error {
 	return r.skip(seq)
 }
 
-// skip moves r forward over whole entries to seq, within its segment.
+// skip moves r forward over whole entries to seq, within its segment,
+// reading their length prefixes readStep bytes at a time.
 func (r *sealedReader) skip(seq uint64) error {
-	var hdr [binary.MaxVarintLen64]byte
+	var buf []byte
+	data := buf // unparsed bytes, from off
 	for r.next < seq {
-		if r.off >= r.size {
-			return fmt.Errorf("%w: read seq %d: segment %s ends at seq %d, and the next segment starts at %d", ErrCorrupt, seq, SegmentName(r.first), r.next, r.end)
+		size, k := binary.Uvarint(data)
+		if k <= 0 || uint64(len(data)-k) < size {
+			// The entry is not whole in data: skip it straight from its
+			// length if that is whole, else read from off again.
+			if k > 0 && size <= uint64(r.size) && r.off+int64(k)+int64(size) <= r.size {
+				r.off += int64(k) + int64(size)
+				r.next++
+				data = nil
+				continue
+			}
+			if k != 0 || r.off+int64(len(data)) >= r.size {
+				if r.off >= r.size {
+					return fmt.Errorf("%w: read seq %d: segment %s ends at seq %d, and the next segment starts at %d", ErrCorrupt, seq, SegmentName(r.first), r.next, r.end)
+				}
+				return fmt.Errorf("%w: read seq %d: entry at offset %d of segment %s runs past its end", ErrCorrupt, r.next, r.off, SegmentName(r.first))
+			}
+			if buf == nil {
+				buf = make([]byte, readStep)
+			}
+			n, err := r.f.ReadAt(buf[:min(int64(len(buf)), r.size-r.off)], r.off)
+			if err != nil && !errors.Is(err, io.EOF) {
+				return fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
+			}
+			if n == 0 {
+				r.size = r.off // shorter than it was: never for a sealed segment
+			}
+			data = buf[:n]
+			continue
 		}
-		n, err := r.f.ReadAt(hdr[:min(int64(len(hdr)), r.size-r.off)], r.off)
-		if err != nil && !errors.Is(err, io.EOF) {
-			return fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
-		}
-		size, k := binary.Uvarint(hdr[:n])
-		if k <= 0 || size > uint64(r.size) || r.off+int64(k)+int64(size) > r.size {
-			return fmt.Errorf("%w: read seq %d: entry at offset %d of segment %s runs past its end", ErrCorrupt, r.next, r.off, SegmentName(r.first))
-		}
+		data = data[k+int(size):]
 		r.off += int64(k) + int64(size)
 		r.next++
 	}

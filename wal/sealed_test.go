@@ -411,6 +411,8 @@ func FuzzReadIntoSealedSegment(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f})
 	f.Add(append(binary.AppendUvarint(nil, 5), EncodeHole()...))
+	// An entry whose length runs past the file, well past one read step.
+	f.Add(append(binary.AppendUvarint(nil, 1<<30), make([]byte, 3*readStep)...))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if err := os.WriteFile(segs[1].Path, data, 0o600); err != nil {
 			t.Fatal(err)
@@ -420,7 +422,16 @@ func FuzzReadIntoSealedSegment(f *testing.F) {
 			t.Fatal(err)
 		}
 		defer l.Close()
-		var buf []byte
+		// A read of the segment's last sequence first skips every entry
+		// before it: it ends, with that record or ErrCorrupt.
+		lastSeq := segs[2].First - 1
+		got, buf, err := l.ReadInto(lastSeq, make([]Entry, 0, 64), nil, 4096)
+		if err != nil && !errors.Is(err, ErrCorrupt) {
+			t.Fatalf("ReadInto(%d): %v, want ErrCorrupt", lastSeq, err)
+		}
+		if err == nil && (len(got) != 1 || got[0].Seq != lastSeq) {
+			t.Fatalf("ReadInto(%d): %d entries, no error", lastSeq, len(got))
+		}
 		seq := segs[1].First
 		for i := 0; seq < segs[2].First; i++ {
 			if i > len(data)+1 {
