@@ -113,7 +113,7 @@ func BenchmarkReadSealed(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		last := min(l.sealed.Load(), l.cachedFrom()) - 1 // what ReadInto reads from the files
+		last := l.filesBelow() - 1
 		for _, via := range []string{"tidwall", "files"} {
 			b.Run(fmt.Sprintf("value=%d/%s", size, via), func(b *testing.B) {
 				b.ReportAllocs()

@@ -35,7 +35,7 @@ func (l *Log) ReadInto(seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Ent
 	defer l.readMu.Unlock()
 	l.tlMu.RLock()
 	defer l.tlMu.RUnlock()
-	if seq >= l.sealed.Load() || seq >= l.cachedFrom() || l.tl == nil {
+	if seq >= l.filesBelow() || l.tl == nil {
 		dst, err := l.readLocked(seq, dst, maxBytes, false)
 		return dst, buf, err
 	}
@@ -50,15 +50,17 @@ func (l *Log) ReadInto(seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Ent
 // an older one since.
 const tidwallCached = 2
 
-// cachedFrom returns the first sequence of the sealed segments tidwall
-// holds in memory (when no reader made it load others): ReadInto reads
-// those, and the tail, through tidwall, without a copy; a pread from the
-// page cache costs more than that near the tail (end to end, 100 B
-// SyncAlways batches, reading them from the files too took 4.1-4.2 us of
-// CPU per record against 3.0-3.8: bench/README.md).
-func (l *Log) cachedFrom() uint64 {
+// filesBelow returns the sequence below which ReadInto reads records from
+// the segment files: sealed (published, so Read returns them too) and
+// older than the sealed segments tidwall holds in memory (when no reader
+// made it load others). ReadInto reads those, and the tail, through
+// tidwall, without a copy; a pread from the page cache costs more than
+// that near the tail (end to end, 100 B SyncAlways batches, reading them
+// from the files too took 4.1-4.2 us of CPU per record against 3.0-3.8:
+// bench/HISTORY.md).
+func (l *Log) filesBelow() uint64 {
 	firsts := *l.segFirsts.Load()
-	return firsts[max(0, len(firsts)-1-tidwallCached)]
+	return min(l.sealed.Load(), firsts[max(0, len(firsts)-1-tidwallCached)])
 }
 
 // readStep is the most ReadInto reads from a segment file at a time.
