@@ -8,7 +8,9 @@
 //
 // The ratios (x_plain, x_bbolt, of_disk, …) are metrics the benchmarks
 // report themselves, each against a reference measured in the same run;
-// see bench/README.md for how to read them.
+// see bench/README.md for how to read them. One table is derived: after
+// EndToEnd's, the most x_plain the machine allows each kafkawal row (see
+// bound), from the run's medians.
 package main
 
 import (
@@ -205,24 +207,121 @@ func render(w io.Writer, res *results) {
 			fmt.Fprintf(w, "|%s|%s|\n", r.name, strings.Join(cells, "|"))
 		}
 		fmt.Fprintln(w)
+		if g.name == "BenchmarkEndToEnd" {
+			renderBounds(w, res, g)
+		}
 	}
+}
+
+// goals are the end-to-end x_plain goals, by durability mode.
+var goals = map[string]float64{"SyncPeriodic": 0.90, "SyncAlways": 0.75}
+
+// bound is, for one kafkawal EndToEnd row, the most x_plain the machine
+// allows: kafkawal does the plain producer's Kafka work (same librdkafka,
+// broker and records) plus its WAL's, measured alone by DurableAppend in
+// the same run, so with every core busy it cannot exceed
+// cores / (plain's + the WAL's cpu-us/record) records/s; nor can it
+// deliver faster than the WAL alone appends. Both over the plain
+// producer's records/s.
+type bound struct {
+	plainRPS, plainCPU, walCPU, walRPS, cores float64
+}
+
+func (b bound) cpu() float64   { return b.cores / ((b.plainCPU + b.walCPU) * 1e-6 * b.plainRPS) }
+func (b bound) wal() float64   { return b.walRPS / b.plainRPS }
+func (b bound) value() float64 { return min(b.cpu(), b.wal()) }
+
+func median(vs []float64) (float64, bool) {
+	if len(vs) == 0 {
+		return 0, false
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	if len(s)%2 == 0 {
+		return (s[len(s)/2-1] + s[len(s)/2]) / 2, true
+	}
+	return s[len(s)/2], true
+}
+
+// renderBounds follows the EndToEnd table with what the machine allows
+// each kafkawal row (see bound), when the run has DurableAppend and a
+// "cores:" line.
+func renderBounds(w io.Writer, res *results, e2e *group) {
+	var cores float64
+	for _, kv := range res.config {
+		if kv[0] == "cores" {
+			cores, _ = strconv.ParseFloat(kv[1], 64)
+		}
+	}
+	rows := map[string]*row{}
+	for _, g := range res.groups {
+		for _, r := range g.rows {
+			rows[g.name+"/"+r.name] = r
+		}
+	}
+	med := func(name, unit string) (float64, bool) {
+		r := rows[name]
+		if r == nil {
+			return 0, false
+		}
+		return median(r.values[unit])
+	}
+	var lines []string
+	for _, r := range e2e.rows {
+		// value=V/SHAPE/kafkawal-MODE
+		parts := strings.Split(r.name, "/")
+		if len(parts) != 3 || !strings.HasPrefix(parts[2], "kafkawal-") {
+			continue
+		}
+		mode := strings.TrimPrefix(parts[2], "kafkawal-")
+		plain := "BenchmarkEndToEnd/" + parts[0] + "/" + parts[1] + "/plain"
+		wal := "BenchmarkDurableAppend/" + parts[0] + "/" + parts[2] + "/" + parts[1]
+		var b bound
+		var ok [4]bool
+		b.plainRPS, ok[0] = med(plain, "records/s")
+		b.plainCPU, ok[1] = med(plain, "cpu-us/record")
+		b.walCPU, ok[2] = med(wal, "cpu-us/record")
+		b.walRPS, ok[3] = med(wal, "records/s")
+		b.cores = cores
+		if cores <= 0 || ok != [4]bool{true, true, true, true} || b.plainRPS <= 0 {
+			continue
+		}
+		goal := ""
+		if g, ok := goals[mode]; ok {
+			goal = strconv.FormatFloat(g, 'f', 2, 64)
+		}
+		limit := num(b.value())
+		if b.wal() < b.cpu() {
+			limit += " (WAL alone)"
+		}
+		lines = append(lines, fmt.Sprintf("|%s|%s|%s|%s|%s|%s|%s|%s|%s|",
+			r.name, goal, num(b.plainRPS), num(b.plainCPU), num(b.plainCPU*1e-6*b.plainRPS),
+			num(b.walCPU), num(b.walRPS), limit, cell(r.values["x_plain"])))
+	}
+	if len(lines) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "#### End to end: the most `x_plain` this machine allows\n\n")
+	n := strconv.FormatFloat(cores, 'f', -1, 64)
+	fmt.Fprintf(w, "kafkawal does the plain producer's Kafka work plus its WAL's (DurableAppend, same run), so with all %s cores busy it cannot pass %s ÷ (plain + WAL `cpu-us/record`) records/s, nor the WAL's own records/s; both over plain's records/s (medians; with a real broker its own CPU is left out, which loosens the limit).\n\n", n, n)
+	fmt.Fprintln(w, "| |goal|plain records/s|plain cpu-us/record|plain cores busy|WAL cpu-us/record|WAL records/s|most x_plain|x_plain|")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, l := range lines {
+		fmt.Fprintln(w, l)
+	}
+	fmt.Fprintln(w)
 }
 
 // cell is the median of vs, with ±half the range of the runs in percent of
 // the median when there are several.
 func cell(vs []float64) string {
-	if len(vs) == 0 {
+	med, ok := median(vs)
+	if !ok {
 		return ""
 	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	med := s[len(s)/2]
-	if len(s)%2 == 0 {
-		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
-	}
 	out := num(med)
-	if len(s) > 1 && med != 0 {
-		out += fmt.Sprintf(" ±%.0f%%", 100*(s[len(s)-1]-s[0])/2/math.Abs(med))
+	if len(vs) > 1 && med != 0 {
+		out += fmt.Sprintf(" ±%.0f%%", 100*(slices.Max(vs)-slices.Min(vs))/2/math.Abs(med))
 	}
 	return out
 }
