@@ -253,18 +253,14 @@ func renderBounds(w io.Writer, res *results, e2e *group) {
 			cores, _ = strconv.ParseFloat(kv[1], 64)
 		}
 	}
+	if cores <= 0 {
+		return
+	}
 	rows := map[string]*row{}
 	for _, g := range res.groups {
 		for _, r := range g.rows {
 			rows[g.name+"/"+r.name] = r
 		}
-	}
-	med := func(name, unit string) (float64, bool) {
-		r := rows[name]
-		if r == nil {
-			return 0, false
-		}
-		return median(r.values[unit])
 	}
 	var lines []string
 	for _, r := range e2e.rows {
@@ -274,16 +270,23 @@ func renderBounds(w io.Writer, res *results, e2e *group) {
 			continue
 		}
 		mode := strings.TrimPrefix(parts[2], "kafkawal-")
-		plain := "BenchmarkEndToEnd/" + parts[0] + "/" + parts[1] + "/plain"
-		wal := "BenchmarkDurableAppend/" + parts[0] + "/" + parts[2] + "/" + parts[1]
-		var b bound
-		var ok [4]bool
-		b.plainRPS, ok[0] = med(plain, "records/s")
-		b.plainCPU, ok[1] = med(plain, "cpu-us/record")
-		b.walCPU, ok[2] = med(wal, "cpu-us/record")
-		b.walRPS, ok[3] = med(wal, "records/s")
-		b.cores = cores
-		if cores <= 0 || ok != [4]bool{true, true, true, true} || b.plainRPS <= 0 {
+		plain := rows["BenchmarkEndToEnd/"+parts[0]+"/"+parts[1]+"/plain"]
+		wal := rows["BenchmarkDurableAppend/"+parts[0]+"/"+parts[2]+"/"+parts[1]]
+		if plain == nil || wal == nil {
+			continue
+		}
+		missing := false
+		med := func(r *row, unit string) float64 {
+			v, ok := median(r.values[unit])
+			missing = missing || !ok
+			return v
+		}
+		b := bound{
+			plainRPS: med(plain, "records/s"), plainCPU: med(plain, "cpu-us/record"),
+			walRPS: med(wal, "records/s"), walCPU: med(wal, "cpu-us/record"),
+			cores: cores,
+		}
+		if missing || b.plainRPS <= 0 {
 			continue
 		}
 		goal := ""
