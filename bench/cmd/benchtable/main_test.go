@@ -65,3 +65,22 @@ func TestBoundsNeedTheirFigures(t *testing.T) {
 		}
 	}
 }
+
+// A reference row without one of the figures (here the WAL's CPU) gives no
+// limit for that row; the others keep theirs.
+func TestBoundsSkipARowWithoutItsFigures(t *testing.T) {
+	in := strings.Replace(boundInput,
+		"BenchmarkDurableAppend/value=100/kafkawal-SyncPeriodic/batch=1000-2   1   0 ns/op   1000000 records/s   1.0 cpu-us/record",
+		"BenchmarkDurableAppend/value=100/kafkawal-SyncPeriodic/batch=1000-2   1   0 ns/op   1000000 records/s", 1)
+	if in == boundInput {
+		t.Fatal("the input did not change")
+	}
+	out := renderString(t, in)
+	_, bounds, _ := strings.Cut(out, "most `x_plain` this machine allows")
+	if strings.Contains(bounds, "|value=100/batch=1000/kafkawal-SyncPeriodic|") {
+		t.Errorf("a limit without the WAL's cpu-us/record:\n%s", bounds)
+	}
+	if !strings.Contains(bounds, "|value=100/batch=1000/kafkawal-SyncAlways|0.75|") {
+		t.Errorf("the SyncAlways row lost its limit:\n%s", bounds)
+	}
+}
