@@ -28,20 +28,37 @@ func TestOutageBlackhole(t *testing.T) {
 			b := kafkatest.StartT(t, kafkatest.Options{Proxy: true})
 			createTopic(t, b, "outage", 4, nil)
 			cfg := baseConfig(t, b)
-			cfg.MaxDiskBytes = 2 << 30
-			if c.messageTimeout > 0 {
-				cfg.Kafka["message.timeout.ms"] = c.messageTimeout
-			}
-			p := openT(t, cfg)
-			ctx := testCtx(t, 10*time.Minute)
+			// The scenario's size is set by its backlog, never by how fast
+			// this machine's disk is: appends stop at the backlog, and the
+			// rest of the outage is paced in time (see below). Reject turns
+			// a scenario that outgrew its cap into an immediate failure
+			// that says so, instead of an Append blocked until the test's
+			// deadline.
 			backlog := int64(512 << 20)
 			if raceEnabled {
 				backlog = 128 << 20
 			}
 			const valueSize, batch = 4096, 256
+			const pace = 100 * time.Millisecond // one batch per pace once the backlog is built
+			minOutage := 3 * time.Second
+			if c.messageTimeout > 0 {
+				minOutage = 2*time.Duration(c.messageTimeout)*time.Millisecond + time.Second
+			}
+			batchBytes := int64(batch * (valueSize + 64))
+			paced := int64(minOutage/pace+1) * batchBytes
+			cfg.MaxDiskBytes = 2 << 30
+			if need := 32*batchBytes + backlog + batchBytes + paced; need > cfg.MaxDiskBytes/2 {
+				t.Fatalf("scenario needs %d MiB of WAL, more than half its %d MiB cap", need>>20, cfg.MaxDiskBytes>>20)
+			}
+			cfg.FullPolicy = kafkawal.Reject
+			if c.messageTimeout > 0 {
+				cfg.Kafka["message.timeout.ms"] = c.messageTimeout
+			}
+			p := openT(t, cfg)
+			ctx := testCtx(t, 10*time.Minute)
 			var acked []uint64
 			id := uint64(1)
-			appendBatch := func() {
+			appendBatch := func(phase string) {
 				recs := make([]kafkawal.Record, batch)
 				for i := range recs {
 					recs[i] = idRecord("outage", int32(id%4), id, value(valueSize, id))
@@ -49,11 +66,13 @@ func TestOutageBlackhole(t *testing.T) {
 					id++
 				}
 				if _, err := p.AppendBatch(ctx, recs); err != nil {
-					t.Fatalf("append during outage: %v", err)
+					st := p.Stats()
+					t.Fatalf("append (%s): %v; disk %d of %d MiB, backlog %d records", phase, err,
+						st.DiskBytes>>20, st.MaxDiskBytes>>20, st.BacklogRecords)
 				}
 			}
 			for i := 0; i < 32; i++ { // warm up: 32 MiB delivered
-				appendBatch()
+				appendBatch("warm-up")
 			}
 			if err := p.Flush(ctx); err != nil {
 				t.Fatal(err)
@@ -61,16 +80,19 @@ func TestOutageBlackhole(t *testing.T) {
 			heap0 := heapInUse()
 			b.Proxy().Blackhole()
 			start := time.Now()
-			minOutage := 3 * time.Second
-			if c.messageTimeout > 0 {
-				minOutage = 2*time.Duration(c.messageTimeout)*time.Millisecond + time.Second
-			}
 			var peak uint64
-			for p.Stats().DiskBytes < backlog || time.Since(start) < minOutage {
-				appendBatch()
+			for p.Stats().DiskBytes < backlog {
+				appendBatch("building the backlog during the outage")
 				if id%(batch*64) == 1 {
 					peak = max(peak, heapInUse())
 				}
+			}
+			// The outage must outlast minOutage (twice message.timeout.ms
+			// when one is set); appends go on at a pace, so that what they
+			// add is bounded by the time, not by the disk's speed.
+			for time.Since(start) < minOutage {
+				appendBatch("outage, paced")
+				time.Sleep(pace)
 			}
 			peak = max(peak, heapInUse())
 			st := p.Stats()
