@@ -3,8 +3,9 @@ package wal
 import (
 	"errors"
 	"fmt"
-	twal "github.com/tidwall/wal"
 	"os"
+
+	twal "github.com/tidwall/wal"
 )
 
 // maybeTruncate deletes the sealed segments that lie wholly at or below the

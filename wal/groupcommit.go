@@ -1,17 +1,13 @@
 package wal
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"syscall"
 	"time"
 
 	twal "github.com/tidwall/wal"
-	"golang.org/x/sys/unix"
 )
 
 // appendReq is one Append call waiting for the writer.
@@ -82,67 +78,6 @@ type syncJob struct {
 func (w *writer) markGood() {
 	t := w.segs.tail()
 	w.good = goodState{last: w.last, tailFirst: t.First, tailBytes: t.Bytes}
-}
-
-func (w *writer) openTail() error {
-	if w.tail != nil {
-		// An fsync in flight may still use it; close it when none is.
-		w.retired = append(w.retired, w.tail)
-		w.tail = nil
-	}
-	w.closeRetired()
-	f, err := os.Open(w.segs.tail().Path)
-	if err != nil {
-		return fmt.Errorf("kafkawal: open tail segment: %w", err)
-	}
-	w.tail = f
-	w.kicked = 0
-	w.sealKicked = false
-	return nil
-}
-
-// writebackChunk is how many bytes of the tail may be written and not yet
-// on their way to the disk, under SyncPeriodic and SyncNever.
-const writebackChunk = 1 << 20
-
-// startWriteback asks the kernel to start writing the tail to the disk once
-// writebackChunk bytes were written since it last did (sync_file_range
-// with SYNC_FILE_RANGE_WRITE, as RocksDB's bytes_per_sync does). It does
-// not wait and promises nothing about durability: it only spreads the
-// writing over time, so that the fsyncs that do make records durable (every
-// SyncInterval, and tidwall's when it seals a segment, which hold the
-// writer and so every appender) find at most about writebackChunk left to
-// write instead of up to a whole segment. An I/O error of that writeback
-// is kept by the kernel and returned by the next fdatasync of the file,
-// which fails the log as any fsync error does; a refusal to start it
-// changes nothing.
-func (w *writer) startWriteback() {
-	// Whole pages only: a partly filled last page written back now would
-	// be written again once the next batch fills it.
-	end := w.segs.tail().Bytes &^ (4<<10 - 1)
-	if end-w.kicked < writebackChunk {
-		return
-	}
-	_ = unix.SyncFileRange(int(w.tail.Fd()), w.kicked, end-w.kicked, unix.SYNC_FILE_RANGE_WRITE)
-	w.kicked = end
-}
-
-func (w *writer) closeRetired() {
-	if w.inflight != nil {
-		return
-	}
-	for _, f := range w.retired {
-		f.Close()
-	}
-	w.retired = w.retired[:0]
-}
-
-func (w *writer) closeTail() {
-	if w.tail != nil {
-		w.tail.Close()
-		w.tail = nil
-	}
-	w.closeRetired()
 }
 
 // truncateEvery spaces truncations out when there is no space pressure: each
@@ -446,123 +381,3 @@ func (l *Log) answer(r *appendReq, err error) {
 	r.err = err
 	r.done <- struct{}{}
 }
-
-// syncTail makes everything written durable: the tail segment's data (the
-// sealed ones were fsync'd by tidwall when it rotated) and, if a segment was
-// created, the directory entry. It uses the writer's own descriptor so that
-// readers are not held behind tidwall's lock during the fsync.
-func (l *Log) syncTail() error {
-	if l.w.dirty {
-		if err := l.syncData(); err != nil {
-			return err
-		}
-	}
-	if l.w.dirDirty {
-		if err := SyncDir(l.segDir); err != nil {
-			return fmt.Errorf("%s: %w", l.segDir, err)
-		}
-		l.w.dirDirty = false
-	}
-	return nil
-}
-
-// syncData fdatasyncs the tail segment through the writer's own
-// descriptor, outside tidwall's lock.
-func (l *Log) syncData() error {
-	if err := syscall.Fdatasync(int(l.w.tail.Fd())); err != nil {
-		return fmt.Errorf("%s: %w", l.w.tail.Name(), err)
-	}
-	l.w.dirty = false
-	return nil
-}
-
-// fail makes err sticky and fails every written but unsynced append. After
-// a failed write tidwall's in-memory index may be ahead of its file, so the
-// tidwall log is not used again until repair has cut the files back to the
-// last good state and reopened it.
-func (l *Log) fail(err error, op string) {
-	werr := &WriteError{Op: op, Err: err}
-	l.log.Error().Err(err).Str("op", op).Uint64("last_good_seq", l.w.good.last).
-		Msg("wal: write failed; appends fail until the tail is repaired")
-	l.w.failed = werr
-	l.w.failedAt = nowFunc()
-	for _, r := range l.w.unsynced {
-		l.answer(r, werr)
-	}
-	l.w.unsynced = nil
-}
-
-// tryRepair restores the files to the last good state (dropping whatever the
-// failed batch left: bytes past the good tail size, segment files it
-// created), reopens tidwall and checks it agrees. It runs at most once per
-// RetryAfterError.
-func (l *Log) tryRepair() bool {
-	if l.w.inflight != nil || nowFunc().Sub(l.w.failedAt) < l.opts.RetryAfterError {
-		return false
-	}
-	l.tlMu.Lock()
-	err := l.repairLocked()
-	l.tlMu.Unlock()
-	if err != nil {
-		l.w.failed = &WriteError{Op: "repair", Err: err}
-		l.w.failedAt = nowFunc()
-		l.log.Error().Err(err).Msg("wal: repair after write failure failed; will retry")
-		return false
-	}
-	l.log.Warn().Uint64("last_seq", l.w.last).Msg("wal: tail repaired after write failure; accepting appends")
-	l.w.failed = nil
-	return true
-}
-
-func (l *Log) repairLocked() error {
-	if l.tl != nil {
-		_ = l.tl.Close() // may fail again; the files are fixed below
-		l.tl = nil
-	}
-	l.w.closeTail()
-	// Roll the view back to the last good batch; make the files match it.
-	g := l.w.good
-	for len(l.w.segs.segs) > 1 && l.w.segs.tail().First > g.tailFirst {
-		l.w.segs.segs = l.w.segs.segs[:len(l.w.segs.segs)-1]
-	}
-	tail := l.w.segs.tail()
-	if tail.First != g.tailFirst {
-		return fmt.Errorf("last good tail segment %d is gone", g.tailFirst)
-	}
-	tail.Bytes = g.tailBytes
-	l.w.last = g.last
-	l.segsChanged()
-	des, err := os.ReadDir(l.segDir)
-	if err != nil {
-		return err
-	}
-	for _, de := range des {
-		first, perr := strconv.ParseUint(de.Name(), 10, 64)
-		if perr == nil && len(de.Name()) == 20 && first > tail.First {
-			if err := os.Remove(filepath.Join(l.segDir, de.Name())); err != nil {
-				return err
-			}
-		}
-	}
-	f, err := os.OpenFile(tail.Path, os.O_WRONLY, l.opts.FileMode)
-	if err != nil {
-		return err
-	}
-	err = f.Truncate(tail.Bytes)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := SyncDir(l.segDir); err != nil {
-		return err
-	}
-	return l.reopenChecked("repair")
-}
-
-// errNoLog is returned by readers while a failed repair left no open log.
-var errNoLog = errors.New("kafkawal: wal unavailable after a failed repair")

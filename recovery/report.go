@@ -1,0 +1,59 @@
+package recovery
+
+// Report is what Scan found, and for Repair also what it did.
+type Report struct {
+	// Segments and Bytes count every segment file in the log.
+	Segments int
+	Bytes    int64
+	// CheckedSegments and CheckedBytes count those read entry by entry
+	// (all of them unless TailOnly).
+	CheckedSegments int
+	CheckedBytes    int64
+	// Records and Holes count the intact entries of the checked segments.
+	Records int64
+	Holes   int64
+	// FirstSeq is the first sequence on disk; LastSeq the last one the log
+	// holds once repaired (FirstSeq-1 when it holds none).
+	FirstSeq, LastSeq uint64
+	// Damage lists every damaged range found, in log order.
+	Damage []*CorruptionError
+
+	// The rest is filled by Repair.
+
+	// TornTailRepairs counts torn tails cut off the last segment (0 or 1).
+	TornTailRepairs int
+	// RewrittenSegments counts segments repaired for mid-log corruption.
+	RewrittenSegments int
+	// Quarantined lists the files written under DIR/quarantine, and
+	// QuarantinedBytes their total size.
+	Quarantined      []string
+	QuarantinedBytes int64
+	// LostRecords and LostBytes count the records that mid-log corruption
+	// destroyed and the bytes they took; torn tails are not counted (they
+	// were never acknowledged under SyncAlways).
+	LostRecords int64
+	LostBytes   int64
+	// LostAtLeast is set when LostRecords is a lower bound: a damaged range
+	// of the last segment whose framing was broken cannot say how many
+	// records it held (sealed segments always can, from the next segment's
+	// name).
+	LostAtLeast bool
+	// RecoveredRecords counts entries whose length prefix alone was
+	// damaged: the checksum proves the record intact, and Repair kept it
+	// under a rewritten prefix instead of a hole.
+	RecoveredRecords int64
+}
+
+// Repaired reports whether Repair changed anything on disk.
+func (r *Report) Repaired() bool { return r.TornTailRepairs > 0 || r.RewrittenSegments > 0 }
+
+// Corruption returns the first mid-log damage Report lists, or nil when
+// there is none (a torn tail alone is not corruption).
+func (r *Report) Corruption() *CorruptionError {
+	for _, d := range r.Damage {
+		if !d.TornTail {
+			return d
+		}
+	}
+	return nil
+}

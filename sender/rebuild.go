@@ -1,0 +1,90 @@
+package sender
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+func (s *Sender) newProducer() error {
+	cfg := kafka.ConfigMap{}
+	for k, v := range s.kcfg {
+		cfg[k] = v
+	}
+	p, err := kafka.NewProducer(&cfg)
+	if err != nil {
+		// librdkafka names the offending key; it does not echo values.
+		return fmt.Errorf("kafkawal: config: Kafka: %w", err)
+	}
+	s.p, s.events, s.logs = p, p.Events(), p.Logs()
+	s.meta = startMeta(p)
+	s.rt.restartFetches()
+	return nil
+}
+
+// startRebuild purges librdkafka and waits (bounded) for the purged
+// records' reports; checkRebuild then replaces the producer.
+func (s *Sender) startRebuild(cause error) {
+	if s.mode == rebuilding {
+		return
+	}
+	s.mode = rebuilding
+	s.rebuildBy = time.Now().Add(purgeWait)
+	s.lg.Error().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced).
+		Msg("sender: fatal producer error; rebuilding the producer and re-sending unacknowledged records")
+	if err := s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking); err != nil {
+		s.lg.Warn().Err(err).Msg("sender: purge failed")
+	}
+}
+
+func (s *Sender) checkRebuild() {
+	if s.mode != rebuilding || (s.win.produced > 0 && time.Now().Before(s.rebuildBy)) {
+		return
+	}
+	if s.win.produced > 0 {
+		s.lg.Warn().Int("in_flight", s.win.produced).Msg("sender: purged records did not report in time; re-sending them")
+		for seq := s.win.low; seq < s.win.next; seq++ {
+			s.win.resolve(seq, false)
+		}
+	}
+	s.closeProducer()
+	if err := s.newProducer(); err != nil {
+		s.lg.Error().Err(err).Msg("sender: cannot create a producer; retrying")
+		s.rebuildBy = time.Now().Add(maxBackoff)
+		return
+	}
+	s.stats.rebuilds.Add(1)
+	s.win.rewind()
+	s.rt.reset()
+	s.mode = normal
+}
+
+// closeProducer closes librdkafka while draining its channels: Close waits
+// for the poller, which may be blocked sending an event.
+func (s *Sender) closeProducer() {
+	s.meta.close()
+	p, events, logs := s.p, s.events, s.logs
+	closed := make(chan struct{})
+	go func() { p.Close(); close(closed) }()
+	for {
+		select {
+		case <-closed:
+			return
+		case ev, ok := <-events:
+			if !ok {
+				events = nil
+				continue
+			}
+			if m, isMsg := ev.(*kafka.Message); isMsg && m.TopicPartition.Error == nil {
+				s.report(m) // a late success still counts
+			}
+		case lg, ok := <-logs:
+			if !ok {
+				logs = nil
+				continue
+			}
+			s.logLibrdkafka(lg)
+		}
+	}
+}

@@ -1,0 +1,175 @@
+package sender
+
+import (
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+func (s *Sender) handle(ev kafka.Event) {
+	switch e := ev.(type) {
+	case *kafka.Message:
+		s.report(e)
+	case kafka.Error:
+		s.brokerError(e)
+	}
+}
+
+// attribute returns the sequence a report is for: its Opaque, or the
+// oldest sequence produced to its partition and not yet reported.
+func (s *Sender) attribute(m *kafka.Message) (seq uint64, q *fifo, ok bool) {
+	if seq, ok := m.Opaque.(uint64); ok {
+		return seq, nil, true
+	}
+	tp := m.TopicPartition
+	if tp.Topic == nil {
+		return 0, nil, false
+	}
+	q = s.rt.topic(*tp.Topic).queue(tp.Partition)
+	if seq, ok = q.pop(); !ok {
+		s.anomaly("sender: a delivery report for a partition with no record in flight; ignored", m)
+		return 0, nil, false
+	}
+	return seq, q, true
+}
+
+func (s *Sender) anomaly(msg string, m *kafka.Message) {
+	s.stats.anomalies.Add(1)
+	s.lg.Error().Str("topic", *m.TopicPartition.Topic).Int32("partition", m.TopicPartition.Partition).
+		Int64("offset", int64(m.TopicPartition.Offset)).Msg(msg)
+}
+
+func (s *Sender) report(m *kafka.Message) {
+	seq, q, ok := s.attribute(m)
+	if !ok {
+		return
+	}
+	err := m.TopicPartition.Error
+	if err == nil && q != nil {
+		// A positional success is believed only while no failure has been
+		// reported since the last rewind (see partition.go), and only if
+		// the partition's offsets still rise in report order.
+		if s.mode != normal || s.closing {
+			s.win.resolve(seq, false)
+			return
+		}
+		if off := int64(m.TopicPartition.Offset); off >= 0 {
+			if off <= q.lastOffset {
+				s.anomaly("sender: delivery reports out of order in a partition; re-sending everything unacknowledged and attributing reports by Opaque from now on", m)
+				s.positional = false
+				s.win.resolve(seq, false)
+				s.enter(draining, errMisordered)
+				return
+			}
+			q.lastOffset = off
+		}
+	}
+	if err == nil {
+		if s.win.resolve(seq, true) {
+			s.stats.delivered.Add(1)
+			s.backoff = minBackoff
+			s.reachable()
+			if s.cfg.OnDelivered != nil {
+				s.cfg.OnDelivered(seq, *m.TopicPartition.Topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
+			}
+		}
+		return
+	}
+	switch c := classify(err); c {
+	case permanent:
+		if seq != s.soloSeq {
+			// Kafka may have refused the batch this record was in, not
+			// the record: send everything not yet acknowledged again, one
+			// record at a time, and believe the error only then.
+			s.isolateUntil = max(s.isolateUntil, s.win.hi)
+			s.win.resolve(seq, false)
+			s.enter(draining, err)
+			break
+		}
+		// The report carries no payload (go.delivery.report.fields=none):
+		// read the record back from the WAL for the dead-letter log.
+		ents, rerr := s.wal.Read(seq, make([]wal.Entry, 0, 1), 1)
+		if rerr != nil || len(ents) != 1 {
+			s.lg.Error().Err(rerr).Uint64("seq", seq).Msg("sender: cannot read back a refused record; will retry it")
+			s.win.resolve(seq, false)
+			s.enter(draining, err)
+			return
+		}
+		if s.deadLetter(seq, ents[0].Record, err) {
+			s.win.resolve(seq, true)
+		} else {
+			s.win.resolve(seq, false)
+			s.enter(draining, err)
+		}
+	case fatal:
+		s.win.resolve(seq, false)
+		s.startRebuild(err)
+	case purged:
+		s.win.resolve(seq, false)
+		if s.mode == normal {
+			s.enter(draining, err)
+		}
+	default:
+		s.win.resolve(seq, false)
+		s.enter(draining, err)
+	}
+	s.maybeRewind()
+}
+
+// enter switches to draining (unless a rebuild is already under way): no
+// more records are produced until every outstanding report is in, then
+// everything unacknowledged is produced again in order.
+func (s *Sender) enter(m mode, cause error) {
+	if s.mode != normal {
+		return
+	}
+	s.mode = m
+	s.lg.Warn().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced).
+		Msg("sender: transient delivery failure; re-sending from the oldest unacknowledged record")
+	// Take back everything still queued or in flight now: left alone,
+	// later records could be delivered before the failed one is re-sent,
+	// and land ahead of it in its partition. A purged record that did reach
+	// Kafka is sent again: a duplicate (counted in Resent), never a reorder.
+	if err := s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking); err != nil {
+		s.lg.Warn().Err(err).Msg("sender: purge failed")
+	}
+}
+
+func (s *Sender) maybeRewind() {
+	if s.mode == draining && s.win.produced == 0 {
+		s.win.rewind() // peek then finds next behind the read-ahead and seeks
+		s.resetRouter()
+		s.mode = normal
+		s.retryLater()
+	}
+}
+
+// resetRouter forgets the queues of reports to come: every report of
+// what was produced is in (or, after a rebuild, will never come).
+func (s *Sender) resetRouter() {
+	if n := s.rt.outstanding(); n > 0 && s.win.produced == 0 {
+		s.stats.anomalies.Add(uint64(n))
+		s.lg.Error().Int("records", n).Msg("sender: records produced without a delivery report; they are re-sent")
+	}
+	s.rt.reset()
+}
+
+// deadLetter records a refused record durably, then tells the application.
+// It returns false if the dead-letter log could not be written; the record
+// is then retried, never dropped.
+func (s *Sender) deadLetter(seq uint64, r wal.Record, cause error) bool {
+	dl := wal.DeadLetter{Seq: seq, Time: time.Now(), Err: cause.Error(), Record: r}
+	if err := s.dl.Add(dl); err != nil {
+		s.lg.Error().Err(err).Uint64("seq", seq).Msg("sender: cannot write the dead-letter log; retrying the record")
+		return false
+	}
+	s.stats.deadLettered.Add(1)
+	s.lg.Error().Err(cause).Uint64("seq", seq).Str("topic", r.Topic).Int32("partition", r.Partition).
+		Msg("sender: record refused by Kafka for good; dead-lettered")
+	if s.cfg.OnDeadLetter != nil {
+		s.cfg.OnDeadLetter(dl)
+	}
+	return true
+}

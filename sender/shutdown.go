@@ -1,0 +1,57 @@
+package sender
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+)
+
+// shutdown purges what librdkafka still holds (it is replayed from the WAL
+// by the next Open), collects every report it can, closes the producer and
+// persists the final cursor.
+func (s *Sender) shutdown() {
+	if s.win.produced > 0 {
+		_ = s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
+		deadline := time.NewTimer(closePurgeWait)
+		defer deadline.Stop()
+	collect:
+		for s.win.produced > 0 {
+			select {
+			case ev := <-s.events:
+				if m, ok := ev.(*kafka.Message); ok {
+					if seq, q, ok := s.attribute(m); ok {
+						failed := m.TopicPartition.Error != nil
+						// As in report: no positional success is believed
+						// after a failure.
+						s.win.resolve(seq, !failed && (q == nil || !s.closing))
+						s.closing = s.closing || failed
+					}
+				}
+			case lg := <-s.logs:
+				s.logLibrdkafka(lg)
+			case <-deadline.C:
+				break collect
+			}
+		}
+	}
+	s.closeProducer()
+	s.published()
+	s.persist()
+}
+
+// Close delivers what it can until everything up to upTo is delivered or
+// ctx ends, then stops: librdkafka is purged and closed, the cursor
+// persisted. Whatever is left stays in the WAL for the next Open.
+func (s *Sender) Close(ctx context.Context, upTo uint64) error {
+	select {
+	case s.closeCh <- closeReq{ctx: ctx, target: upTo}:
+	case <-s.done:
+	}
+	<-s.done
+	if acked := s.stats.acked.Load(); acked < upTo {
+		return fmt.Errorf("kafkawal: close: %w: delivered through %d of %d; the rest stays in the WAL", context.Cause(ctx), acked, upTo)
+	}
+	return nil
+}
