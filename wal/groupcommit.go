@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"runtime"
-	"syscall"
 	"time"
 
 	twal "github.com/tidwall/wal"
@@ -192,13 +191,9 @@ func (l *Log) run() {
 	}
 }
 
-// fdatasyncJob is the syncer goroutine's fsync; tests replace it (before
-// Open) to hold or fail it.
-var fdatasyncJob = func(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
-
 func (l *Log) syncLoop(jobs <-chan *syncJob, done chan<- *syncJob) {
 	for job := range jobs {
-		if err := fdatasyncJob(job.file); err != nil {
+		if err := l.fdatasync(job.file); err != nil {
 			job.err = fmt.Errorf("%s: %w", job.file.Name(), err)
 		} else if job.syncDir {
 			if err := SyncDir(l.segDir); err != nil {

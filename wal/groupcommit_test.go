@@ -6,6 +6,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestGroupCommitConcurrentAppenders(t *testing.T) {
@@ -88,13 +90,12 @@ func TestAppendBatchKeepsOrder(t *testing.T) {
 	}
 }
 
-// holdFsyncs makes the syncer goroutine's fsyncs wait for release (or fail
-// with fail, if set) and reports each one on started.
-func holdFsyncs(t *testing.T, fail error) (started <-chan struct{}, release func()) {
+// holdFsyncs makes the fsyncs of the tail of a log opened with opts wait
+// for release (or fail with fail, if set) and reports each one on started.
+func holdFsyncs(t *testing.T, opts *Options, fail error) (started <-chan struct{}, release func()) {
 	st := make(chan struct{}, 100)
 	gate := make(chan struct{})
-	orig := fdatasyncJob
-	fdatasyncJob = func(f *os.File) error {
+	opts.hooks = &hooks{fdatasync: func(f *os.File) error {
 		select { // never block the syncer on a report nobody reads
 		case st <- struct{}{}:
 		default:
@@ -103,19 +104,20 @@ func holdFsyncs(t *testing.T, fail error) (started <-chan struct{}, release func
 		if fail != nil {
 			return fail
 		}
-		return orig(f)
-	}
+		return unix.Fdatasync(int(f.Fd()))
+	}}
 	var once sync.Once
 	release = func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(func() { release(); fdatasyncJob = orig })
+	t.Cleanup(release)
 	return st, release
 }
 
 // Under SyncPeriodic the periodic fsync runs beside the writer: appends go
 // on while it is held.
 func TestPeriodicFsyncDoesNotHoldAppends(t *testing.T) {
-	started, release := holdFsyncs(t, nil)
-	l := openT(t, t.TempDir(), Options{Sync: SyncPeriodic, SyncInterval: time.Millisecond})
+	opts := Options{Sync: SyncPeriodic, SyncInterval: time.Millisecond}
+	started, release := holdFsyncs(t, &opts, nil)
+	l := openT(t, t.TempDir(), opts)
 	defer l.Close()
 	defer release()
 	rec := []Record{{Topic: "t", Value: []byte("v")}}

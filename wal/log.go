@@ -179,15 +179,21 @@ func (l *Log) open() (OpenInfo, error) {
 	return info, nil
 }
 
-// tidwallSegmentSkew makes tidwall rotate at a size the segment tracker
-// does not expect. Tests set it to prove the divergence is caught.
-var tidwallSegmentSkew int64
+// tidwallSegmentBytes is the segment size tidwall is opened with: the
+// tracker's, unless a test skews it (Options.hooks) to prove a divergence
+// is caught.
+func (l *Log) tidwallSegmentBytes() int {
+	if h := l.opts.hooks; h != nil {
+		return int(l.opts.SegmentBytes + h.segmentSkew)
+	}
+	return int(l.opts.SegmentBytes)
+}
 
 func (l *Log) openTidwall() error {
 	tl, err := twal.Open(l.segDir, &twal.Options{
 		NoSync:           true, // the writer fsyncs the tail itself, outside tidwall's lock
 		NoCopy:           true, // Read and ReadShared decide what to copy
-		SegmentSize:      int(l.opts.SegmentBytes + tidwallSegmentSkew),
+		SegmentSize:      l.tidwallSegmentBytes(),
 		SegmentCacheSize: tidwallCached,
 		AllowEmpty:       true, // truncation may leave only an empty tail segment
 		DirPerms:         l.opts.DirMode,
@@ -428,6 +434,3 @@ func (l *Log) encode(recs []Record, unset int64) (*appendReq, error) {
 	req.buf = buf
 	return req, nil
 }
-
-// nowFunc is replaced in tests.
-var nowFunc = time.Now

@@ -105,6 +105,8 @@ type Options struct {
 	// the segments are opened: the place for recovery to check and repair
 	// them. Its error fails Open.
 	BeforeOpen func(dir string) error
+
+	hooks *hooks // fault injection for this package's tests
 }
 
 func (o Options) withDefaults() Options {
@@ -165,4 +167,16 @@ func (o Options) Validate() error {
 		return fmt.Errorf("kafkawal: config: FileMode/DirMode: only permission bits are allowed")
 	}
 	return nil
+}
+
+// hooks are the points where this package's tests inject faults; only code
+// in package wal can set Options.hooks, and nil (or a nil field) means the
+// real operation.
+type hooks struct {
+	// fdatasync replaces every fdatasync of the tail segment: the syncer's
+	// and the writer's own (before a rotation, at Close).
+	fdatasync func(*os.File) error
+	// segmentSkew makes tidwall rotate at SegmentBytes+segmentSkew, where
+	// the segment tracker does not expect it.
+	segmentSkew int64
 }

@@ -101,7 +101,7 @@ func (l *Log) presizeTail(entries int) {
 	if ebuf == nil {
 		return
 	}
-	segSize := int(l.opts.SegmentBytes + tidwallSegmentSkew)
+	segSize := l.tidwallSegmentBytes()
 	// The headroom fits a largest record (a framed entry is its length as a
 	// uvarint, at most 10 bytes, and the encoded record) unless that is
 	// over an eighth of a segment: a buffer that large would stay in memory

@@ -16,10 +16,10 @@ import (
 func TestTailDivergenceIsCaught(t *testing.T) {
 	for _, mode := range []SyncMode{SyncAlways, SyncPeriodic} {
 		t.Run(mode.String(), func(t *testing.T) {
-			tidwallSegmentSkew = -32 << 10
-			defer func() { tidwallSegmentSkew = 0 }()
 			dir := t.TempDir()
-			l := openT(t, dir, Options{Sync: mode, SegmentBytes: 64 << 10, SyncInterval: 5 * time.Millisecond, RetryAfterError: time.Hour})
+			opts := Options{Sync: mode, SegmentBytes: 64 << 10, SyncInterval: 5 * time.Millisecond, RetryAfterError: time.Hour}
+			opts.hooks = &hooks{segmentSkew: -32 << 10}
+			l := openT(t, dir, opts)
 			defer l.Close()
 			val := make([]byte, 1000)
 			var err error

@@ -3,7 +3,6 @@ package wal
 import (
 	"fmt"
 	"os"
-	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -91,9 +90,18 @@ func (l *Log) syncTail() error {
 // syncData fdatasyncs the tail segment through the writer's own
 // descriptor, outside tidwall's lock.
 func (l *Log) syncData() error {
-	if err := syscall.Fdatasync(int(l.w.tail.Fd())); err != nil {
+	if err := l.fdatasync(l.w.tail); err != nil {
 		return fmt.Errorf("%s: %w", l.w.tail.Name(), err)
 	}
 	l.w.dirty = false
 	return nil
+}
+
+// fdatasync is every fdatasync of the tail segment (Options.hooks may
+// replace it in tests).
+func (l *Log) fdatasync(f *os.File) error {
+	if h := l.opts.hooks; h != nil && h.fdatasync != nil {
+		return h.fdatasync(f)
+	}
+	return unix.Fdatasync(int(f.Fd()))
 }

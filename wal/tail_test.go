@@ -46,8 +46,9 @@ func TestWritebackStartsEveryChunk(t *testing.T) {
 // Under SyncNever (no periodic fsync) the tail is still fsync'd in the
 // background once three quarters full, before the fsyncs that seal it.
 func TestTailFsyncedBeforeItIsSealed(t *testing.T) {
-	started, release := holdFsyncs(t, nil)
-	l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10})
+	opts := Options{Sync: SyncNever, SegmentBytes: 64 << 10}
+	started, release := holdFsyncs(t, &opts, nil)
+	l := openT(t, t.TempDir(), opts)
 	defer l.Close()
 	defer release()
 	val := make([]byte, 1000)

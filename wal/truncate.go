@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	twal "github.com/tidwall/wal"
 )
@@ -41,10 +42,10 @@ func (l *Log) maybeTruncate() {
 		return
 	}
 	urgent := l.pressure.Swap(false) || l.disk.nearlyFull(l.opts.SegmentBytes)
-	if !urgent && nowFunc().Sub(l.w.lastTrunc) < truncateEvery {
+	if !urgent && time.Now().Sub(l.w.lastTrunc) < truncateEvery {
 		return
 	}
-	l.w.lastTrunc = nowFunc()
+	l.w.lastTrunc = time.Now()
 
 	// Readers never ask below FirstSeq; raise it before a file goes.
 	l.first.Store(segs[n].First)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // fail makes err sticky and fails every written but unsynced append. After
@@ -17,7 +18,7 @@ func (l *Log) fail(err error, op string) {
 	l.log.Error().Err(err).Str("op", op).Uint64("last_good_seq", l.w.good.last).
 		Msg("wal: write failed; appends fail until the tail is repaired")
 	l.w.failed = werr
-	l.w.failedAt = nowFunc()
+	l.w.failedAt = time.Now()
 	for _, r := range l.w.unsynced {
 		l.answer(r, werr)
 	}
@@ -29,7 +30,7 @@ func (l *Log) fail(err error, op string) {
 // created), reopens tidwall and checks it agrees. It runs at most once per
 // RetryAfterError.
 func (l *Log) tryRepair() bool {
-	if l.w.inflight != nil || nowFunc().Sub(l.w.failedAt) < l.opts.RetryAfterError {
+	if l.w.inflight != nil || time.Now().Sub(l.w.failedAt) < l.opts.RetryAfterError {
 		return false
 	}
 	l.tlMu.Lock()
@@ -37,7 +38,7 @@ func (l *Log) tryRepair() bool {
 	l.tlMu.Unlock()
 	if err != nil {
 		l.w.failed = &WriteError{Op: "repair", Err: err}
-		l.w.failedAt = nowFunc()
+		l.w.failedAt = time.Now()
 		l.log.Error().Err(err).Msg("wal: repair after write failure failed; will retry")
 		return false
 	}

@@ -11,8 +11,9 @@ import (
 // WriteError until the tail is repaired, and what was written stays
 // readable.
 func TestPeriodicFsyncFailureFailsTheLog(t *testing.T) {
-	started, release := holdFsyncs(t, syscall.EIO)
-	l := openT(t, t.TempDir(), Options{Sync: SyncPeriodic, SyncInterval: time.Millisecond, RetryAfterError: time.Hour})
+	opts := Options{Sync: SyncPeriodic, SyncInterval: time.Millisecond, RetryAfterError: time.Hour}
+	started, release := holdFsyncs(t, &opts, syscall.EIO)
+	l := openT(t, t.TempDir(), opts)
 	defer l.Close()
 	if _, err := l.Append(bg, []Record{{Topic: "t", Value: []byte("a")}}); err != nil {
 		t.Fatal(err)
