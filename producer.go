@@ -158,7 +158,10 @@ func (p *Producer) Flush(ctx context.Context) error {
 // the cursor and releases the directory. Records not delivered stay in the
 // WAL and are sent by the next Open; Close then returns an error saying how
 // far delivery got (it wraps ctx's error). While Kafka is unreachable Close
-// waits for ctx: give it a deadline. A second Close returns ErrClosed.
+// waits for ctx: give it a deadline. Under SyncPeriodic and SyncNever,
+// Close fsyncs what was appended; if that fails, or a write error left the
+// WAL failed, it returns that error (a *wal.WriteError): records whose
+// Append returned nil may not be durable. A second Close returns ErrClosed.
 func (p *Producer) Close(ctx context.Context) error {
 	if p == nil {
 		return fmt.Errorf("%w: nil *Producer", ErrClosed)

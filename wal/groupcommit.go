@@ -56,6 +56,9 @@ type writer struct {
 	// truncDeferred: truncation was due while an fsync was in flight; it
 	// runs when that fsync ends.
 	truncDeferred bool
+	// closeErr is what finish could not make durable; the call that
+	// stopped appends returns it.
+	closeErr error
 }
 
 type goodState struct {
@@ -261,11 +264,22 @@ func (l *Log) publish(last, tailFirst uint64, reqs []*appendReq) {
 	}
 }
 
-// finish syncs what was written, whatever the mode, before Close returns.
+// finish makes what was written durable, whatever the mode, before Close
+// returns, and keeps for Close what it could not make durable: under
+// SyncPeriodic and SyncNever the appenders were answered before their
+// records were fsync'd, so a failed final fsync, or a log still failed,
+// may have lost records the application was told about. (Under SyncAlways
+// every answered record was fsync'd.)
 func (l *Log) finish() {
-	if l.w.failed == nil && (l.w.dirty || l.w.dirDirty) {
+	switch {
+	case l.w.failed != nil:
+		if l.opts.Sync != SyncAlways {
+			l.w.closeErr = l.w.failed
+		}
+	case l.w.dirty || l.w.dirDirty:
 		if err := l.syncTail(); err != nil {
 			l.log.Error().Err(err).Msg("wal: final fsync failed")
+			l.w.closeErr = &WriteError{Op: "fsync", Err: err}
 		}
 	}
 }

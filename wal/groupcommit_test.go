@@ -1,9 +1,12 @@
 package wal
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -146,5 +149,45 @@ func TestPeriodicFsyncDoesNotHoldAppends(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("appends held while the periodic fsync runs")
+	}
+}
+
+// Under SyncPeriodic and SyncNever, appends were answered before their
+// records were fsync'd; Close fsyncs them last. When that fsync fails, the
+// call that stopped appends (Close, or StopAppends before it) says so:
+// records the caller was told about may not be durable.
+func TestFailedFinalFsyncIsReported(t *testing.T) {
+	for _, mode := range []SyncMode{SyncPeriodic, SyncNever} {
+		for _, stop := range []string{"Close", "StopAppends"} {
+			t.Run(mode.String()+"/"+stop, func(t *testing.T) {
+				var failing atomic.Bool
+				opts := Options{Sync: mode, SyncInterval: time.Hour}
+				opts.hooks = &hooks{fdatasync: func(f *os.File) error {
+					if failing.Load() {
+						return syscall.EIO
+					}
+					return unix.Fdatasync(int(f.Fd()))
+				}}
+				l := openT(t, t.TempDir(), opts)
+				appendOne(t, l, rec("t", 1))
+				failing.Store(true)
+				var err error
+				if stop == "StopAppends" {
+					err = l.StopAppends()
+					if cerr := l.Close(); cerr != nil {
+						t.Errorf("Close after StopAppends: %v; the failure is StopAppends' to report", cerr)
+					}
+				} else {
+					err = l.Close()
+				}
+				var werr *WriteError
+				if !errors.As(err, &werr) || werr.Op != "fsync" || !errors.Is(err, syscall.EIO) {
+					t.Fatalf("%s after a failed final fsync: %v; want a WriteError (fsync) matching EIO", stop, err)
+				}
+				if err := l.Close(); !errors.Is(err, ErrClosed) {
+					t.Fatalf("second Close: %v, want ErrClosed", err)
+				}
+			})
+		}
 	}
 }

@@ -270,7 +270,10 @@ func (l *Log) SetCursor(acked uint64) error {
 
 // StopAppends makes further Appends fail with ErrClosed, finishes those
 // already queued and syncs them. Reading and SetCursor keep working until
-// Close. It returns ErrClosed if appends were already stopped.
+// Close. It returns ErrClosed if appends were already stopped, and a
+// *WriteError when records it had answered may not be durable: under
+// SyncPeriodic and SyncNever, when the final fsync failed or the log was
+// still failed after a write or fsync error.
 func (l *Log) StopAppends() error {
 	l.closeMu.Lock()
 	if l.closed {
@@ -283,14 +286,18 @@ func (l *Log) StopAppends() error {
 	close(l.reqs)
 	l.closeMu.Unlock()
 	<-l.writerDone
-	return nil
+	return l.w.closeErr
 }
 
-// Close stops appends (see StopAppends), closes the segment files and
-// releases the directory lock. The cursor is whatever SetCursor last
-// stored. A second Close returns ErrClosed.
+// Close stops appends (see StopAppends; if they were not stopped before,
+// Close returns StopAppends' error), closes the segment files and releases
+// the directory lock. The cursor is whatever SetCursor last stored. A
+// second Close returns ErrClosed.
 func (l *Log) Close() error {
-	l.StopAppends()
+	err := l.StopAppends()
+	if errors.Is(err, ErrClosed) {
+		err = nil // stopped before: that call reported
+	}
 	defer func() { // after tlMu: readers take readMu first
 		l.readMu.Lock()
 		l.sr.close()
@@ -301,16 +308,15 @@ func (l *Log) Close() error {
 	if l.lock.f == nil {
 		return ErrClosed
 	}
-	var err error
 	if l.tl != nil {
 		if cerr := l.tl.Close(); cerr != nil && !errors.Is(cerr, twal.ErrClosed) {
-			err = fmt.Errorf("kafkawal: close segments: %w", cerr)
+			err = errors.Join(err, fmt.Errorf("kafkawal: close segments: %w", cerr))
 		}
 		l.tl = nil
 	}
 	l.w.closeTail()
-	if uerr := l.lock.unlock(); err == nil && uerr != nil {
-		err = uerr
+	if uerr := l.lock.unlock(); uerr != nil {
+		err = errors.Join(err, uerr)
 	}
 	return err
 }

@@ -14,7 +14,6 @@ func TestPeriodicFsyncFailureFailsTheLog(t *testing.T) {
 	opts := Options{Sync: SyncPeriodic, SyncInterval: time.Millisecond, RetryAfterError: time.Hour}
 	started, release := holdFsyncs(t, &opts, syscall.EIO)
 	l := openT(t, t.TempDir(), opts)
-	defer l.Close()
 	if _, err := l.Append(bg, []Record{{Topic: "t", Value: []byte("a")}}); err != nil {
 		t.Fatal(err)
 	}
@@ -35,5 +34,10 @@ func TestPeriodicFsyncFailureFailsTheLog(t *testing.T) {
 	}
 	if got := readAll(t, l, 1); len(got) == 0 || string(got[0].Record.Value) != "a" {
 		t.Fatalf("after the failure read %d records", len(got))
+	}
+	// "a" was answered before it was fsync'd, and the log is still failed:
+	// Close cannot say it is durable.
+	if err := l.Close(); !errors.As(err, &werr) || !errors.Is(err, syscall.EIO) {
+		t.Fatalf("Close of a failed SyncPeriodic log: %v; want the WriteError", err)
 	}
 }
