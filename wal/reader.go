@@ -2,7 +2,10 @@ package wal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
+
+	twal "github.com/tidwall/wal"
 )
 
 // Entry is one record read back from the log.
@@ -49,6 +52,9 @@ func (l *Log) read(seq uint64, dst []Entry, maxBytes int, copied bool) ([]Entry,
 // readLocked is read under readMu and tlMu (shared).
 func (l *Log) readLocked(seq uint64, dst []Entry, maxBytes int, copied bool) ([]Entry, error) {
 	if l.tl == nil {
+		if l.lock.f == nil {
+			return dst, ErrClosed
+		}
 		return dst, errNoLog
 	}
 	if first := l.first.Load(); seq < first {
@@ -60,7 +66,7 @@ func (l *Log) readLocked(seq uint64, dst []Entry, maxBytes int, copied bool) ([]
 	for ; seq <= last && len(dst) < cap(dst) && (total < maxBytes || total == 0); seq++ {
 		data, err := l.readEntry(seq)
 		if err != nil {
-			return dst, fmt.Errorf("%w: read seq %d: %v", ErrCorrupt, seq, err)
+			return dst, fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
 		}
 		if IsHole(data) {
 			dst = append(dst, Entry{Seq: seq, Size: len(data), Hole: true})
@@ -83,16 +89,22 @@ func (l *Log) readLocked(seq uint64, dst []Entry, maxBytes int, copied bool) ([]
 	return dst, nil
 }
 
-// readEntry calls tidwall's Read, turning its panic on a sealed segment
-// with fewer entries than its file name promises (it indexes without a
-// bounds check) into ErrCorrupt: Open checks only the tail segment, so such
-// damage can first show up here. The data aliases tidwall's segment memory
+// readEntry calls tidwall's Read. Damage comes back matching ErrCorrupt:
+// tidwall's ErrCorrupt (an entry that does not parse), and its panic on a
+// sealed segment with fewer entries than its file name promises (it
+// indexes without a bounds check; Open checks only the tail segment, so
+// such damage can first show up here). Any other error (the file cannot
+// be read) keeps its cause. The data aliases tidwall's segment memory
 // (NoCopy).
 func (l *Log) readEntry(seq uint64) (data []byte, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("segment holding seq %d is shorter than its name says: %v", seq, r)
+			err = fmt.Errorf("%w: segment holding seq %d is shorter than its name says: %v", ErrCorrupt, seq, r)
 		}
 	}()
-	return l.tl.Read(seq)
+	data, err = l.tl.Read(seq)
+	if errors.Is(err, twal.ErrCorrupt) {
+		err = fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return data, err
 }

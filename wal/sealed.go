@@ -181,7 +181,7 @@ func (r *sealedReader) seek(l *Log, seq uint64) error {
 	}
 	f, err := os.Open(filepath.Join(l.segDir, SegmentName(firsts[i])))
 	if err != nil {
-		return fmt.Errorf("%w: read seq %d: %v", ErrCorrupt, seq, err)
+		return fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
