@@ -15,7 +15,7 @@ type diskCap struct {
 	reserved int64
 	max      int64
 	waiting  int           // appenders blocked in reserve (Block policy)
-	freed    chan struct{} // closed and replaced whenever bytes are freed
+	freed    chan struct{} // closed and replaced when bytes are freed while appenders wait
 }
 
 func newDiskCap(used, max int64) *diskCap {
@@ -73,10 +73,12 @@ func (d *diskCap) commit(n int64) {
 	d.mu.Unlock()
 }
 
-// release returns a reservation that was not written.
+// release returns a reservation that was not written (its append failed)
+// and wakes waiters: the room is free again.
 func (d *diskCap) release(n int64) {
 	d.mu.Lock()
 	d.reserved -= n
+	d.wakeLocked()
 	d.mu.Unlock()
 }
 
@@ -84,9 +86,16 @@ func (d *diskCap) release(n int64) {
 func (d *diskCap) free(n int64) {
 	d.mu.Lock()
 	d.used -= n
-	close(d.freed)
-	d.freed = make(chan struct{})
+	d.wakeLocked()
 	d.mu.Unlock()
+}
+
+// wakeLocked wakes every appender waiting for room; each checks again.
+func (d *diskCap) wakeLocked() {
+	if d.waiting > 0 {
+		close(d.freed)
+		d.freed = make(chan struct{})
+	}
 }
 
 func (d *diskCap) usedBytes() int64 {

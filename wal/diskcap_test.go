@@ -3,8 +3,13 @@ package wal
 import (
 	"context"
 	"errors"
+	"os"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestDiskCap(t *testing.T) {
@@ -98,6 +103,44 @@ func TestDiskCap(t *testing.T) {
 		l.Close()
 		if err := <-done; !errors.Is(err, ErrClosed) {
 			t.Fatalf("blocked append after Close: %v, want ErrClosed", err)
+		}
+	})
+	t.Run("released reservation wakes blocked", func(t *testing.T) {
+		// An append whose reservation is given back (its write failed)
+		// frees room as a deleted segment does: an appender waiting at the
+		// cap goes on. Here the first append fits, the second does not,
+		// and the first one's fsync fails.
+		var failNext atomic.Bool
+		started, gate := make(chan struct{}, 1), make(chan struct{})
+		opts := Options{SegmentBytes: seg, MaxDiskBytes: 4 * seg, RetryAfterError: time.Nanosecond}
+		opts.hooks = &hooks{fdatasync: func(f *os.File) error {
+			if failNext.CompareAndSwap(true, false) {
+				started <- struct{}{}
+				<-gate
+				return syscall.EIO
+			}
+			return unix.Fdatasync(int(f.Fd()))
+		}}
+		l := openT(t, t.TempDir(), opts)
+		defer l.Close()
+		r := []Record{{Topic: "t", Value: val}}
+		framed := framedLen(EncodedLen(&r[0]))
+		for l.disk.usedBytes()+2*framed <= l.opts.MaxDiskBytes {
+			appendOne(t, l, r[0])
+		}
+		failNext.Store(true)
+		first := make(chan error, 1)
+		go func() { _, err := l.Append(bg, r); first <- err }()
+		<-started // its bytes are reserved and written, their fsync held
+		second := make(chan error, 1)
+		go func() { _, err := l.Append(ctxTimeout(t, 10*time.Second), r); second <- err }()
+		waitFor(t, 5*time.Second, "the second append to block at the cap", func() bool { return l.disk.waiters() == 1 })
+		close(gate)
+		if err := <-first; !errors.Is(err, syscall.EIO) {
+			t.Fatalf("append whose fsync failed: %v, want EIO", err)
+		}
+		if err := <-second; err != nil {
+			t.Fatalf("append blocked at the cap after the failed one gave its room back: %v", err)
 		}
 	})
 }
