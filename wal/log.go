@@ -118,8 +118,7 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 	return l, info, nil
 }
 
-func (l *Log) open() (OpenInfo, error) {
-	var info OpenInfo
+func (l *Log) open() (info OpenInfo, err error) {
 	if err := os.MkdirAll(l.segDir, l.opts.DirMode); err != nil {
 		return info, fmt.Errorf("kafkawal: create %s: %w", l.segDir, err)
 	}
@@ -131,22 +130,26 @@ func (l *Log) open() (OpenInfo, error) {
 	if err := l.openTidwall(); err != nil {
 		return info, err
 	}
+	defer func() { // a failed Open leaves nothing open
+		if err != nil {
+			l.tl.Close()
+			l.tl = nil
+			l.w.closeTail()
+		}
+	}()
 	first, _ := l.tl.FirstIndex()
 	last, _ := l.tl.LastIndex()
 	segs, err := ListSegments(l.dir)
 	if err != nil {
-		l.tl.Close()
 		return info, err
 	}
 	if len(segs) == 0 {
-		l.tl.Close()
 		return info, fmt.Errorf("kafkawal: %s: no segment file after open", l.segDir)
 	}
 	l.w.segs = segTracker{dir: l.segDir, limit: l.opts.SegmentBytes, segs: segs}
 	l.w.last = last
 	l.w.markGood()
 	if err := l.w.openTail(); err != nil {
-		l.tl.Close()
 		return info, err
 	}
 	// tidwall/wal creates files without syncing their directory.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -102,4 +103,46 @@ func TestAppendAtStampsUnsetTimestamps(t *testing.T) {
 	if ts := readAll(t, l, seq)[0].Record.Timestamp; !ts.IsZero() {
 		t.Fatalf("Append stored timestamp %v, want unset", ts)
 	}
+}
+
+// A failed Open closes everything it opened. Here the cursor cannot be
+// read (cursor.0 is a directory), which Open finds after it has opened the
+// segments.
+func TestFailedOpenLeavesNoFileOpen(t *testing.T) {
+	dir := t.TempDir()
+	l := openT(t, dir, Options{})
+	appendOne(t, l, rec("t", 0))
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cur := filepath.Join(dir, CursorFiles[0])
+	if err := os.RemoveAll(cur); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(cur, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Open(dir, Options{}); err == nil {
+		t.Fatal("Open succeeded with a directory for a cursor file")
+	}
+	if open := openFilesUnder(t, dir); len(open) > 0 {
+		t.Fatalf("after a failed Open, still open: %v", open)
+	}
+}
+
+// openFilesUnder lists the files under dir this process has open.
+func openFilesUnder(t *testing.T, dir string) []string {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatalf("cannot list open files: %v", err)
+	}
+	var open []string
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && strings.HasPrefix(target, dir+string(filepath.Separator)) {
+			open = append(open, target)
+		}
+	}
+	return open
 }
