@@ -33,6 +33,16 @@ func (s *Sender) startRebuild(cause error) {
 	s.rebuildBy = time.Now().Add(purgeWait)
 	s.lg.Error().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced).
 		Msg("sender: fatal producer error; rebuilding the producer and re-sending unacknowledged records")
+	s.purge()
+}
+
+// purge takes back everything librdkafka holds, queued or in flight: each
+// record comes back as a failure report. Without a producer (closed, and
+// none rebuilt yet) there is nothing to take back.
+func (s *Sender) purge() {
+	if s.p == nil {
+		return
+	}
 	if err := s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking); err != nil {
 		s.lg.Warn().Err(err).Msg("sender: purge failed")
 	}
@@ -57,14 +67,22 @@ func (s *Sender) checkRebuild() {
 	s.stats.rebuilds.Add(1)
 	s.win.rewind()
 	s.rt.reset()
+	s.closing = false
 	s.mode = normal
 }
 
 // closeProducer closes librdkafka while draining its channels: Close waits
-// for the poller, which may be blocked sending an event.
+// for the poller, which may be blocked sending an event. From the start of
+// that Close on, nothing may call the producer: the sender holds none (nil
+// channels, so that the run loop does not spin on closed ones) until
+// newProducer, and the reports drained here are settled, never handled.
 func (s *Sender) closeProducer() {
+	if s.p == nil {
+		return // closed before, and no new one could be made since
+	}
 	s.meta.close()
 	p, events, logs := s.p, s.events, s.logs
+	s.p, s.events, s.logs = nil, nil, nil
 	closed := make(chan struct{})
 	go func() { p.Close(); close(closed) }()
 	for {
@@ -76,8 +94,8 @@ func (s *Sender) closeProducer() {
 				events = nil
 				continue
 			}
-			if m, isMsg := ev.(*kafka.Message); isMsg && m.TopicPartition.Error == nil {
-				s.report(m) // a late success still counts
+			if m, isMsg := ev.(*kafka.Message); isMsg {
+				s.settle(m) // a late success still counts
 			}
 		case lg, ok := <-logs:
 			if !ok {

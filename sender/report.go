@@ -41,6 +41,65 @@ func (s *Sender) anomaly(msg string, m *kafka.Message) {
 		Int64("offset", int64(m.TopicPartition.Offset)).Msg(msg)
 }
 
+// positionalSuccess says whether a success attributed by position is
+// believed (see partition.go): never after a failure since the last rewind
+// (mode is not normal) or while a producer is closed after one (closing),
+// and only while the partition's offsets rise in report order. If they do
+// not, the tripwire trips: the report is counted and logged, and reports
+// are attributed by Opaque from now on.
+func (s *Sender) positionalSuccess(m *kafka.Message, q *fifo) (believe, tripped bool) {
+	if s.mode != normal || s.closing {
+		return false, false
+	}
+	if off := int64(m.TopicPartition.Offset); off >= 0 {
+		if off <= q.lastOffset {
+			s.anomaly("sender: delivery reports out of order in a partition; re-sending everything unacknowledged and attributing reports by Opaque from now on", m)
+			s.positional = false
+			return false, true
+		}
+		q.lastOffset = off
+	}
+	return true, false
+}
+
+// delivered marks seq delivered on a success report.
+func (s *Sender) delivered(seq uint64, m *kafka.Message) {
+	if s.win.resolve(seq, true) {
+		s.stats.delivered.Add(1)
+		s.backoff = minBackoff
+		s.reachable()
+		if s.cfg.OnDelivered != nil {
+			s.cfg.OnDelivered(seq, *m.TopicPartition.Topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
+		}
+	}
+}
+
+// settle takes a report that arrives while the producer is purged for
+// shutdown or is being closed (closeProducer). It resolves the record as
+// report would and does nothing else: it never calls the producer (a Purge
+// racing its Close is a use after free in librdkafka), never dead-letters
+// and never changes mode; what failed is re-sent after the rebuild or by
+// the next Open. After a failure no positional success is believed
+// (closing): the failure may have been that success's record's.
+func (s *Sender) settle(m *kafka.Message) {
+	seq, q, ok := s.attribute(m)
+	if !ok {
+		return
+	}
+	if m.TopicPartition.Error != nil {
+		s.win.resolve(seq, false)
+		s.closing = true
+		return
+	}
+	if q != nil {
+		if believe, _ := s.positionalSuccess(m, q); !believe {
+			s.win.resolve(seq, false)
+			return
+		}
+	}
+	s.delivered(seq, m)
+}
+
 func (s *Sender) report(m *kafka.Message) {
 	seq, q, ok := s.attribute(m)
 	if !ok {
@@ -48,33 +107,16 @@ func (s *Sender) report(m *kafka.Message) {
 	}
 	err := m.TopicPartition.Error
 	if err == nil && q != nil {
-		// A positional success is believed only while no failure has been
-		// reported since the last rewind (see partition.go), and only if
-		// the partition's offsets still rise in report order.
-		if s.mode != normal || s.closing {
+		if believe, tripped := s.positionalSuccess(m, q); !believe {
 			s.win.resolve(seq, false)
-			return
-		}
-		if off := int64(m.TopicPartition.Offset); off >= 0 {
-			if off <= q.lastOffset {
-				s.anomaly("sender: delivery reports out of order in a partition; re-sending everything unacknowledged and attributing reports by Opaque from now on", m)
-				s.positional = false
-				s.win.resolve(seq, false)
-				s.enter(draining, errMisordered)
-				return
+			if tripped {
+				s.enter(errMisordered)
 			}
-			q.lastOffset = off
+			return
 		}
 	}
 	if err == nil {
-		if s.win.resolve(seq, true) {
-			s.stats.delivered.Add(1)
-			s.backoff = minBackoff
-			s.reachable()
-			if s.cfg.OnDelivered != nil {
-				s.cfg.OnDelivered(seq, *m.TopicPartition.Topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
-			}
-		}
+		s.delivered(seq, m)
 		return
 	}
 	switch c := classify(err); c {
@@ -85,7 +127,7 @@ func (s *Sender) report(m *kafka.Message) {
 			// record at a time, and believe the error only then.
 			s.isolateUntil = max(s.isolateUntil, s.win.hi)
 			s.win.resolve(seq, false)
-			s.enter(draining, err)
+			s.enter(err)
 			break
 		}
 		// The report carries no payload (go.delivery.report.fields=none):
@@ -94,14 +136,14 @@ func (s *Sender) report(m *kafka.Message) {
 		if rerr != nil || len(ents) != 1 {
 			s.lg.Error().Err(rerr).Uint64("seq", seq).Msg("sender: cannot read back a refused record; will retry it")
 			s.win.resolve(seq, false)
-			s.enter(draining, err)
+			s.enter(err)
 			return
 		}
 		if s.deadLetter(seq, ents[0].Record, err) {
 			s.win.resolve(seq, true)
 		} else {
 			s.win.resolve(seq, false)
-			s.enter(draining, err)
+			s.enter(err)
 		}
 	case fatal:
 		s.win.resolve(seq, false)
@@ -109,11 +151,11 @@ func (s *Sender) report(m *kafka.Message) {
 	case purged:
 		s.win.resolve(seq, false)
 		if s.mode == normal {
-			s.enter(draining, err)
+			s.enter(err)
 		}
 	default:
 		s.win.resolve(seq, false)
-		s.enter(draining, err)
+		s.enter(err)
 	}
 	s.maybeRewind()
 }
@@ -121,20 +163,18 @@ func (s *Sender) report(m *kafka.Message) {
 // enter switches to draining (unless a rebuild is already under way): no
 // more records are produced until every outstanding report is in, then
 // everything unacknowledged is produced again in order.
-func (s *Sender) enter(m mode, cause error) {
+func (s *Sender) enter(cause error) {
 	if s.mode != normal {
 		return
 	}
-	s.mode = m
+	s.mode = draining
 	s.lg.Warn().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced).
 		Msg("sender: transient delivery failure; re-sending from the oldest unacknowledged record")
 	// Take back everything still queued or in flight now: left alone,
 	// later records could be delivered before the failed one is re-sent,
 	// and land ahead of it in its partition. A purged record that did reach
 	// Kafka is sent again: a duplicate (counted in Resent), never a reorder.
-	if err := s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking); err != nil {
-		s.lg.Warn().Err(err).Msg("sender: purge failed")
-	}
+	s.purge()
 }
 
 func (s *Sender) maybeRewind() {

@@ -44,14 +44,20 @@ type Sender struct {
 	// positional: reports are attributed by partition and position
 	// (partition.go); false without idempotence, or after the tripwire.
 	positional bool
-	closing    bool // shutdown saw a failure report: positional successes are not believed
-	mode       mode
-	retryAt    time.Time
-	backoff    time.Duration
+	// closing: a failure was settled while the producer was purged for
+	// shutdown or closed; no positional success is believed until a new
+	// producer.
+	closing bool
+	mode    mode
+	retryAt time.Time
+	backoff time.Duration
 	// deadline for purged records' reports before a rebuild goes ahead
-	rebuildBy   time.Time
-	persisted   uint64
-	outageSince time.Time
+	rebuildBy time.Time
+	persisted uint64
+	// After a failed persist: when to try again, and the current backoff.
+	persistAt      time.Time
+	persistBackoff time.Duration
+	outageSince    time.Time
 	// isolateUntil: sequences below it are produced one at a time. A
 	// "record too large" answer applies to librdkafka's whole batch, so a
 	// permanent error is only believed for a record sent alone.

@@ -13,7 +13,7 @@ import (
 // persists the final cursor.
 func (s *Sender) shutdown() {
 	if s.win.produced > 0 {
-		_ = s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking)
+		s.purge()
 		deadline := time.NewTimer(closePurgeWait)
 		defer deadline.Stop()
 	collect:
@@ -21,13 +21,7 @@ func (s *Sender) shutdown() {
 			select {
 			case ev := <-s.events:
 				if m, ok := ev.(*kafka.Message); ok {
-					if seq, q, ok := s.attribute(m); ok {
-						failed := m.TopicPartition.Error != nil
-						// As in report: no positional success is believed
-						// after a failure.
-						s.win.resolve(seq, !failed && (q == nil || !s.closing))
-						s.closing = s.closing || failed
-					}
+					s.settle(m)
 				}
 			case lg := <-s.logs:
 				s.logLibrdkafka(lg)
@@ -38,6 +32,7 @@ func (s *Sender) shutdown() {
 	}
 	s.closeProducer()
 	s.published()
+	s.persistAt = time.Time{} // the last chance, whatever the backoff
 	s.persist()
 }
 

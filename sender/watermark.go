@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // published makes the new watermark visible to Stats and Flush.
@@ -19,15 +20,26 @@ func (s *Sender) published() {
 	}
 }
 
-// persist stores the watermark as the WAL cursor.
+// persist stores the watermark as the WAL cursor. After a failure it
+// waits before it tries again, doubling from CursorSyncInterval up to
+// maxBackoff, so that a failing disk is not written, and the failure not
+// logged, at every tick.
 func (s *Sender) persist() {
 	acked := s.win.low - 1
-	if acked <= s.persisted {
+	if acked <= s.persisted || time.Now().Before(s.persistAt) {
 		return
 	}
 	if err := s.wal.SetCursor(acked); err != nil {
-		s.lg.Error().Err(err).Uint64("cursor", acked).Msg("sender: cannot persist the cursor")
+		interval := s.cfg.CursorSyncInterval
+		s.persistBackoff = min(max(2*s.persistBackoff, interval), max(maxBackoff, interval))
+		s.persistAt = time.Now().Add(s.persistBackoff)
+		s.lg.Error().Err(err).Uint64("cursor", acked).Dur("retry_in", s.persistBackoff).
+			Msg("sender: cannot persist the cursor")
 		return
+	}
+	if s.persistBackoff > 0 {
+		s.lg.Info().Uint64("cursor", acked).Msg("sender: cursor persisted again")
+		s.persistBackoff = 0
 	}
 	s.persisted = acked
 }
