@@ -11,37 +11,50 @@ import (
 )
 
 // Delivery reports are attributed to records by position: librdkafka
-// reports the records of one partition in the order they were produced
-// (the idempotent producer writes them in that order, and its retries keep
-// it), so the sender keeps, per partition, the sequences it produced there
-// (fifo) and gives each report the oldest one. That needs the partition at
-// Produce time; for PartitionAny records the sender therefore partitions
-// them itself, exactly as librdkafka's configured partitioner would
+// reports a record's success only after the reports of every record
+// produced before it to the same partition (the idempotent producer
+// writes a partition's records in order, and its retries keep it), so the
+// sender keeps, per partition, the sequences it produced there (fifo) and
+// gives each report the oldest one. That needs the partition at Produce
+// time; for PartitionAny records the sender therefore partitions them
+// itself, exactly as librdkafka's configured partitioner would
 // (partitionerKind.hash, tested against librdkafka), with the partition
 // count from a metadata request (metaFetcher).
 //
 // The alternative, confluent-kafka-go's Message.Opaque, goes through a
 // mutex-guarded map shared with the poller goroutine on every Produce and
-// every report, plus two allocations: measured at a third of a plain
-// producer's throughput at 100 B. It remains the fallback wherever the
-// partition is not known yet (no metadata: outage, new topic), for records
-// sent alone to confirm a permanent error, and without idempotence
+// every report, plus two allocations: the largest single cost of
+// forwarding small records (bench/HISTORY.md, "Delivery reports attributed
+// by position"). It remains the fallback wherever
+// the partition is not known yet (no metadata: outage, new topic), for
+// records sent alone to confirm a permanent error, and without idempotence
 // (AllowWeakerDelivery), where librdkafka may retry out of order.
 //
 // Why a wrong attribution cannot lose a record:
 //   - Success reports of one partition swapped among themselves mark the
 //     same set of records delivered.
-//   - A failure report switches the sender to draining; from then until
-//     the rewind (or, at Close, until the end), every positional report
-//     counts as a failure, successes included, so a success that was
-//     really another record's cannot mark a failed record delivered. The
-//     records are re-sent (counted Resent).
-//   - The remaining case, a later record's success reported before an
-//     earlier record's failure in one partition, would need the broker to
-//     accept a batch whose predecessor it refused, which the idempotent
-//     producer's per-partition sequence numbers forbid. (If the earlier
-//     failure is local, a timeout of a request the broker did write, the
-//     success then attributed to the earlier record is still true.)
+//   - Failures can be reported before an earlier record's success:
+//     librdkafka fails every queued record of a partition at once on a
+//     topic-level error (TOPIC_AUTHORIZATION_FAILED) while an earlier
+//     request is still in flight, and that one succeeds later. So a failure
+//     report switches the sender to draining, and from then until the
+//     rewind (or, at Close and while a producer is closed, until the end)
+//     every positional report counts as a failure, successes included: a
+//     success that was really another record's cannot mark a failed record
+//     delivered. The records are re-sent (counted Resent).
+//   - The one order that would mark a failed record delivered is a success
+//     reported before an earlier record's failure in the same partition.
+//     librdkafka does not produce it: TestNoSuccessOvertakesAnEarlierReport
+//     drives it, configured as here, through permanent and retriable broker
+//     errors with later requests in flight and through a local timeout of a
+//     request the broker did write, and fails if a success ever overtakes
+//     an earlier record's report (it would fail on a librdkafka upgrade
+//     that changed this). Given that, and no success believed after a
+//     failure, the successes believed are exactly the records in produce
+//     order: the first report is the first record's, and each later
+//     success follows the reports of every record before its own, which
+//     are all earlier reports, so it is its position's record. Nothing
+//     detects the order at run time (a report carries no identity).
 //   - A tripwire checks each partition's success offsets rise in report
 //     order; if they ever do not, the sender logs it, counts it
 //     (Stats.ReportAnomalies), re-sends everything unacknowledged, and
