@@ -89,6 +89,15 @@ type Config struct {
 	// MaxDiskBytes/4.
 	MaxRecordBytes int
 
+	// AsyncQueue bounds AppendAsync calls whose callbacks have not
+	// returned (queued, being written, waiting for their fsync or their
+	// turn); AppendAsync blocks while it is full. Default 8192.
+	AsyncQueue int
+	// AsyncQueueBytes bounds the bytes of their records as stored; it is
+	// allocated on the first AppendAsync. Default 8 MiB, or
+	// MaxRecordBytes if larger; at least MaxRecordBytes.
+	AsyncQueueBytes int64
+
 	// MaxInFlight bounds records handed to librdkafka and not yet
 	// reported: memory is bounded by this window, not by the backlog.
 	// Default 32768. Whichever of MaxInFlight and MaxInFlightBytes is
@@ -134,15 +143,17 @@ type DeadLetter = wal.DeadLetter
 
 func (c Config) walOptions() wal.Options {
 	o := wal.Options{
-		Sync:           c.Durability,
-		SyncInterval:   c.SyncInterval,
-		SegmentBytes:   c.SegmentBytes,
-		MaxDiskBytes:   c.MaxDiskBytes,
-		FullPolicy:     c.FullPolicy,
-		MaxRecordBytes: c.MaxRecordBytes,
-		FileMode:       osMode(c.FileMode),
-		DirMode:        osMode(c.DirMode),
-		Logger:         c.Logger,
+		Sync:            c.Durability,
+		SyncInterval:    c.SyncInterval,
+		SegmentBytes:    c.SegmentBytes,
+		MaxDiskBytes:    c.MaxDiskBytes,
+		FullPolicy:      c.FullPolicy,
+		MaxRecordBytes:  c.MaxRecordBytes,
+		AsyncQueue:      c.AsyncQueue,
+		AsyncQueueBytes: c.AsyncQueueBytes,
+		FileMode:        osMode(c.FileMode),
+		DirMode:         osMode(c.DirMode),
+		Logger:          c.Logger,
 	}
 	if o.MaxRecordBytes == 0 {
 		o.MaxRecordBytes = DefaultMaxRecordBytes

@@ -9,11 +9,15 @@
 // torn tail first). Memory stays flat however long the outage: the backlog
 // waits on disk, capped by Config.MaxDiskBytes, and a full disk is an
 // explicit error (ErrFull) the application turns into backpressure.
+// AppendAsync does the same without waiting: it queues the record and
+// calls back, in call order, once it is durable, so that one goroutine
+// can keep many records on their way to the disk.
 //
 // Guarantees:
 //
-//   - Append returns nil only after the record is in the WAL under
-//     Config.Durability (SyncAlways: fsync'd).
+//   - Append returns nil (AppendAsync calls back without an error) only
+//     after the record is in the WAL under Config.Durability (SyncAlways:
+//     fsync'd).
 //   - Every record whose Append returned nil reaches Kafka at least once, in
 //     append order per partition, across process crashes, broker restarts
 //     and network partitions of any length, as long as the directory

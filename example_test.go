@@ -143,6 +143,62 @@ func ExampleProducer_Append_backpressure() {
 	// replayed after reopening: true
 }
 
+// A pipeline that moves records from a source to Kafka one at a time (a
+// consumer of another system, a log shipper) hands each to AppendAsync and
+// goes on at once: the WAL writes and fsyncs them in groups while the
+// source is read. Each callback says when its record is durable, in the
+// order of the calls: the place to acknowledge the source (commit its
+// offset), since a record is safe from then on, whatever happens to Kafka
+// or to this process.
+func ExampleProducer_AppendAsync() {
+	bootstrap, stop := exampleKafka("lines")
+	defer stop()
+	dir, err := os.MkdirTemp("", "kafkawal-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	p, err := kafkawal.Open(kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": bootstrap}})
+	if err != nil {
+		log.Fatal(err)
+	}
+
+	source := []string{"GET /", "GET /cart", "POST /order", "GET /status"}
+	committed := 0 // the source's offset: every line before it is safe
+	ctx := context.Background()
+	for offset, line := range source {
+		// durable runs on kafkawal's goroutine, one callback after
+		// another: keep it short and never block in it.
+		p.AppendAsync(ctx, kafkawal.Record{Topic: "lines", Partition: kafkawal.PartitionAny, Value: []byte(line)},
+			func(seq uint64, err error) {
+				if err != nil { // nothing was written: retry or stop the pipeline
+					fmt.Println("not appended:", err)
+					return
+				}
+				committed = offset + 1
+				fmt.Printf("offset %d durable as sequence %d\n", offset, seq)
+			})
+	}
+
+	// Flush waits for the callbacks of the calls before it, then for Kafka.
+	flushCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := p.Flush(flushCtx); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("committed up to offset", committed, "- delivered:", p.Stats().Delivered)
+	// Close runs every callback still due before it returns.
+	if err := p.Close(flushCtx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// offset 0 durable as sequence 1
+	// offset 1 durable as sequence 2
+	// offset 2 durable as sequence 3
+	// offset 3 durable as sequence 4
+	// committed up to offset 4 - delivered: 4
+}
+
 // exampleKafka starts an embedded Kafka broker with the given topics and
 // returns its bootstrap address and a function that stops it. In a real
 // program, the address comes from configuration.

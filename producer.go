@@ -39,7 +39,9 @@ type Producer struct {
 
 	closeOnce sync.Once
 	closeErr  error
-	appended  uint64Counter
+	// noCallback is logAsyncError, made once: AppendAsync's callback when
+	// given none.
+	noCallback func(uint64, error)
 }
 
 // OpenReport says what Open found and did.
@@ -69,6 +71,7 @@ func Open(cfg Config) (*Producer, error) {
 	}
 	cfg.Logger = lg
 	p := &Producer{cfg: cfg, lg: lg}
+	p.noCallback = p.logAsyncError
 	opts := cfg.walOptions()
 	opts.BeforeOpen = func(dir string) error {
 		rep, err := recovery.Repair(dir, recovery.Options{
@@ -135,19 +138,66 @@ func (p *Producer) AppendBatch(ctx context.Context, rs []Record) (uint64, error)
 	}
 	// Records without a timestamp get the append time, stamped as they are
 	// encoded: the caller's slice is not modified.
-	first, err := p.log.AppendAt(ctx, rs, time.Now())
-	if err != nil {
-		return 0, err
-	}
-	p.appended.add(uint64(len(rs)))
-	return first, nil
+	return p.log.AppendAt(ctx, rs, time.Now())
 }
 
-// Flush waits until every record appended before the call is delivered to
-// Kafka or dead-lettered, or ctx ends.
+// AppendAsync queues r for the WAL and returns at once; durable is called
+// exactly once, with r's sequence when r is durable under
+// Config.Durability, or with the error that kept it out of the WAL
+// (nothing written): ErrTooLarge or a field error for bad input, ErrFull
+// at the disk cap, ErrClosed once Close has begun, ctx's error (see
+// below). A background goroutine then delivers r to Kafka, as after
+// Append.
+//
+// Calls from one goroutine get increasing sequences, and their callbacks
+// run in the same order. Sequences also follow an Append or AppendBatch
+// made after AppendAsync returned.
+//
+// The queue of calls whose callbacks have not returned is bounded
+// (Config.AsyncQueue records, Config.AsyncQueueBytes of them): when it is
+// full, AppendAsync blocks until there is room or ctx ends, and durable
+// then gets ctx's error. Under FullPolicy Block it also blocks at the
+// disk cap, as Append does (durable then gets an error matching ErrFull
+// and wrapping ctx's). ctx bounds only this waiting: once AppendAsync has
+// returned, cancelling ctx changes nothing.
+//
+// durable runs on one kafkawal goroutine, the callbacks of every call one
+// after another: it must not block, and must not call the Producer (an
+// AppendAsync from a callback can wait for room that only the callback's
+// return frees). Once Close has begun, durable gets ErrClosed on the
+// caller's goroutine, before AppendAsync returns and after every earlier
+// callback; Close returns only after every callback has run. A nil
+// durable is allowed; errors are then logged. AppendAsync allocates
+// nothing per call beyond what the caller's callback costs.
+func (p *Producer) AppendAsync(ctx context.Context, r Record, durable func(seq uint64, err error)) {
+	if p == nil {
+		if durable != nil {
+			durable(0, fmt.Errorf("%w: nil *Producer", ErrClosed))
+		}
+		return
+	}
+	if durable == nil {
+		durable = p.noCallback
+	}
+	p.log.AppendAsync(ctx, &r, time.Now(), durable)
+}
+
+// logAsyncError is the callback of an AppendAsync given none.
+func (p *Producer) logAsyncError(_ uint64, err error) {
+	if err != nil {
+		p.lg.Error().Err(err).Msg("kafkawal: AppendAsync failed (no callback was given)")
+	}
+}
+
+// Flush waits until every record appended before the call (with
+// AppendAsync: every call that returned before it) is delivered to Kafka
+// or dead-lettered, or ctx ends.
 func (p *Producer) Flush(ctx context.Context) error {
 	if p == nil {
 		return fmt.Errorf("%w: nil *Producer", ErrClosed)
+	}
+	if err := p.log.AsyncBarrier(ctx); err != nil {
+		return err
 	}
 	return p.snd.Flush(ctx, p.log.LastSeq())
 }

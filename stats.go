@@ -1,18 +1,11 @@
 package kafkawal
 
-import (
-	"sync/atomic"
-	"time"
-)
-
-type uint64Counter struct{ v atomic.Uint64 }
-
-func (c *uint64Counter) add(n uint64) { c.v.Add(n) }
-func (c *uint64Counter) load() uint64 { return c.v.Load() }
+import "time"
 
 // Stats is a snapshot of a Producer's counters. Counters count since Open.
 type Stats struct {
-	// Appended counts records whose Append returned nil.
+	// Appended counts records whose Append or AppendBatch returned nil, or
+	// whose AppendAsync callback got no error.
 	Appended uint64 `json:"appended"`
 	// Delivered counts delivery reports of success.
 	Delivered uint64 `json:"delivered"`
@@ -68,7 +61,7 @@ func (p *Producer) Stats() Stats {
 	ws := p.log.Stats()
 	ss := p.snd.Stats()
 	st := Stats{
-		Appended:         p.appended.load(),
+		Appended:         ws.Appended,
 		Delivered:        ss.Delivered,
 		DeadLettered:     ss.DeadLettered,
 		Resent:           ss.Resent,

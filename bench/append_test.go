@@ -27,7 +27,9 @@ import (
 //     figure is the WAL path alone.
 //
 // Each in two shapes: 64 goroutines appending one record per call, and one
-// goroutine appending batches of 1000 (AppendBatch; one bbolt transaction).
+// goroutine appending batches of 1000 (AppendBatch; one bbolt transaction);
+// kafkawal also in a third, async=1: one goroutine calling AppendAsync
+// record after record, until every callback has run.
 // kafkawal reports its records/s over bbolt's with the same fsync policy
 // (x_bbolt; SyncPeriodic against nosync) and its MB/s over the raw disk's
 // (of_disk), records/write: records per write(2), how much group commit
@@ -59,7 +61,7 @@ func BenchmarkDurableAppend(b *testing.B) {
 				}
 			}
 			for _, m := range modes {
-				for _, s := range shapes {
+				for _, s := range kafkawalShapes {
 					b.Run("kafkawal-"+m.name+"/"+s.name, func(b *testing.B) {
 						rps := benchAppend(b, vs, s, m.mode)
 						reportRatio(b, fmt.Sprintf("%s/%d/%s", m.peer, vs, s.name), rps, "x_bbolt")
@@ -124,13 +126,24 @@ func benchAppend(b *testing.B, valueSize int, s shape, mode kafkawal.Durability)
 	defer closeProducer(p, 100*time.Millisecond)
 	rs := batchOf("bench", s.batch, valueSize)
 	ctx := context.Background()
+	put := func(rs []kafkawal.Record) error {
+		_, err := p.AppendBatch(ctx, rs)
+		return err
+	}
+	var async *asyncAppender
+	if s.async {
+		actx, cancel := context.WithTimeout(ctx, e2eTimeout)
+		defer cancel()
+		async = newAsyncAppender(actx, p, int64(b.N))
+		put = async.put
+	}
 	w0 := writeCalls()
 	b.ResetTimer()
 	cpu := cpuTime()
-	err := drive(s, int64(b.N), rs, func(rs []kafkawal.Record) error {
-		_, err := p.AppendBatch(ctx, rs)
-		return err
-	})
+	err := drive(s, int64(b.N), rs, put)
+	if err == nil && async != nil {
+		err = async.wait()
+	}
 	b.StopTimer()
 	if err != nil {
 		b.Fatalf("append: %v", err)

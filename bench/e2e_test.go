@@ -13,8 +13,9 @@ import (
 // BenchmarkEndToEnd: append → delivery report, through kafkawal and
 // through a plain confluent-kafka-go producer with the same librdkafka
 // settings (plainConfig), on the same broker, with the same records, in
-// the same two shapes as BenchmarkDurableAppend (for the plain producer,
-// "batch=1000" is one goroutine producing in a loop). The clock runs from
+// the same shapes as BenchmarkDurableAppend (for the plain producer,
+// "batch=1000" and "async=1" are one goroutine producing in a loop; async=1
+// has no plain-acked). The clock runs from
 // the first append to the last delivery report (kafkawal: Flush returns);
 // both sides are warmed up first (connection, metadata, producer id) with
 // one delivered record. kafkawal reports its records/s over the plain
@@ -35,10 +36,16 @@ import (
 func BenchmarkEndToEnd(b *testing.B) {
 	br := directBroker.get(b)
 	for _, vs := range valueSizes {
-		for _, s := range shapes {
+		for _, s := range kafkawalShapes {
 			prefix := fmt.Sprintf("value=%d/%s", vs, s.name)
 			key := fmt.Sprintf("e2e/%s", prefix)
-			for _, v := range []plainVariant{plainAsync, plainOpaque, plainAcked} {
+			variants := []plainVariant{plainAsync, plainOpaque, plainAcked}
+			if s.async {
+				// Acknowledged one record at a time, the plain producer
+				// would wait for Kafka's round trip per record.
+				variants = variants[:2]
+			}
+			for _, v := range variants {
 				b.Run(prefix+"/"+string(v), func(b *testing.B) {
 					rps := benchPlainE2E(b, br.Bootstrap(), newTopic(b, br), vs, s, v)
 					recordPeer(b, key+"/"+string(v), rps)
@@ -76,12 +83,21 @@ func benchKafkawalE2E(b *testing.B, bootstrap, topic string, valueSize int, s sh
 	if err := p.Flush(ctx); err != nil {
 		b.Fatalf("warm-up flush: %v", err)
 	}
-	b.ResetTimer()
-	cpu := cpuTime()
-	err := drive(s, int64(b.N), rs, func(rs []kafkawal.Record) error {
+	put := func(rs []kafkawal.Record) error {
 		_, err := p.AppendBatch(ctx, rs)
 		return err
-	})
+	}
+	var async *asyncAppender
+	if s.async {
+		async = newAsyncAppender(ctx, p, int64(b.N))
+		put = async.put
+	}
+	b.ResetTimer()
+	cpu := cpuTime()
+	err := drive(s, int64(b.N), rs, put)
+	if err == nil && async != nil {
+		err = async.wait()
+	}
 	if err == nil {
 		err = p.Flush(ctx)
 	}

@@ -204,16 +204,73 @@ func closeProducer(p *kafkawal.Producer, d time.Duration) {
 // ---------------------------------------------------------------- load shapes
 
 // shape is how the application hands records over: many goroutines with
-// one record each (request handlers), or one goroutine with batches.
+// one record each (request handlers), one goroutine with batches, or one
+// goroutine with one record per AppendAsync (a pipeline).
 type shape struct {
 	name      string
 	appenders int
 	batch     int
+	async     bool // kafkawal: AppendAsync; the plain producer: as batch 1
 }
 
-var shapes = []shape{
-	{"appenders=64", 64, 1},
-	{"batch=1000", 1, 1000},
+// shapes are the shapes every comparison is made in; kafkawalShapes adds
+// async=1 where the peer has the same shape (the plain producer: one
+// goroutine producing record after record).
+var (
+	shapes = []shape{
+		{"appenders=64", 64, 1, false},
+		{"batch=1000", 1, 1000, false},
+	}
+	asyncShape     = shape{"async=1", 1, 1, true}
+	kafkawalShapes = append(shapes[:len(shapes):len(shapes)], asyncShape)
+)
+
+// asyncAppender appends with AppendAsync, one record per call, with one
+// callback made once (so the loop allocates nothing of its own), and
+// counts the answers.
+type asyncAppender struct {
+	p        *kafkawal.Producer
+	ctx      context.Context
+	want     int64 // answers to wait for
+	answered atomic.Int64
+	all      chan struct{} // closed at want answers
+	failed   atomic.Pointer[error]
+	cb       func(uint64, error)
+}
+
+func newAsyncAppender(ctx context.Context, p *kafkawal.Producer, want int64) *asyncAppender {
+	a := &asyncAppender{p: p, ctx: ctx, want: want, all: make(chan struct{})}
+	a.cb = func(_ uint64, err error) {
+		if err != nil {
+			e := err
+			a.failed.CompareAndSwap(nil, &e)
+		}
+		if a.answered.Add(1) == a.want {
+			close(a.all)
+		}
+	}
+	return a
+}
+
+// put is drive's put for the async shape.
+func (a *asyncAppender) put(rs []kafkawal.Record) error {
+	for i := range rs {
+		a.p.AppendAsync(a.ctx, rs[i], a.cb)
+	}
+	return nil
+}
+
+// wait waits for every answer and returns the first error among them.
+func (a *asyncAppender) wait() error {
+	select {
+	case <-a.all:
+	case <-a.ctx.Done():
+		return fmt.Errorf("%d of %d AppendAsync callbacks: %w", a.answered.Load(), a.want, a.ctx.Err())
+	}
+	if e := a.failed.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // drive calls put from s.appenders goroutines with batches of up to

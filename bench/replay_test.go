@@ -93,7 +93,7 @@ func buildBacklog(b *testing.B, dir, topic string, valueSize int, n int64) {
 	cfg.MaxDiskBytes = replayDiskCap
 	p := openProducer(b, cfg)
 	rs := batchOf(topic, 1000, valueSize)
-	err := drive(shape{"batch", 1, 1000}, n, rs, func(rs []kafkawal.Record) error {
+	err := drive(shape{"batch", 1, 1000, false}, n, rs, func(rs []kafkawal.Record) error {
 		_, err := p.AppendBatch(context.Background(), rs)
 		return err
 	})

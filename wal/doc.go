@@ -58,6 +58,13 @@
 // (sync_file_range, which waits for nothing and promises nothing), so that
 // these fsyncs, which hold every appender, find little left to write.
 //
+// AppendAsync calls are encoded into a ring (AsyncQueueBytes, AsyncQueue
+// calls) and gathered into one request until the writer takes it: under
+// SyncAlways, all that arrive while an fsync runs go into the next write.
+// The writer answers the request once; a completion goroutine runs the
+// calls' callbacks in call order. A call that returned before an Append
+// was queued is written before it.
+//
 // # Reading
 //
 // Read and ReadShared go through tidwall/wal, which holds the tail segment

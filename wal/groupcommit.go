@@ -3,10 +3,12 @@ package wal
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"time"
 
 	twal "github.com/tidwall/wal"
+	"golang.org/x/sys/unix"
 )
 
 // appendReq is one Append call waiting for the writer.
@@ -20,7 +22,8 @@ type appendReq struct {
 	// done receives one value when the writer has answered (first and
 	// err are set) and will not touch the request again: the appender
 	// then returns it to the pool.
-	done chan struct{}
+	done     chan struct{}
+	asyncReq // AppendAsync's calls, when the request gathers them
 }
 
 // writer is the state owned by the writer goroutine (run).
@@ -50,6 +53,7 @@ type writer struct {
 	// SyncInterval tick and when the tail nears a segment's end (sealKicked
 	// once per segment), and it starts as soon as none is in flight.
 	inflight   *syncJob
+	job        syncJob // the one inflight points to
 	unsynced   []*appendReq
 	wantSync   bool
 	sealKicked bool
@@ -107,21 +111,31 @@ func (l *Log) run() {
 	house := time.NewTicker(truncateEvery)
 	defer house.Stop()
 	batch := make([]*appendReq, 0, 256)
+	// group: what one write takes: the asynchronous requests, then batch.
+	group := make([]*appendReq, 0, 256)
 	// held: requests that arrived while an fsync ran (SyncAlways only).
 	held := make([]*appendReq, 0, 1024)
 	reqs := l.reqs
 	for {
+		// Under SyncAlways, asynchronous calls gather while an fsync runs
+		// and are taken in one go when it ends.
+		asyncReady := l.async.ready
+		if l.opts.Sync == SyncAlways && l.w.inflight != nil {
+			asyncReady = nil
+		}
 		select {
 		case r, ok := <-reqs:
+			batch = batch[:0]
+			var size int64
 			if !ok {
 				reqs = nil // drain the pipeline, then finish
-				break
+			} else {
+				batch = append(batch, r)
+				size = r.bytes
 			}
-			batch = append(batch[:0], r)
-			size := r.bytes
 			yielded := false
 		drain:
-			for size < int64(l.opts.MaxBatchBytes) {
+			for reqs != nil && size < int64(l.opts.MaxBatchBytes) {
 				select {
 				case r, ok := <-reqs:
 					if !ok {
@@ -144,17 +158,30 @@ func (l *Log) run() {
 					break drain
 				}
 			}
-			if l.opts.Sync == SyncAlways && l.w.inflight != nil && len(held)+len(batch) < cap(held) {
+			// Asynchronous calls are taken after the queued requests were
+			// received and written before them: a call that returned
+			// before an Append was queued gets the lower sequence.
+			group = append(l.takeAsync(group[:0]), batch...)
+			clear(batch)
+			if len(group) == 0 {
+				break
+			}
+			if l.opts.Sync == SyncAlways && l.w.inflight != nil && len(held)+len(group) < cap(held) {
 				// An fsync is running: hold these and write them in one
 				// go when it ends (one write(2) per fsync, not per wakeup).
-				held = append(held, batch...)
+				held = append(held, group...)
 			} else {
-				l.write(batch)
+				l.write(group)
 			}
-			clear(batch)
+			clear(group)
+		case <-asyncReady:
+			if group = l.takeAsync(group[:0]); len(group) > 0 {
+				l.write(group)
+				clear(group)
+			}
 		case job := <-syncDone:
 			l.synced(job)
-			if len(held) > 0 {
+			if held = l.takeAsync(held); len(held) > 0 {
 				l.write(held)
 				clear(held)
 				held = held[:0]
@@ -207,16 +234,21 @@ func (l *Log) syncLoop(jobs <-chan *syncJob, done chan<- *syncJob) {
 	}
 }
 
+// newSyncJob hands the unsynced appends to the one syncJob (only one
+// fsync is in flight at a time), trading slices with it so that neither
+// is allocated again.
 func (l *Log) newSyncJob() *syncJob {
 	t := l.w.segs.tail()
-	job := &syncJob{
+	job := &l.w.job
+	reqs := job.reqs[:0]
+	*job = syncJob{
 		reqs:    l.w.unsynced,
 		last:    l.w.last,
 		good:    goodState{last: l.w.last, tailFirst: t.First, tailBytes: t.Bytes},
 		file:    l.w.tail,
 		syncDir: l.w.dirDirty,
 	}
-	l.w.unsynced = nil
+	l.w.unsynced = reqs
 	l.w.dirty, l.w.dirDirty = false, false
 	return job
 }
@@ -224,6 +256,7 @@ func (l *Log) newSyncJob() *syncJob {
 // synced answers the appenders of a finished fsync.
 func (l *Log) synced(job *syncJob) {
 	l.w.inflight = nil
+	defer clear(job.reqs) // answered: the pool may hand them out again
 	l.w.closeRetired()
 	if job.err != nil {
 		if l.w.failed == nil {
@@ -375,12 +408,12 @@ func (l *Log) write(batch []*appendReq) {
 // before the appenders it covers are answered) and every housekeeping
 // tick: one fstat per fsync rather than one per write.
 func (l *Log) checkTail() error {
-	fi, err := l.w.tail.Stat()
-	if err != nil {
-		return err
+	var st unix.Stat_t
+	if err := unix.Fstat(int(l.w.tail.Fd()), &st); err != nil {
+		return fmt.Errorf("%s: %w", l.w.tail.Name(), err)
 	}
-	if want := l.w.segs.tail().Bytes; fi.Size() != want {
-		return fmt.Errorf("segment tracking diverged: %s has %d bytes, expected %d", fi.Name(), fi.Size(), want)
+	if want := l.w.segs.tail().Bytes; st.Size != want {
+		return fmt.Errorf("segment tracking diverged: %s has %d bytes, expected %d", filepath.Base(l.w.tail.Name()), st.Size, want)
 	}
 	return nil
 }

@@ -54,10 +54,13 @@ type Log struct {
 	// before a new segment's records are published.
 	segFirsts atomic.Pointer[[]uint64]
 
-	reqs     chan *appendReq
-	reqPool  sync.Pool // of *appendReq
-	truncCh  chan struct{}
-	appended chan struct{}
+	reqs    chan *appendReq
+	reqPool sync.Pool // of *appendReq
+	async   asyncQueue
+	// appendedOK counts records whose append succeeded.
+	appendedOK atomic.Uint64
+	truncCh    chan struct{}
+	appended   chan struct{}
 
 	closeMu    sync.RWMutex
 	closed     bool
@@ -114,7 +117,9 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 		lock.unlock()
 		return nil, info, err
 	}
+	l.async.init(opts.AsyncQueue, opts.AsyncQueueBytes)
 	go l.run()
+	go l.complete()
 	return l, info, nil
 }
 
@@ -232,8 +237,11 @@ func (l *Log) Appended() <-chan struct{} { return l.appended }
 // Stats is a snapshot of the log's counters.
 type Stats struct {
 	FirstSeq, LastSeq, Cursor uint64
-	DiskBytes, MaxDiskBytes   int64
-	Segments                  int
+	// Appended counts records whose Append, AppendBatch or AppendAsync
+	// succeeded since Open.
+	Appended                uint64
+	DiskBytes, MaxDiskBytes int64
+	Segments                int
 }
 
 // Stats returns current counters. It is cheap and safe from any goroutine.
@@ -245,6 +253,7 @@ func (l *Log) Stats() Stats {
 		DiskBytes:    l.disk.usedBytes(),
 		MaxDiskBytes: l.opts.MaxDiskBytes,
 		Segments:     int(l.segCount.Load()),
+		Appended:     l.appendedOK.Load(),
 	}
 }
 
@@ -272,23 +281,26 @@ func (l *Log) SetCursor(acked uint64) error {
 }
 
 // StopAppends makes further Appends fail with ErrClosed, finishes those
-// already queued and syncs them. Reading and SetCursor keep working until
-// Close. It returns ErrClosed if appends were already stopped, and a
-// *WriteError when records it had answered may not be durable: under
-// SyncPeriodic and SyncNever, when the final fsync failed or the log was
-// still failed after a write or fsync error.
+// already queued, syncs them and runs every AppendAsync callback. Reading
+// and SetCursor keep working until Close. It returns ErrClosed if appends
+// were already stopped, and a *WriteError when records it had answered may
+// not be durable: under SyncPeriodic and SyncNever, when the final fsync
+// failed or the log was still failed after a write or fsync error.
 func (l *Log) StopAppends() error {
 	l.closeMu.Lock()
 	if l.closed {
 		l.closeMu.Unlock()
 		<-l.writerDone
+		<-l.async.done
 		return ErrClosed
 	}
 	l.closed = true
 	close(l.done)
-	close(l.reqs)
+	l.closeAsync()
+	close(l.reqs) // the writer then takes the asynchronous calls one last time
 	l.closeMu.Unlock()
 	<-l.writerDone
+	<-l.async.done
 	return l.w.closeErr
 }
 
@@ -369,6 +381,9 @@ func (l *Log) AppendAt(ctx context.Context, recs []Record, now time.Time) (uint6
 	l.reqs <- req
 	l.closeMu.RUnlock()
 	<-req.done // the writer is done with req once it has signalled
+	if req.err == nil {
+		l.appendedOK.Add(uint64(len(recs)))
+	}
 	return req.first, req.err
 }
 
@@ -418,16 +433,9 @@ func (l *Log) askTruncate() {
 func (l *Log) encode(recs []Record, unset int64) (*appendReq, error) {
 	total := 0
 	for i := range recs {
-		r := &recs[i]
-		if r.Topic == "" {
-			return nil, fmt.Errorf("kafkawal: record %d: empty topic", i)
-		}
-		if r.Partition < PartitionAny {
-			return nil, fmt.Errorf("kafkawal: record %d: partition %d (use PartitionAny, -1, to let the partitioner choose)", i, r.Partition)
-		}
-		n := EncodedLen(r)
-		if n > l.opts.MaxRecordBytes {
-			return nil, fmt.Errorf("%w: record %d encodes to %d bytes, limit MaxRecordBytes %d", ErrTooLarge, i, n, l.opts.MaxRecordBytes)
+		n, err := l.check(i, &recs[i])
+		if err != nil {
+			return nil, err
 		}
 		total += n
 	}

@@ -65,6 +65,8 @@ const (
 	DefaultMaxDiskBytes    = 1 << 30
 	DefaultMaxRecordBytes  = 1 << 20
 	DefaultMaxBatchBytes   = 4 << 20
+	DefaultAsyncQueue      = 8192
+	DefaultAsyncQueueBytes = 8 << 20
 	DefaultRetryAfterError = time.Second
 	DefaultFileMode        = 0o600
 	DefaultDirMode         = 0o700
@@ -93,6 +95,14 @@ type Options struct {
 	MaxRecordBytes int
 	// MaxBatchBytes bounds one group-commit write. Default 4 MiB.
 	MaxBatchBytes int
+	// AsyncQueue bounds AppendAsync calls whose callbacks have not
+	// returned: queued, being written, waiting for their fsync or for
+	// their turn to be called back. Default 8192.
+	AsyncQueue int
+	// AsyncQueueBytes bounds the encoded records of those calls; it is
+	// allocated on the first AppendAsync. Default 8 MiB, or
+	// MaxRecordBytes if that is larger; at least MaxRecordBytes.
+	AsyncQueueBytes int64
 	// RetryAfterError is how long after a failed write (ENOSPC, EIO) the log
 	// waits before it repairs its tail and accepts appends again. Default 1s.
 	RetryAfterError time.Duration
@@ -124,6 +134,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if o.AsyncQueue == 0 {
+		o.AsyncQueue = DefaultAsyncQueue
+	}
+	if o.AsyncQueueBytes == 0 {
+		o.AsyncQueueBytes = max(DefaultAsyncQueueBytes, int64(o.MaxRecordBytes))
 	}
 	if o.RetryAfterError == 0 {
 		o.RetryAfterError = DefaultRetryAfterError
@@ -161,6 +177,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d must be positive and at most MaxDiskBytes/%d", o.MaxRecordBytes, minSegmentsPerCap)
 	case o.MaxBatchBytes < 0:
 		return fmt.Errorf("kafkawal: config: MaxBatchBytes: %d is negative", o.MaxBatchBytes)
+	case o.AsyncQueue < 0:
+		return fmt.Errorf("kafkawal: config: AsyncQueue: %d is negative", o.AsyncQueue)
+	case o.AsyncQueueBytes < int64(o.MaxRecordBytes):
+		return fmt.Errorf("kafkawal: config: AsyncQueueBytes: %d is below MaxRecordBytes (%d): a largest record must fit", o.AsyncQueueBytes, o.MaxRecordBytes)
 	case o.RetryAfterError < 0:
 		return fmt.Errorf("kafkawal: config: RetryAfterError: %v is negative", o.RetryAfterError)
 	case o.FileMode&^0o777 != 0 || o.DirMode&^0o777 != 0:

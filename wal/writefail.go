@@ -22,7 +22,8 @@ func (l *Log) fail(err error, op string) {
 	for _, r := range l.w.unsynced {
 		l.answer(r, werr)
 	}
-	l.w.unsynced = nil
+	clear(l.w.unsynced)
+	l.w.unsynced = l.w.unsynced[:0]
 }
 
 // tryRepair restores the files to the last good state (dropping whatever the
