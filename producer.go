@@ -120,9 +120,10 @@ func (p *Producer) OpenReport() OpenReport { return p.opened }
 
 // Append writes r to the WAL and returns its sequence once it is durable
 // under Config.Durability; a background goroutine then delivers it to
-// Kafka. Errors: ErrTooLarge or a named field error for bad input, ErrFull
-// at the disk cap, ErrClosed after Close; in every error case nothing was
-// written.
+// Kafka. Errors: ErrInvalidRecord (ErrTooLarge among them) for bad input,
+// ErrFull at the disk cap, ErrClosed after Close, and otherwise a failure
+// of the disk (write, fsync) or of the context; in every error case
+// nothing was written.
 func (p *Producer) Append(ctx context.Context, r Record) (uint64, error) {
 	return p.AppendBatch(ctx, []Record{r})
 }

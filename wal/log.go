@@ -326,8 +326,9 @@ func (l *Log) Close() error {
 
 // Append writes recs as consecutive sequences and returns the first. It
 // returns nil only once every record is durable under the configured Sync
-// mode. Invalid input (empty topic, a record over MaxRecordBytes) fails the
-// whole call before anything is written.
+// mode. Invalid input (no records, an empty topic, a record over
+// MaxRecordBytes) fails the whole call with an error matching
+// ErrInvalidRecord before anything is written.
 func (l *Log) Append(ctx context.Context, recs []Record) (uint64, error) {
 	return l.AppendAt(ctx, recs, time.Time{})
 }
@@ -336,7 +337,7 @@ func (l *Log) Append(ctx context.Context, recs []Record) (uint64, error) {
 // without one (the zero now leaves them unset). recs is not modified.
 func (l *Log) AppendAt(ctx context.Context, recs []Record, now time.Time) (uint64, error) {
 	if len(recs) == 0 {
-		return 0, errors.New("kafkawal: append: no records")
+		return 0, fmt.Errorf("%w: no records", ErrInvalidRecord)
 	}
 	var unset int64
 	if !now.IsZero() {
@@ -420,10 +421,10 @@ func (l *Log) encode(recs []Record, unset int64) (*appendReq, error) {
 	for i := range recs {
 		r := &recs[i]
 		if r.Topic == "" {
-			return nil, fmt.Errorf("kafkawal: record %d: empty topic", i)
+			return nil, fmt.Errorf("%w: record %d: empty topic", ErrInvalidRecord, i)
 		}
 		if r.Partition < PartitionAny {
-			return nil, fmt.Errorf("kafkawal: record %d: partition %d (use PartitionAny, -1, to let the partitioner choose)", i, r.Partition)
+			return nil, fmt.Errorf("%w: record %d: partition %d (use PartitionAny, -1, to let the partitioner choose)", ErrInvalidRecord, i, r.Partition)
 		}
 		n := EncodedLen(r)
 		if n > l.opts.MaxRecordBytes {
