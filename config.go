@@ -46,10 +46,13 @@ type CorruptionPolicy = recovery.Policy
 const (
 	// FailOnCorruption: Open fails with an error matching ErrCorrupt that
 	// names the segment file and offset, and changes nothing. Default.
+	// Damage that lies wholly at or below the durable cursor is not
+	// refused: its records are in Kafka already, so Open copies it to
+	// quarantine/, logs a warning and continues under every policy.
 	FailOnCorruption = recovery.FailOnCorruption
 	// QuarantineCorruption: Open copies the bad bytes to quarantine/,
-	// counts the unreadable records as lost (Stats.Lost, logged), and
-	// continues.
+	// counts the unreadable records not yet delivered as lost (Stats.Lost,
+	// logged as lost_records), and continues.
 	QuarantineCorruption = recovery.QuarantineCorruption
 )
 
@@ -173,6 +176,30 @@ func (c Config) senderConfig() sender.Config {
 		Logger:              c.Logger,
 		OnDelivered:         c.OnDelivered,
 		OnDeadLetter:        c.OnDeadLetter,
+	}
+}
+
+// lostAtOpen returns the sequence ranges the repair at Open replaced by
+// holes and counted lost, so that the sender does not count them again
+// when it skips them.
+func lostAtOpen(rep recovery.Report) func(seq uint64) bool {
+	type span struct{ from, to uint64 }
+	var spans []span
+	for _, d := range rep.Damage {
+		if !d.TornTail && !d.Delivered && d.Seq != 0 && d.LastSeq >= d.Seq {
+			spans = append(spans, span{d.Seq, d.LastSeq})
+		}
+	}
+	if len(spans) == 0 {
+		return nil
+	}
+	return func(seq uint64) bool {
+		for _, s := range spans {
+			if seq >= s.from && seq <= s.to {
+				return true
+			}
+		}
+		return false
 	}
 }
 

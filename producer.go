@@ -99,7 +99,9 @@ func Open(cfg Config) (*Producer, error) {
 	if cut > 0 {
 		lg.Warn().Int64("bytes", cut).Msg("kafkawal: cut a torn dead-letter frame")
 	}
-	p.snd, err = sender.New(l, dl, cfg.senderConfig())
+	scfg := cfg.senderConfig()
+	scfg.HoleCounted = lostAtOpen(p.opened.Recovery)
+	p.snd, err = sender.New(l, dl, scfg)
 	if err != nil {
 		dl.Close()
 		l.Close()

@@ -55,6 +55,10 @@ type Config struct {
 	// OnDeadLetter, if set, is called for each dead-lettered record after it
 	// is in the dead-letter log, on the sender goroutine.
 	OnDeadLetter func(wal.DeadLetter)
+	// HoleCounted, if set, reports whether the hole at seq was already
+	// counted lost (by the repair at Open); the sender counts the holes it
+	// skips in Stats.Holes only when it was not.
+	HoleCounted func(seq uint64) bool
 }
 
 func (c Config) withDefaults() Config {

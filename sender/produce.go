@@ -41,7 +41,9 @@ func (s *Sender) fill() {
 		}
 		if e.Hole {
 			s.lg.Error().Uint64("seq", e.Seq).Msg("sender: skipping a record recovery could not read (counted lost)")
-			s.stats.holes.Add(1)
+			if s.cfg.HoleCounted == nil || !s.cfg.HoleCounted(e.Seq) {
+				s.stats.holes.Add(1)
+			}
 			s.win.skip()
 			continue
 		}
