@@ -123,11 +123,21 @@ type Config struct {
 	// Logger receives kafkawal's and librdkafka's log events. Default:
 	// none.
 	Logger *zerolog.Logger
-	// OnDelivered, if set, is called for each delivered record on the
-	// sender goroutine, in report order. Keep it fast: it delays delivery.
+	// OnDeliveryResult, if set, is called once for each record resolved:
+	// delivered (Err nil), dead-lettered (Err a *DeadLetterError) or lost
+	// to corruption (Err matching ErrCorrupt), on the sender goroutine, in
+	// report order, after OnDelivered and OnDeadLetter. Keep it fast: it
+	// delays delivery. To wait for one record, see WaitDelivered.
+	OnDeliveryResult func(DeliveryResult)
+	// OnDelivered, if set, is called for each delivered record, as
+	// OnDeliveryResult is.
+	//
+	// Deprecated: use OnDeliveryResult, whose struct can grow; this
+	// positional form keeps working.
 	OnDelivered func(seq uint64, topic string, partition int32, offset int64)
 	// OnDeadLetter, if set, is called for each record Kafka refused for
-	// good, after it is in the dead-letter log. Same rules as OnDelivered.
+	// good, after it is in the dead-letter log. Same rules as
+	// OnDeliveryResult.
 	OnDeadLetter func(DeadLetter)
 }
 
@@ -174,8 +184,40 @@ func (c Config) senderConfig() sender.Config {
 		CursorSyncInterval:  c.CursorSyncInterval,
 		AllowWeakerDelivery: c.AllowWeakerDelivery,
 		Logger:              c.Logger,
-		OnDelivered:         c.OnDelivered,
-		OnDeadLetter:        c.OnDeadLetter,
+	}
+}
+
+// hookOutcomes installs the sender's callbacks: each outcome is
+// remembered for WaitDelivered, counted, and passed on to the
+// application's callbacks.
+func (p *Producer) hookOutcomes(sc *sender.Config) {
+	cfg := p.cfg
+	sc.OnDelivered = func(seq uint64, topic string, partition int32, offset int64) {
+		p.out.record(seq, outcomeDelivered, topic, partition, offset, nil)
+		if cfg.OnDelivered != nil {
+			cfg.OnDelivered(seq, topic, partition, offset)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(DeliveryResult{Seq: seq, Topic: topic, Partition: partition, Offset: offset})
+		}
+	}
+	sc.OnDeadLetter = func(dl DeadLetter) {
+		p.out.record(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl)
+		if cfg.OnDeadLetter != nil {
+			cfg.OnDeadLetter(dl)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(result(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl))
+		}
+	}
+	sc.OnHole = func(seq uint64) {
+		p.out.record(seq, outcomeLost, "", -1, -1, nil)
+		if p.lostAtOpen == nil || !p.lostAtOpen(seq) {
+			p.lostLater.add(1)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(result(seq, outcomeLost, "", -1, -1, nil))
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -261,8 +262,10 @@ func TestPermanentErrorsAreDeadLettered(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
+	// Flush says that two of the records it waited for are not in Kafka.
+	var dle *kafkawal.DeadLetterError
+	if err := p.Flush(ctx); !errors.As(err, &dle) || dle.Count != 2 || dle.First.Seq != 10 {
+		t.Fatalf("Flush: %v, want a *DeadLetterError for 2 records from seq 10", err)
 	}
 	st := p.Stats()
 	mu.Lock()
@@ -289,6 +292,11 @@ func TestPermanentErrorsAreDeadLettered(t *testing.T) {
 	for _, d := range dls {
 		if d.Err == "" || d.Time.IsZero() || (d.Seq != 10 && d.Seq != 20) {
 			t.Fatalf("dead letter %d: err %q time %v", d.Seq, d.Err, d.Time)
+		}
+		// The code is kept beside the text, for applications to act on.
+		want := map[uint64][]kafka.ErrorCode{10: {kafka.ErrMsgSizeTooLarge}, 20: {kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic}}[d.Seq]
+		if !slices.Contains(want, kafka.ErrorCode(d.Code)) {
+			t.Fatalf("dead letter %d: code %d (%v), want one of %v", d.Seq, d.Code, kafka.ErrorCode(d.Code), want)
 		}
 		t.Logf("dead letter seq %d topic %s: %s", d.Seq, d.Record.Topic, d.Err)
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -40,6 +42,16 @@ type Producer struct {
 	closeOnce sync.Once
 	closeErr  error
 	appended  uint64Counter
+
+	out *outcomes
+	// lostAtOpen reports the sequences this Open's repair lost (holes it
+	// counted in Recovery.LostRecords); nil when none.
+	lostAtOpen func(seq uint64) bool
+	lostLater  uint64Counter // holes of earlier repairs skipped since Open
+	deadAtOpen bool          // the dead-letter log held frames at Open
+	// flushed is the last sequence a Flush reported on (the cursor at Open
+	// before the first): the next one reports dead letters after it.
+	flushed atomic.Uint64
 }
 
 // OpenReport says what Open found and did.
@@ -99,8 +111,13 @@ func Open(cfg Config) (*Producer, error) {
 	if cut > 0 {
 		lg.Warn().Int64("bytes", cut).Msg("kafkawal: cut a torn dead-letter frame")
 	}
+	if fi, err := os.Stat(filepath.Join(cfg.Dir, wal.DeadLetterFile)); err == nil && fi.Size() > 0 {
+		p.deadAtOpen = true
+	}
+	p.lostAtOpen = lostAtOpen(p.opened.Recovery)
 	scfg := cfg.senderConfig()
-	scfg.HoleCounted = lostAtOpen(p.opened.Recovery)
+	p.out = newOutcomes(scfg.MaxInFlightOrDefault())
+	p.hookOutcomes(&scfg)
 	p.snd, err = sender.New(l, dl, scfg)
 	if err != nil {
 		dl.Close()
@@ -108,6 +125,7 @@ func Open(cfg Config) (*Producer, error) {
 		return nil, err
 	}
 	st := l.Stats()
+	p.flushed.Store(st.Cursor)
 	if st.LastSeq > st.Cursor {
 		p.opened.Replay = st.LastSeq - st.Cursor
 	}
@@ -147,12 +165,27 @@ func (p *Producer) AppendBatch(ctx context.Context, rs []Record) (uint64, error)
 }
 
 // Flush waits until every record appended before the call is delivered to
-// Kafka or dead-lettered, or ctx ends.
+// Kafka or dead-lettered, or ctx ends (an error wrapping ctx's). When
+// records appended since the last Flush that returned (or since Open) were
+// dead-lettered, it returns a *DeadLetterError matching ErrDeadLettered,
+// with their count and the first of them: they are not in Kafka. Records
+// lost to corruption are not reported here (see Stats.Lost).
 func (p *Producer) Flush(ctx context.Context) error {
 	if p == nil {
 		return fmt.Errorf("%w: nil *Producer", ErrClosed)
 	}
-	return p.snd.Flush(ctx, p.log.LastSeq())
+	from := p.flushed.Load() + 1
+	last := p.log.LastSeq()
+	if err := p.snd.Flush(ctx, last); err != nil {
+		return err
+	}
+	err := p.deadLettered(from, last)
+	for {
+		old := p.flushed.Load()
+		if old >= last || p.flushed.CompareAndSwap(old, last) {
+			return err
+		}
+	}
 }
 
 // Close stops accepting appends (they fail with ErrClosed), keeps
@@ -164,7 +197,10 @@ func (p *Producer) Flush(ctx context.Context) error {
 // waits for ctx: give it a deadline. Under SyncPeriodic and SyncNever,
 // Close fsyncs what was appended; if that fails, or a write error left the
 // WAL failed, it returns that error (a *wal.WriteError): records whose
-// Append returned nil may not be durable. A second Close returns ErrClosed.
+// Append returned nil may not be durable. Like Flush, Close also returns a
+// *DeadLetterError (joined with any other error) when records appended
+// since the last Flush that returned were dead-lettered. A second Close
+// returns ErrClosed.
 func (p *Producer) Close(ctx context.Context) error {
 	if p == nil {
 		return fmt.Errorf("%w: nil *Producer", ErrClosed)
@@ -179,6 +215,7 @@ func (p *Producer) Close(ctx context.Context) error {
 }
 
 func (p *Producer) closeAll(ctx context.Context, last uint64) error {
+	from := p.flushed.Load() + 1
 	// Refuse new appends first; appends already queued finish.
 	var errs []error
 	if err := p.log.StopAppends(); err != nil && !errors.Is(err, ErrClosed) {
@@ -186,6 +223,10 @@ func (p *Producer) closeAll(ctx context.Context, last uint64) error {
 	}
 	last = max(last, p.log.LastSeq())
 	if err := p.snd.Close(ctx, last); err != nil {
+		errs = append(errs, err)
+	}
+	acked, _ := p.snd.Watermark()
+	if err := p.deadLettered(from, min(acked, last)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := p.dl.Close(); err != nil {

@@ -77,7 +77,7 @@ func (p *Producer) Stats() Stats {
 		DeadLettered:     ss.DeadLettered,
 		Resent:           ss.Resent,
 		Replayed:         p.opened.Replay,
-		Lost:             uint64(p.opened.Recovery.LostRecords) + ss.Holes,
+		Lost:             uint64(p.opened.Recovery.LostRecords) + p.lostLater.load(),
 		Repairs:          p.opened.Recovery.TornTailRepairs,
 		ProducerRebuilds: ss.Rebuilds,
 		ReportAnomalies:  ss.ReportAnomalies,

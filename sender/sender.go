@@ -101,8 +101,7 @@ type Stats struct {
 	// Resent counts records produced again after a transient failure,
 	// a rebuild or a restart: each may be a duplicate in Kafka.
 	Resent uint64
-	// Holes counts records recovery could not read that were skipped,
-	// except those Config.HoleCounted says were counted already.
+	// Holes counts records recovery could not read; they were skipped.
 	Holes    uint64
 	Rebuilds uint64
 	// ReportAnomalies counts delivery reports that broke an expectation

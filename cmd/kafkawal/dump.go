@@ -34,7 +34,10 @@ segment files (no lock taken, nothing changed):
       dump goes on and exits 1.
 
 With --dead it prints dead letters instead, each with the record's fields
-plus "time" (when it was dead-lettered) and "error" (Kafka's reason).
+plus "time" (when it was dead-lettered), "error" (Kafka's reason) and
+"code" (its librdkafka error code: Kafka's protocol code, or librdkafka's
+negative local one; 0 when not kept, in dead letters written by older
+versions); "partition" is the one Kafka refused the record in when known.
 
   --from SEQ   start at sequence SEQ (default: the first one on disk;
                'kafkawal inspect' shows the cursor). Past the next
@@ -56,6 +59,7 @@ type jsonRecord struct {
 	Seq       uint64          `json:"seq"`
 	Time      *time.Time      `json:"time,omitempty"`  // --dead only
 	Error     *string         `json:"error,omitempty"` // --dead only
+	Code      *int32          `json:"code,omitempty"`  // --dead only
 	Topic     string          `json:"topic"`
 	Partition partition       `json:"partition"`
 	Key       json.RawMessage `json:"key,omitempty"`
@@ -255,7 +259,10 @@ func (d *dumper) deadLetters(dir string, from uint64) error {
 		}
 		j := toJSON(dl.Seq, &dl.Record)
 		t := dl.Time.UTC()
-		j.Time, j.Error = &t, &dl.Err
+		j.Time, j.Error, j.Code = &t, &dl.Err, &dl.Code
+		if dl.SentToPartition >= 0 {
+			j.Partition = partition(dl.SentToPartition)
+		}
 		return d.emit(j)
 	})
 	if errors.Is(err, errLimit) {

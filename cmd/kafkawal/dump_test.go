@@ -279,8 +279,34 @@ func TestDumpDead(t *testing.T) {
 		if l.Time == nil || !l.Time.Equal(time.Unix(1700001000+int64(l.Seq), 0)) {
 			t.Errorf("seq %d: time %v", l.Seq, l.Time)
 		}
+		if string(l.Raw["code"]) != "10" {
+			t.Errorf("seq %d: code %s, want 10", l.Seq, l.Raw["code"])
+		}
 	}
 	if r := cli("dump", dir, "--dead", "--limit", "1"); len(parseDump(t, r.stdout)) != 1 {
 		t.Errorf("--dead --limit 1 printed %q", r.stdout)
+	}
+}
+
+// A dead letter that was refused in a known partition shows that
+// partition, not the "any" it was appended with.
+func TestDumpDeadPartition(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 10, 0)
+	d, _, err := wal.OpenDeadLetters(dir, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testRecord(0) // PartitionAny
+	if err := d.Add(wal.DeadLetter{Seq: 1, Time: time.Unix(1700001000, 0), Err: "x", Code: 10, SentToPartition: 4, Record: r}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	out := cli("dump", dir, "--dead")
+	if lines := parseDump(t, out.stdout); len(lines) != 1 || string(lines[0].Partition) != "4" {
+		t.Fatalf("dump --dead: %s", out.stdout)
+	}
+	if p := jnum(t, inspectJSON(t, dir), "dead_letters.newest.partition"); p != 4 {
+		t.Fatalf("inspect: dead_letters.newest.partition = %v, want 4", p)
 	}
 }

@@ -67,7 +67,9 @@ error.
                             are in Kafka already (the next open quarantines
                             it, nothing is lost)
   dead_letters.count, .bytes
-  dead_letters.newest       null or {seq, time, error, topic, partition}
+  dead_letters.newest       null or {seq, time, error, code, topic, partition};
+                            code: librdkafka's error code (0: not kept);
+                            partition: where Kafka refused it, when known
   dead_letters.error        present only when the file could not be read
   quarantine.count, .bytes  files under quarantine/ (bytes repair cut off)
   quarantine.files[]        {name, bytes}
@@ -167,6 +169,7 @@ type deadLetterInfo struct {
 	Seq       uint64    `json:"seq"`
 	Time      time.Time `json:"time"`
 	Error     string    `json:"error"`
+	Code      int32     `json:"code"`
 	Topic     string    `json:"topic"`
 	Partition partition `json:"partition"`
 }
@@ -362,7 +365,10 @@ func collectDeadLetters(rep *inspectReport, dir string) error {
 	})
 	if rep.DeadLetters.Count > 0 {
 		rep.DeadLetters.Newest = &deadLetterInfo{Seq: newest.Seq, Time: newest.Time.UTC(), Error: newest.Err,
-			Topic: newest.Record.Topic, Partition: partition(newest.Record.Partition)}
+			Code: newest.Code, Topic: newest.Record.Topic, Partition: partition(newest.Record.Partition)}
+		if newest.SentToPartition >= 0 {
+			rep.DeadLetters.Newest.Partition = partition(newest.SentToPartition)
+		}
 	}
 	return err
 }
