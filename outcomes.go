@@ -20,8 +20,8 @@ type outcomes struct {
 
 	// Owned by the sender goroutine: topic names interned, so that a slot
 	// holds a pointer without an allocation per record.
-	topics    map[string]*string
-	lastTopic *string
+	topics    map[string]*outcomeInfo
+	lastTopic *outcomeInfo
 
 	// maxDead is the highest sequence dead-lettered since Open.
 	maxDead atomic.Uint64
@@ -33,13 +33,20 @@ type outcomes struct {
 	watching bool       // a watch goroutine runs
 }
 
+// outcomeSlot holds one outcome in as few words as possible: each store
+// is an atomic exchange the sender pays per record.
 type outcomeSlot struct {
-	seq       atomic.Uint64 // 0 while being written
-	state     atomic.Uint32
-	partition atomic.Int32
-	offset    atomic.Int64
-	topic     atomic.Pointer[string]
-	dl        atomic.Pointer[DeadLetter]
+	seq    atomic.Uint64 // 0 while being written
+	meta   atomic.Uint64 // state << 32 | uint32(partition)
+	offset atomic.Int64
+	info   atomic.Pointer[outcomeInfo]
+}
+
+// outcomeInfo is a slot's topic (shared by every record of the topic) and,
+// for a dead letter, the dead letter.
+type outcomeInfo struct {
+	topic string
+	dl    *DeadLetter
 }
 
 const (
@@ -67,14 +74,14 @@ type waitEvent struct {
 func newOutcomes(n int) *outcomes {
 	return &outcomes{
 		slots:  make([]outcomeSlot, max(n, 1)),
-		topics: map[string]*string{},
+		topics: map[string]*outcomeInfo{},
 		bySeq:  map[uint64][]*waiter{},
 	}
 }
 
-// intern returns a stable pointer to topic. Sender goroutine only.
-func (o *outcomes) intern(topic string) *string {
-	if o.lastTopic != nil && *o.lastTopic == topic {
+// intern returns a shared outcomeInfo for topic. Sender goroutine only.
+func (o *outcomes) intern(topic string) *outcomeInfo {
+	if o.lastTopic != nil && o.lastTopic.topic == topic {
 		return o.lastTopic
 	}
 	p, ok := o.topics[topic]
@@ -82,7 +89,7 @@ func (o *outcomes) intern(topic string) *string {
 		if len(o.topics) >= maxInternedTopics {
 			clear(o.topics) // a producer to ever-new topics: keep the map bounded
 		}
-		p = &topic
+		p = &outcomeInfo{topic: topic}
 		o.topics[topic] = p
 	}
 	o.lastTopic = p
@@ -94,13 +101,15 @@ const maxInternedTopics = 4096
 
 // record stores seq's outcome and wakes its waiters. Sender goroutine only.
 func (o *outcomes) record(seq uint64, state uint32, topic string, partition int32, offset int64, dl *DeadLetter) {
+	info := o.intern(topic)
+	if dl != nil {
+		info = &outcomeInfo{topic: topic, dl: dl}
+	}
 	sl := &o.slots[seq%uint64(len(o.slots))]
 	sl.seq.Store(0)
-	sl.state.Store(state)
-	sl.partition.Store(partition)
+	sl.meta.Store(uint64(state)<<32 | uint64(uint32(partition)))
 	sl.offset.Store(offset)
-	sl.topic.Store(o.intern(topic))
-	sl.dl.Store(dl)
+	sl.info.Store(info)
 	sl.seq.Store(seq)
 	if state == outcomeDeadLettered && seq > o.maxDead.Load() {
 		o.maxDead.Store(seq)
@@ -124,16 +133,11 @@ func (o *outcomes) lookup(seq uint64) (DeliveryResult, bool) {
 	if sl.seq.Load() != seq {
 		return DeliveryResult{}, false
 	}
-	state, part, off := sl.state.Load(), sl.partition.Load(), sl.offset.Load()
-	topic, dl := sl.topic.Load(), sl.dl.Load()
-	if sl.seq.Load() != seq {
+	meta, off, info := sl.meta.Load(), sl.offset.Load(), sl.info.Load()
+	if sl.seq.Load() != seq || info == nil {
 		return DeliveryResult{}, false // rewritten meanwhile
 	}
-	t := ""
-	if topic != nil {
-		t = *topic
-	}
-	return result(seq, state, t, part, off, dl), true
+	return result(seq, uint32(meta>>32), info.topic, int32(uint32(meta)), off, info.dl), true
 }
 
 // register adds a waiter for seq; the caller must unregister it.
