@@ -46,10 +46,13 @@ type CorruptionPolicy = recovery.Policy
 const (
 	// FailOnCorruption: Open fails with an error matching ErrCorrupt that
 	// names the segment file and offset, and changes nothing. Default.
+	// Damage that lies wholly at or below the durable cursor is not
+	// refused: its records are in Kafka already, so Open copies it to
+	// quarantine/, logs a warning and continues under every policy.
 	FailOnCorruption = recovery.FailOnCorruption
 	// QuarantineCorruption: Open copies the bad bytes to quarantine/,
-	// counts the unreadable records as lost (Stats.Lost, logged), and
-	// continues.
+	// counts the unreadable records not yet delivered as lost (Stats.Lost,
+	// logged as lost_records), and continues.
 	QuarantineCorruption = recovery.QuarantineCorruption
 )
 
@@ -129,11 +132,21 @@ type Config struct {
 	// Logger receives kafkawal's and librdkafka's log events. Default:
 	// none.
 	Logger *zerolog.Logger
-	// OnDelivered, if set, is called for each delivered record on the
-	// sender goroutine, in report order. Keep it fast: it delays delivery.
+	// OnDeliveryResult, if set, is called once for each record resolved:
+	// delivered (Err nil), dead-lettered (Err a *DeadLetterError) or lost
+	// to corruption (Err matching ErrCorrupt), on the sender goroutine, in
+	// report order, after OnDelivered and OnDeadLetter. Keep it fast: it
+	// delays delivery. To wait for one record, see WaitDelivered.
+	OnDeliveryResult func(DeliveryResult)
+	// OnDelivered, if set, is called for each delivered record, as
+	// OnDeliveryResult is.
+	//
+	// Deprecated: use OnDeliveryResult, whose struct can grow; this
+	// positional form keeps working.
 	OnDelivered func(seq uint64, topic string, partition int32, offset int64)
 	// OnDeadLetter, if set, is called for each record Kafka refused for
-	// good, after it is in the dead-letter log. Same rules as OnDelivered.
+	// good, after it is in the dead-letter log. Same rules as
+	// OnDeliveryResult.
 	OnDeadLetter func(DeadLetter)
 }
 
@@ -182,8 +195,64 @@ func (c Config) senderConfig() sender.Config {
 		CursorSyncInterval:  c.CursorSyncInterval,
 		AllowWeakerDelivery: c.AllowWeakerDelivery,
 		Logger:              c.Logger,
-		OnDelivered:         c.OnDelivered,
-		OnDeadLetter:        c.OnDeadLetter,
+	}
+}
+
+// hookOutcomes installs the sender's callbacks: each outcome is
+// remembered for WaitDelivered, counted, and passed on to the
+// application's callbacks.
+func (p *Producer) hookOutcomes(sc *sender.Config) {
+	cfg := p.cfg
+	sc.OnDelivered = func(seq uint64, topic string, partition int32, offset int64) {
+		p.out.record(seq, outcomeDelivered, topic, partition, offset, nil)
+		if cfg.OnDelivered != nil {
+			cfg.OnDelivered(seq, topic, partition, offset)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(DeliveryResult{Seq: seq, Topic: topic, Partition: partition, Offset: offset})
+		}
+	}
+	sc.OnDeadLetter = func(dl DeadLetter) {
+		p.out.record(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl)
+		if cfg.OnDeadLetter != nil {
+			cfg.OnDeadLetter(dl)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(result(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl))
+		}
+	}
+	sc.OnHole = func(seq uint64) {
+		p.out.record(seq, outcomeLost, "", -1, -1, nil)
+		if p.lostAtOpen == nil || !p.lostAtOpen(seq) {
+			p.lostLater.Add(1)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(result(seq, outcomeLost, "", -1, -1, nil))
+		}
+	}
+}
+
+// lostAtOpen returns the sequence ranges the repair at Open replaced by
+// holes and counted lost, so that the sender does not count them again
+// when it skips them.
+func lostAtOpen(rep recovery.Report) func(seq uint64) bool {
+	type span struct{ from, to uint64 }
+	var spans []span
+	for _, d := range rep.Damage {
+		if !d.TornTail && !d.Delivered && d.Seq != 0 && d.LastSeq >= d.Seq {
+			spans = append(spans, span{d.Seq, d.LastSeq})
+		}
+	}
+	if len(spans) == 0 {
+		return nil
+	}
+	return func(seq uint64) bool {
+		for _, s := range spans {
+			if seq >= s.from && seq <= s.to {
+				return true
+			}
+		}
+		return false
 	}
 }
 

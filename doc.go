@@ -25,6 +25,9 @@
 //   - A record Kafka refuses for good is dead-lettered (DIR/deadletter.log,
 //     Config.OnDeadLetter, Stats.DeadLettered) and never blocks the records
 //     behind it; transient errors are retried for ever.
+//   - WaitDelivered waits for one record's outcome: its partition and
+//     offset once Kafka has it, or why it never will (a *DeadLetterError);
+//     Config.OnDeliveryResult gets every outcome as it comes.
 //   - After a crash, records between the last persisted cursor and the last
 //     delivery report are sent again (Stats.Replayed, Stats.Resent): the
 //     delivery is at-least-once.

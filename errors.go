@@ -12,7 +12,16 @@ var (
 	ErrFull = wal.ErrFull
 	// ErrClosed: the producer is closed (or closing).
 	ErrClosed = wal.ErrClosed
+	// ErrInvalidRecord: Append was given input it can never accept: no
+	// records, an empty topic, a partition below PartitionAny, or a record
+	// too large (ErrTooLarge). Nothing was written; the error names the
+	// record (its index in the batch) and what is wrong. Sending the same
+	// input again fails the same way, so answer it as the caller's fault
+	// (HTTP 400, gRPC INVALID_ARGUMENT).
+	ErrInvalidRecord = wal.ErrInvalidRecord
 	// ErrTooLarge: a record exceeds MaxRecordBytes; nothing was written.
+	// Every error matching it also matches ErrInvalidRecord; match
+	// ErrTooLarge first to answer it differently (HTTP 413).
 	ErrTooLarge = wal.ErrTooLarge
 	// ErrLocked: another producer, in this process or another, has the
 	// directory open.

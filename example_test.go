@@ -217,3 +217,41 @@ func exampleKafka(topics ...string) (bootstrap string, stop func()) {
 	}
 	return b.Bootstrap(), func() { b.Close() }
 }
+
+// A payment is answered only once Kafka has it: WaitDelivered returns the
+// partition and offset, or the reason it will never be there.
+func ExampleProducer_WaitDelivered() {
+	bootstrap, stop := exampleKafka("payments")
+	defer stop()
+	dir, err := os.MkdirTemp("", "kafkawal-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	p, err := kafkawal.Open(kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": bootstrap}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	seq, err := p.Append(ctx, kafkawal.Record{Topic: "payments", Partition: kafkawal.PartitionAny,
+		Key: []byte("account-7"), Value: []byte(`{"amount":12}`)})
+	if err != nil {
+		log.Fatal(err) // nothing was written: see the README's error table
+	}
+	res, err := p.WaitDelivered(ctx, seq)
+	switch {
+	case errors.Is(err, kafkawal.ErrDeadLettered):
+		fmt.Println("refused by Kafka for good:", err) // in DIR/deadletter.log
+	case err != nil:
+		fmt.Println("not in Kafka yet:", err) // ctx ended or closing; still safe in the WAL
+	default:
+		fmt.Printf("sequence %d is in Kafka: %s partition %d offset %d\n", res.Seq, res.Topic, res.Partition, res.Offset)
+	}
+	if err := p.Close(ctx); err != nil {
+		log.Fatal(err)
+	}
+	// Output:
+	// sequence 1 is in Kafka: payments partition 0 offset 0
+}

@@ -1,11 +1,16 @@
 package kafkawal_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -149,4 +154,48 @@ func value(n int, id uint64) []byte {
 	v := make([]byte, n)
 	copy(v, fmt.Sprint(id))
 	return v
+}
+
+// logBuffer collects a producer's log lines (JSON, one per line) for a test
+// to look at; safe for the goroutines that log.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// lines returns the logged events whose message is msg, decoded.
+func (b *logBuffer) lines(msg string) []map[string]any {
+	var out []map[string]any
+	for _, l := range strings.Split(b.String(), "\n") {
+		var ev map[string]any
+		if json.Unmarshal([]byte(l), &ev) == nil && ev["message"] == msg {
+			out = append(out, ev)
+		}
+	}
+	return out
+}
+
+// logTo makes cfg log into a new logBuffer at debug level (and to the
+// debug logger's output too when KWDEBUG is set).
+func logTo(cfg *kafkawal.Config) *logBuffer {
+	b := &logBuffer{}
+	var w io.Writer = b
+	if debugLogger != nil {
+		w = io.MultiWriter(b, zerolog.ConsoleWriter{Out: os.Stderr})
+	}
+	lg := zerolog.New(w).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+	cfg.Logger = &lg
+	return b
 }

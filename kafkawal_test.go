@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -150,21 +151,28 @@ func TestBadInput(t *testing.T) {
 	cfg.MaxRecordBytes = 1000
 	p := openT(t, cfg)
 	ctx := testCtx(t, time.Minute)
-	if _, err := p.Append(ctx, kafkawal.Record{Topic: "", Value: []byte("v")}); err == nil || !strings.Contains(err.Error(), "empty topic") {
-		t.Fatalf("empty topic: %v", err)
+	if _, err := p.Append(ctx, kafkawal.Record{Topic: "", Value: []byte("v")}); !errors.Is(err, kafkawal.ErrInvalidRecord) || !strings.Contains(err.Error(), "empty topic") {
+		t.Fatalf("empty topic: %v, want ErrInvalidRecord naming the topic", err)
 	}
-	if _, err := p.Append(ctx, kafkawal.Record{Topic: "t", Value: make([]byte, 1000)}); !errors.Is(err, kafkawal.ErrTooLarge) {
-		t.Fatalf("oversize: %v, want ErrTooLarge", err)
+	if _, err := p.Append(ctx, kafkawal.Record{Topic: "t", Partition: -2}); !errors.Is(err, kafkawal.ErrInvalidRecord) || !strings.Contains(err.Error(), "partition -2") {
+		t.Fatalf("bad partition: %v, want ErrInvalidRecord naming the partition", err)
 	}
-	if _, err := p.AppendBatch(ctx, []kafkawal.Record{{Topic: "t"}, {Topic: ""}}); err == nil {
-		t.Fatal("batch with one bad record accepted")
+	_, err := p.Append(ctx, kafkawal.Record{Topic: "t", Value: make([]byte, 1000)})
+	if !errors.Is(err, kafkawal.ErrTooLarge) || !errors.Is(err, kafkawal.ErrInvalidRecord) {
+		t.Fatalf("oversize: %v, want ErrTooLarge and ErrInvalidRecord", err)
+	}
+	if _, err := p.AppendBatch(ctx, []kafkawal.Record{{Topic: "t"}, {Topic: ""}}); !errors.Is(err, kafkawal.ErrInvalidRecord) || !strings.Contains(err.Error(), "record 1") {
+		t.Fatalf("batch with one bad record: %v, want ErrInvalidRecord naming record 1", err)
+	}
+	if _, err := p.AppendBatch(ctx, nil); !errors.Is(err, kafkawal.ErrInvalidRecord) {
+		t.Fatalf("empty batch: %v, want ErrInvalidRecord", err)
 	}
 	if st := p.Stats(); st.LastSeq != 0 || st.Appended != 0 || st.DiskBytes != 0 {
 		t.Fatalf("bad input changed the WAL: %+v", st)
 	}
 	closeT(t, p, 10*time.Second)
-	if _, err := p.Append(ctx, kafkawal.Record{Topic: "t"}); !errors.Is(err, kafkawal.ErrClosed) {
-		t.Fatalf("Append after Close: %v, want ErrClosed", err)
+	if _, err := p.Append(ctx, kafkawal.Record{Topic: "t"}); !errors.Is(err, kafkawal.ErrClosed) || errors.Is(err, kafkawal.ErrInvalidRecord) {
+		t.Fatalf("Append after Close: %v, want ErrClosed and not ErrInvalidRecord", err)
 	}
 	if err := p.Close(ctx); !errors.Is(err, kafkawal.ErrClosed) {
 		t.Fatalf("second Close: %v, want ErrClosed", err)
@@ -254,8 +262,10 @@ func TestPermanentErrorsAreDeadLettered(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
+	// Flush says that two of the records it waited for are not in Kafka.
+	var dle *kafkawal.DeadLetterError
+	if err := p.Flush(ctx); !errors.As(err, &dle) || dle.Count != 2 || dle.First.Seq != 10 {
+		t.Fatalf("Flush: %v, want a *DeadLetterError for 2 records from seq 10", err)
 	}
 	st := p.Stats()
 	mu.Lock()
@@ -282,6 +292,11 @@ func TestPermanentErrorsAreDeadLettered(t *testing.T) {
 	for _, d := range dls {
 		if d.Err == "" || d.Time.IsZero() || (d.Seq != 10 && d.Seq != 20) {
 			t.Fatalf("dead letter %d: err %q time %v", d.Seq, d.Err, d.Time)
+		}
+		// The code is kept beside the text, for applications to act on.
+		want := map[uint64][]kafka.ErrorCode{10: {kafka.ErrMsgSizeTooLarge}, 20: {kafka.ErrUnknownTopicOrPart, kafka.ErrUnknownTopic}}[d.Seq]
+		if !slices.Contains(want, kafka.ErrorCode(d.Code)) {
+			t.Fatalf("dead letter %d: code %d (%v), want one of %v", d.Seq, d.Code, kafka.ErrorCode(d.Code), want)
 		}
 		t.Logf("dead letter seq %d topic %s: %s", d.Seq, d.Record.Topic, d.Err)
 	}

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -42,6 +44,15 @@ type Producer struct {
 	// noCallback is logAsyncError, made once: AppendAsync's callback when
 	// given none.
 	noCallback func(uint64, error)
+	out        *outcomes
+	// lostAtOpen reports the sequences this Open's repair lost (holes it
+	// counted in Recovery.LostRecords); nil when none.
+	lostAtOpen func(seq uint64) bool
+	lostLater  atomic.Uint64 // holes of earlier repairs skipped since Open
+	deadAtOpen bool          // the dead-letter log held frames at Open
+	// flushed is the last sequence a Flush reported on (the cursor at Open
+	// before the first): the next one reports dead letters after it.
+	flushed atomic.Uint64
 }
 
 // OpenReport says what Open found and did.
@@ -102,13 +113,21 @@ func Open(cfg Config) (*Producer, error) {
 	if cut > 0 {
 		lg.Warn().Int64("bytes", cut).Msg("kafkawal: cut a torn dead-letter frame")
 	}
-	p.snd, err = sender.New(l, dl, cfg.senderConfig())
+	if fi, err := os.Stat(filepath.Join(cfg.Dir, wal.DeadLetterFile)); err == nil && fi.Size() > 0 {
+		p.deadAtOpen = true
+	}
+	p.lostAtOpen = lostAtOpen(p.opened.Recovery)
+	scfg := cfg.senderConfig()
+	p.out = newOutcomes(scfg.MaxInFlightOrDefault())
+	p.hookOutcomes(&scfg)
+	p.snd, err = sender.New(l, dl, scfg)
 	if err != nil {
 		dl.Close()
 		l.Close()
 		return nil, err
 	}
 	st := l.Stats()
+	p.flushed.Store(st.Cursor)
 	if st.LastSeq > st.Cursor {
 		p.opened.Replay = st.LastSeq - st.Cursor
 	}
@@ -123,9 +142,10 @@ func (p *Producer) OpenReport() OpenReport { return p.opened }
 
 // Append writes r to the WAL and returns its sequence once it is durable
 // under Config.Durability; a background goroutine then delivers it to
-// Kafka. Errors: ErrTooLarge or a named field error for bad input, ErrFull
-// at the disk cap, ErrClosed after Close; in every error case nothing was
-// written.
+// Kafka. Errors: ErrInvalidRecord (ErrTooLarge among them) for bad input,
+// ErrFull at the disk cap, ErrClosed after Close, and otherwise a failure
+// of the disk (write, fsync) or of the context; in every error case
+// nothing was written.
 func (p *Producer) Append(ctx context.Context, r Record) (uint64, error) {
 	return p.AppendBatch(ctx, []Record{r})
 }
@@ -191,7 +211,11 @@ func (p *Producer) logAsyncError(_ uint64, err error) {
 
 // Flush waits until every record appended before the call (with
 // AppendAsync: every call that returned before it) is delivered to Kafka
-// or dead-lettered, or ctx ends.
+// or dead-lettered, or ctx ends (an error wrapping ctx's). When records
+// appended since the last Flush that returned (or since Open) were
+// dead-lettered, it returns a *DeadLetterError matching ErrDeadLettered,
+// with their count and the first of them: they are not in Kafka. Records
+// lost to corruption are not reported here (see Stats.Lost).
 func (p *Producer) Flush(ctx context.Context) error {
 	if p == nil {
 		return fmt.Errorf("%w: nil *Producer", ErrClosed)
@@ -199,7 +223,18 @@ func (p *Producer) Flush(ctx context.Context) error {
 	if err := p.log.AsyncBarrier(ctx); err != nil {
 		return err
 	}
-	return p.snd.Flush(ctx, p.log.LastSeq())
+	from := p.flushed.Load() + 1
+	last := p.log.LastSeq()
+	if err := p.snd.Flush(ctx, last); err != nil {
+		return err
+	}
+	err := p.deadLettered(from, last)
+	for {
+		old := p.flushed.Load()
+		if old >= last || p.flushed.CompareAndSwap(old, last) {
+			return err
+		}
+	}
 }
 
 // Close stops accepting appends (they fail with ErrClosed), keeps
@@ -211,7 +246,10 @@ func (p *Producer) Flush(ctx context.Context) error {
 // waits for ctx: give it a deadline. Under SyncPeriodic and SyncNever,
 // Close fsyncs what was appended; if that fails, or a write error left the
 // WAL failed, it returns that error (a *wal.WriteError): records whose
-// Append returned nil may not be durable. A second Close returns ErrClosed.
+// Append returned nil may not be durable. Like Flush, Close also returns a
+// *DeadLetterError (joined with any other error) when records appended
+// since the last Flush that returned were dead-lettered. A second Close
+// returns ErrClosed.
 func (p *Producer) Close(ctx context.Context) error {
 	if p == nil {
 		return fmt.Errorf("%w: nil *Producer", ErrClosed)
@@ -226,6 +264,7 @@ func (p *Producer) Close(ctx context.Context) error {
 }
 
 func (p *Producer) closeAll(ctx context.Context, last uint64) error {
+	from := p.flushed.Load() + 1
 	// Refuse new appends first; appends already queued finish.
 	var errs []error
 	if err := p.log.StopAppends(); err != nil && !errors.Is(err, ErrClosed) {
@@ -233,6 +272,10 @@ func (p *Producer) closeAll(ctx context.Context, last uint64) error {
 	}
 	last = max(last, p.log.LastSeq())
 	if err := p.snd.Close(ctx, last); err != nil {
+		errs = append(errs, err)
+	}
+	acked, _ := p.snd.Watermark()
+	if err := p.deadLettered(from, min(acked, last)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := p.dl.Close(); err != nil {

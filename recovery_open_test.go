@@ -2,6 +2,7 @@ package kafkawal_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -104,6 +105,10 @@ func TestOpenMidLogCorruption(t *testing.T) {
 	if lost := p.OpenReport().Recovery.LostRecords; lost != 1 {
 		t.Fatalf("recovery reports %d records lost, want 1", lost)
 	}
+	// The same figure at once, before the sender reaches the hole.
+	if st := p.Stats(); st.Lost != 1 {
+		t.Fatalf("Stats.Lost %d right after Open, want recovery's 1", st.Lost)
+	}
 	if err := p.Flush(testCtx(t, time.Minute)); err != nil {
 		t.Fatal(err)
 	}
@@ -117,4 +122,92 @@ func TestOpenMidLogCorruption(t *testing.T) {
 	if rep.Lost != 1 || rep.OrderViolations != 0 || rep.Duplicates != 0 {
 		t.Fatalf("read back: %v; want exactly the damaged record missing", rep)
 	}
+}
+
+// entryOffset returns where the entry for seq starts in its segment file
+// (its length prefix), parsing tidwall/wal's framing independently.
+func entryOffset(t *testing.T, dir string, seq uint64) (path string, off, framed int64) {
+	t.Helper()
+	segs, err := wal.ListSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, s := range segs {
+		if i+1 < len(segs) && segs[i+1].First <= seq {
+			continue
+		}
+		b, err := os.ReadFile(s.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := 0
+		for cur := s.First; at < len(b); cur++ {
+			n, k := binary.Uvarint(b[at:])
+			if k <= 0 {
+				break
+			}
+			if cur == seq {
+				return s.Path, int64(at), int64(k) + int64(n)
+			}
+			at += k + int(n)
+		}
+	}
+	t.Fatalf("seq %d not found in %s", seq, dir)
+	return "", 0, 0
+}
+
+// The triage of issue 24: a byte flipped in seq 457 of the (only, so
+// checked at every Open) segment, with the cursor at 1000. The record is in
+// Kafka already, so under the default policy Open quarantines it, warns,
+// counts nothing lost and goes on delivering.
+func TestOpenCorruptionAlreadyDelivered(t *testing.T) {
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	createTopic(t, b, "rec", 1, nil)
+	cfg := baseConfig(t, b)
+	p := openT(t, cfg)
+	var ids []uint64
+	for id := uint64(1); id <= 1000; id++ {
+		if _, err := p.Append(testCtx(t, time.Minute), idRecord("rec", 0, id, value(1000, id))); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	if err := p.Flush(testCtx(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	closeT(t, p, 10*time.Second)
+	if cur, _, _ := wal.LoadCursor(cfg.Dir); cur.Acked != 1000 {
+		t.Fatalf("cursor %d after a full flush, want 1000", cur.Acked)
+	}
+	path, off, framed := entryOffset(t, cfg.Dir, 457)
+	data, _ := os.ReadFile(path)
+	data[off+framed-1] ^= 0x40
+	os.WriteFile(path, data, 0o600)
+
+	logs := logTo(&cfg) // the default policy: FailOnCorruption
+	p = openT(t, cfg)
+	rep := p.OpenReport().Recovery
+	if rep.LostRecords != 0 || rep.DeliveredRecords != 1 || rep.Cursor != 1000 || len(rep.Quarantined) != 1 {
+		t.Fatalf("recovery %+v; want the damaged record quarantined as delivered, nothing lost", rep)
+	}
+	warn := logs.lines("recovery: damaged records already delivered (at or below the cursor) replaced by holes; nothing lost")
+	if len(warn) != 1 || warn[0]["level"] != "warn" || warn[0]["seq"] != float64(457) || warn[0]["cursor"] != float64(1000) {
+		t.Fatalf("log: %v; want one warning naming seq 457 and cursor 1000\n%s", warn, logs)
+	}
+	if st := p.Stats(); st.Lost != 0 {
+		t.Fatalf("Stats.Lost %d, want 0", st.Lost)
+	}
+	// And the producer works: one more record goes out.
+	if _, err := p.Append(testCtx(t, time.Minute), idRecord("rec", 0, 1001, value(1000, 1001))); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, 1001)
+	if err := p.Flush(testCtx(t, time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	if st := p.Stats(); st.Lost != 0 || st.Delivered != 1 {
+		t.Fatalf("stats %+v; want 1 delivered, 0 lost", st)
+	}
+	closeT(t, p, 10*time.Second)
+	verify(t, b, []string{"rec"}, ids)
 }

@@ -18,8 +18,12 @@ type Stats struct {
 	// they were sent again and up to CursorSyncInterval's worth may be
 	// duplicates.
 	Replayed uint64 `json:"replayed"`
-	// Lost counts records recovery could not read (mid-log corruption under
-	// QuarantineCorruption); they are skipped. Zero unless the disk lied.
+	// Lost counts records lost to corruption since Open: those the repair
+	// at Open counted (OpenReport().Recovery.LostRecords, logged by
+	// recovery as lost_records), plus holes left by an earlier repair that
+	// the sender skipped since. Damage at or below the cursor costs
+	// nothing (the records are in Kafka) and is not counted. Zero unless
+	// the disk lied.
 	Lost uint64 `json:"lost"`
 	// Repairs counts torn tails repaired at Open.
 	Repairs int `json:"repairs"`
@@ -66,7 +70,7 @@ func (p *Producer) Stats() Stats {
 		DeadLettered:     ss.DeadLettered,
 		Resent:           ss.Resent,
 		Replayed:         p.opened.Replay,
-		Lost:             ss.Holes,
+		Lost:             uint64(p.opened.Recovery.LostRecords) + p.lostLater.Load(),
 		Repairs:          p.opened.Recovery.TornTailRepairs,
 		ProducerRebuilds: ss.Rebuilds,
 		ReportAnomalies:  ss.ReportAnomalies,

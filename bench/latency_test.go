@@ -23,7 +23,7 @@ import (
 //
 // kafkawal (SyncAlways) reports Append latency (append-us: until Append
 // returns, i.e. fsync'd) and append→delivered latency (delivered-ms: until
-// OnDelivered). The plain producer beside it reports the same two for
+// OnDeliveryResult). The plain producer beside it reports the same two for
 // Produce (returns once queued in memory) and its delivery report.
 // x_plain_p99 is kafkawal's delivered p99 over the plain producer's. One op
 // is one offered record: b.N records are offered at the rate.
@@ -96,7 +96,8 @@ func benchKafkawalLatency(b *testing.B, bootstrap, topic string, valueSize, rate
 		armed       atomic.Bool        // t0 and base are set
 	)
 	cfg := producerConfig(b.TempDir(), bootstrap, kafkawal.SyncAlways)
-	cfg.OnDelivered = func(seq uint64, _ string, _ int32, _ int64) {
+	cfg.OnDeliveryResult = func(r kafkawal.DeliveryResult) {
+		seq := r.Seq
 		if !armed.Load() {
 			return // the warm-up record
 		}

@@ -54,7 +54,7 @@ func benchKafkawalReplay(b *testing.B, bootstrap string, valueSize int, n int64)
 		var first atomic.Int64
 		cfg := producerConfig(dir, bootstrap, kafkawal.SyncAlways)
 		cfg.MaxDiskBytes = replayDiskCap
-		cfg.OnDelivered = func(uint64, string, int32, int64) {
+		cfg.OnDeliveryResult = func(kafkawal.DeliveryResult) {
 			if first.Load() == 0 {
 				first.Store(int64(time.Since(t0)))
 			}

@@ -87,7 +87,7 @@ func (c *segCheck) reconcile() {
 	missing := expected - good - known
 	switch {
 	case missing > maxHoles:
-		c.fatal = &CorruptionError{Segment: c.seg.Path, Offset: c.size,
+		c.fatal = &CorruptionError{Segment: c.seg.Path, Offset: c.size, LastSeq: c.next - 1,
 			Err: fmt.Errorf("%w: %d entries missing before segment %s, more than the %d holes repair writes: %w",
 				errCount, missing, wal.SegmentName(c.next), maxHoles, errUnrepairable)}
 	case missing == 0 && len(unknown) == 0:
@@ -110,7 +110,7 @@ func (c *segCheck) reconcile() {
 		if len(unknown) > 1 {
 			cause = errAmbiguous
 		}
-		c.fatal = &CorruptionError{Segment: c.seg.Path, Offset: off, Bytes: c.size - off,
+		c.fatal = &CorruptionError{Segment: c.seg.Path, Offset: off, Bytes: c.size - off, LastSeq: c.next - 1,
 			Err: fmt.Errorf("%w: %d intact entries, %d damaged ranges, %d entries expected before segment %s: %w",
 				cause, good, len(c.spans), expected, wal.SegmentName(c.next), errUnrepairable)}
 	}
@@ -128,6 +128,14 @@ func (c *segCheck) damage() []*CorruptionError {
 		e := &CorruptionError{Segment: c.seg.Path, Offset: s.off, Bytes: s.end - s.off, TornTail: s.torn, Err: s.cause}
 		if prior >= 0 {
 			e.Seq = c.seg.First + uint64(s.before+prior)
+			if s.count >= 0 && !s.torn {
+				e.LastSeq = e.Seq + uint64(s.count) - 1
+			}
+		}
+		if !c.last() && (e.LastSeq == 0 || e.LastSeq >= c.next) {
+			// Whatever it held, a sealed segment's range lies before the
+			// next segment.
+			e.LastSeq = c.next - 1
 		}
 		if s.count < 0 {
 			prior = -1

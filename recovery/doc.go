@@ -58,6 +58,22 @@
 //     to quarantine with it; LostRecords is then a lower bound
 //     (LostAtLeast).
 //
+// # Damage already delivered
+//
+// The durable cursor (wal/cursor.go) says every sequence at or below it
+// reached Kafka (or the dead-letter log); segments below it linger until
+// truncation deletes them. Scan and Repair read it (Report.Cursor) and
+// mark each damaged range that lies wholly at or below it Delivered: its
+// records cost nothing when quarantined. Repair therefore repairs such
+// damage under every policy, as QuarantineCorruption would, logs it at warn
+// level, and counts its records in DeliveredRecords instead of
+// LostRecords; FailOnCorruption refuses only damage that may hold records
+// not yet delivered (Report.Undelivered). A sealed segment whose entries
+// cannot be numbered (below) is, when it lies wholly at or below the
+// cursor, quarantined whole and replaced by holes. A range of unknown size
+// in the last segment is never judged delivered: the intact records cut
+// with it cannot be numbered.
+//
 // A hole is never replayed as data: wal's reader returns it with
 // Entry.Hole set. When a sealed segment cannot be renumbered (two broken
 // ranges and one count, or more entries than its span), Repair changes
@@ -92,8 +108,9 @@
 //     after a broken range in the last segment (cut, see above).
 //   - Report counts what was found (Records, Holes, Damage) and what it
 //     cost (TornTailRepairs, QuarantinedBytes, LostRecords, LostBytes);
-//     every repair is logged, a torn tail at warn level and corruption at
-//     error level, with the fields segment, offset, bytes, seq.
+//     every repair is logged, a torn tail and damage already delivered at
+//     warn level and other corruption at error level, with the fields
+//     segment, offset, bytes, seq.
 //
 // Limits: an intact entry found while resynchronising is trusted on its
 // checksum, so a record whose value embeds a whole framed kafkawal entry,

@@ -22,6 +22,16 @@ type CorruptionError struct {
 	// cannot be known (after an earlier range of unknown size in the same
 	// segment).
 	Seq uint64
+	// LastSeq is the last sequence the range can have held: exact when
+	// the number of entries it held is known, the sealed segment's last
+	// sequence otherwise, 0 when unknown (a range of unknown size in the
+	// last segment, a torn tail).
+	LastSeq uint64
+	// Delivered is set when the range lies entirely at or below the
+	// durable cursor Scan or Repair found (Report.Cursor): every record it
+	// held was delivered to Kafka (or dead-lettered) before the damage was
+	// found, so quarantining it loses nothing.
+	Delivered bool
 	// TornTail is set for damage that runs to the end of the last segment:
 	// what a crash in the middle of a write leaves. Repair always cuts it.
 	// Any other damage (a bad entry followed by good ones, or anything
@@ -41,8 +51,12 @@ func (e *CorruptionError) Error() string {
 	if e.Seq != 0 {
 		seq = fmt.Sprintf(" (seq %d)", e.Seq)
 	}
-	return fmt.Sprintf("kafkawal: wal %s: segment %s offset %d%s, %d bytes: %v",
-		kind, e.Segment, e.Offset, seq, e.Bytes, e.Err)
+	delivered := ""
+	if e.Delivered {
+		delivered = " (already delivered)"
+	}
+	return fmt.Sprintf("kafkawal: wal %s: segment %s offset %d%s%s, %d bytes: %v",
+		kind, e.Segment, e.Offset, seq, delivered, e.Bytes, e.Err)
 }
 
 // Unwrap returns the cause.

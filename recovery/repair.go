@@ -21,7 +21,9 @@ type Policy int
 
 const (
 	// FailOnCorruption makes Repair return the *CorruptionError and change
-	// nothing, so that an operator decides. Default.
+	// nothing, so that an operator decides, unless every damaged range lies
+	// at or below the durable cursor (already delivered): that is repaired
+	// under every policy. Default.
 	FailOnCorruption Policy = iota
 	// QuarantineCorruption copies each damaged range to quarantine/ and
 	// rewrites its segment with a hole in place of every entry it held, so
@@ -96,9 +98,13 @@ const tempSuffix = ".repair"
 // directory's lock.
 //
 // A torn or zero-filled tail of the last segment is copied to quarantine/
-// and cut off. Mid-log corruption fails Repair with a *CorruptionError and
-// no change under FailOnCorruption; under QuarantineCorruption the damaged
-// ranges are copied to quarantine/ and replaced by holes. Every change is
+// and cut off. Mid-log corruption that lies wholly at or below the durable
+// cursor (Delivered: its records are in Kafka already) is copied to
+// quarantine/ and replaced by holes under every policy, logged at warn
+// level and counted in DeliveredRecords, not LostRecords. Any other
+// mid-log corruption fails Repair with a *CorruptionError and no change
+// under FailOnCorruption; under QuarantineCorruption the damaged ranges are
+// copied to quarantine/ and replaced by holes. Every change is
 // fsync'd (files and directories) before Repair returns, so a second Repair
 // finds nothing to do.
 func Repair(dir string, opts Options) (Report, error) {
@@ -117,14 +123,20 @@ func Repair(dir string, opts Options) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	if err := rep.judge(dir); err != nil {
+		return rep, err
+	}
 	r := &repairer{dir: dir, opts: opts, log: opts.Logger, rep: &rep}
-	if ce := rep.Corruption(); ce != nil && opts.Policy == FailOnCorruption {
+	if ce := rep.Undelivered(); ce != nil && opts.Policy == FailOnCorruption {
 		r.log.Error().Str("segment", ce.segmentName()).Int64("offset", ce.Offset).Int64("bytes", ce.Bytes).
-			Uint64("seq", ce.Seq).Err(ce.Err).
+			Uint64("seq", ce.Seq).Uint64("cursor", rep.Cursor).Err(ce.Err).
 			Msg("recovery: mid-log corruption; nothing changed (policy fail)")
 		return rep, ce
 	}
 	for _, c := range checks {
+		if c.fatal != nil && c.fatal.Delivered && c.next-c.seg.First <= maxHoles {
+			c.allHoles()
+		}
 		if c.fatal != nil {
 			r.log.Error().Str("segment", filepath.Base(c.seg.Path)).Int64("offset", c.fatal.Offset).Err(c.fatal.Err).
 				Msg("recovery: corruption cannot be repaired; nothing changed")
@@ -143,6 +155,15 @@ func Repair(dir string, opts Options) (Report, error) {
 		}
 	}
 	return rep, nil
+}
+
+// allHoles plans to replace every entry of a sealed segment by a hole: for
+// a segment whose entries cannot be numbered but lie wholly at or below
+// the cursor, so that none of them is needed again.
+func (c *segCheck) allHoles() {
+	c.spans = []span{{off: 0, end: c.size, count: int64(c.next - c.seg.First), cause: c.fatal.Err}}
+	c.records, c.holes = 0, 0
+	c.fatal = nil
 }
 
 type repairer struct {
@@ -194,6 +215,9 @@ type removed struct {
 	quar  string // quarantine file; "" when no byte was removed
 	bytes int64
 	cut   bool // the last segment is cut here: the range runs to its end
+	// delivered: the range lies at or below the cursor, so the records it
+	// held are in Kafka already
+	delivered bool
 }
 
 // keep copies every range about to be removed to quarantine, before the
@@ -203,7 +227,9 @@ func (r *repairer) keep(c *segCheck, data []byte) ([]removed, error) {
 	damage := c.damage()
 	var out []removed
 	for i, s := range c.spans {
-		rm := removed{span: s, seq: damage[i].Seq, bytes: s.end - s.off}
+		d := damage[i]
+		rm := removed{span: s, seq: d.Seq, bytes: s.end - s.off,
+			delivered: !s.torn && d.LastSeq != 0 && d.LastSeq <= r.rep.Cursor}
 		suffix := "corrupt"
 		if c.last() && s.off >= c.cutAt {
 			rm.cut, rm.bytes = true, c.size-s.off
@@ -262,6 +288,10 @@ func (r *repairer) account(c *segCheck, ranges []removed) {
 			r.rep.LostAtLeast = true
 			ev(r.log.Error()).Int64("lost_records_at_least", lost).
 				Msg("recovery: corrupt range cut from the last segment with every entry after it")
+		case rm.delivered && rm.fix == 0:
+			r.rep.DeliveredRecords += rm.count
+			ev(r.log.Warn()).Int64("records", rm.count).Uint64("cursor", r.rep.Cursor).
+				Msg("recovery: damaged records already delivered (at or below the cursor) replaced by holes; nothing lost")
 		case rm.fix > 0:
 			r.rep.RecoveredRecords++
 			ev(r.log.Error()).Msg("recovery: damaged length prefix rewritten; the record's checksum holds and it is kept")

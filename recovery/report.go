@@ -1,5 +1,7 @@
 package recovery
 
+import "github.com/kafkawal/kafkawal/wal"
+
 // Report is what Scan found, and for Repair also what it did.
 type Report struct {
 	// Segments and Bytes count every segment file in the log.
@@ -17,6 +19,9 @@ type Report struct {
 	FirstSeq, LastSeq uint64
 	// Damage lists every damaged range found, in log order.
 	Damage []*CorruptionError
+	// Cursor is the durable cursor found in the directory (0 when none):
+	// damage at or below it is Delivered.
+	Cursor uint64
 
 	// The rest is filled by Repair.
 
@@ -33,6 +38,10 @@ type Report struct {
 	// were never acknowledged under SyncAlways).
 	LostRecords int64
 	LostBytes   int64
+	// DeliveredRecords counts the entries of damaged ranges that lay at or
+	// below the cursor: already in Kafka, quarantined without loss (and
+	// not counted in LostRecords).
+	DeliveredRecords int64
 	// LostAtLeast is set when LostRecords is a lower bound: a damaged range
 	// of the last segment whose framing was broken cannot say how many
 	// records it held (sealed segments always can, from the next segment's
@@ -54,6 +63,34 @@ func (r *Report) Corruption() *CorruptionError {
 		if !d.TornTail {
 			return d
 		}
+	}
+	return nil
+}
+
+// Undelivered returns the first mid-log damage that may hold records not
+// yet delivered, or nil when every damaged range is Delivered (or there is
+// none). Only such damage can cost records; the rest is quarantined under
+// every policy.
+func (r *Report) Undelivered() *CorruptionError {
+	for _, d := range r.Damage {
+		if !d.TornTail && !d.Delivered {
+			return d
+		}
+	}
+	return nil
+}
+
+// judge reads dir's durable cursor and marks the damage that lies at or
+// below it Delivered. A cursor that cannot be read leaves everything
+// undelivered: the damage is then judged as if nothing had been delivered.
+func (r *Report) judge(dir string) error {
+	cur, _, err := wal.LoadCursor(dir)
+	if err != nil {
+		return err
+	}
+	r.Cursor = cur.Acked
+	for _, d := range r.Damage {
+		d.Delivered = !d.TornTail && d.LastSeq != 0 && d.LastSeq <= r.Cursor
 	}
 	return nil
 }

@@ -28,7 +28,9 @@ type ScanOptions struct {
 // framing, checks every entry's checksum with wal.Decode (or wal.IsHole),
 // and checks that each sealed segment holds exactly as many entries as the
 // next segment's name implies. It returns the first damage found as a
-// *CorruptionError (Report.Damage lists them all), or an I/O error.
+// *CorruptionError (Report.Damage lists them all, each marked Delivered
+// when it lies at or below the directory's durable cursor), or an I/O
+// error.
 //
 // Scan of a directory an open Log is writing may report the record being
 // written as a torn tail.
@@ -41,6 +43,9 @@ func Scan(dir string, opts ScanOptions) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
+	// A cursor that cannot be read does not stop a scan of the segments:
+	// the damage is then reported as not delivered.
+	_ = rep.judge(dir)
 	if len(rep.Damage) > 0 {
 		return rep, rep.Damage[0]
 	}

@@ -55,6 +55,9 @@ type Config struct {
 	// OnDeadLetter, if set, is called for each dead-lettered record after it
 	// is in the dead-letter log, on the sender goroutine.
 	OnDeadLetter func(wal.DeadLetter)
+	// OnHole, if set, is called for each hole the sender skips (a record
+	// recovery could not read; never sent), on the sender goroutine.
+	OnHole func(seq uint64)
 }
 
 func (c Config) withDefaults() Config {
@@ -73,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	return c
 }
+
+// MaxInFlightOrDefault is MaxInFlight, or its default when unset.
+func (c Config) MaxInFlightOrDefault() int { return c.withDefaults().MaxInFlight }
 
 // Validate reports the first invalid setting, naming it.
 func (c Config) Validate() error {

@@ -42,6 +42,9 @@ func (s *Sender) fill() {
 		if e.Hole {
 			s.lg.Error().Uint64("seq", e.Seq).Msg("sender: skipping a record recovery could not read (counted lost)")
 			s.stats.holes.Add(1)
+			if s.cfg.OnHole != nil {
+				s.cfg.OnHole(e.Seq)
+			}
 			s.win.skip()
 			continue
 		}
@@ -59,7 +62,7 @@ func (s *Sender) fill() {
 			}
 			switch c {
 			case permanent:
-				if s.deadLetter(e.Seq, e.Record.Clone(), err) {
+				if s.deadLetter(e.Seq, e.Record.Clone(), m.TopicPartition.Partition, err) {
 					s.win.skip()
 					continue
 				}

@@ -1,8 +1,6 @@
 package sender
 
 import (
-	"time"
-
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/kafkawal/kafkawal/wal"
@@ -139,7 +137,7 @@ func (s *Sender) report(m *kafka.Message) {
 			s.enter(err)
 			return
 		}
-		if s.deadLetter(seq, ents[0].Record, err) {
+		if s.deadLetter(seq, ents[0].Record, m.TopicPartition.Partition, err) {
 			s.win.resolve(seq, true)
 		} else {
 			s.win.resolve(seq, false)
@@ -197,10 +195,11 @@ func (s *Sender) resetRouter() {
 }
 
 // deadLetter records a refused record durably, then tells the application.
-// It returns false if the dead-letter log could not be written; the record
-// is then retried, never dropped.
-func (s *Sender) deadLetter(seq uint64, r wal.Record, cause error) bool {
-	dl := wal.DeadLetter{Seq: seq, Time: time.Now(), Err: cause.Error(), Record: r}
+// partition is where Kafka refused it (negative: none yet). It returns
+// false if the dead-letter log could not be written; the record is then
+// retried, never dropped.
+func (s *Sender) deadLetter(seq uint64, r wal.Record, partition int32, cause error) bool {
+	dl := newDeadLetter(seq, r, partition, cause)
 	if err := s.dl.Add(dl); err != nil {
 		s.lg.Error().Err(err).Uint64("seq", seq).Msg("sender: cannot write the dead-letter log; retrying the record")
 		return false

@@ -66,3 +66,16 @@ func (s *Sender) Flush(ctx context.Context, upTo uint64) error {
 		}
 	}
 }
+
+// Watermark returns the acknowledged watermark (every sequence <= it is
+// delivered or dead-lettered, or a hole) and a channel closed when it next
+// moves.
+func (s *Sender) Watermark() (uint64, <-chan struct{}) {
+	s.notifyM.Lock()
+	ch := s.notify
+	s.notifyM.Unlock()
+	return s.stats.acked.Load(), ch
+}
+
+// Done is closed once the sender has stopped (after Close).
+func (s *Sender) Done() <-chan struct{} { return s.done }

@@ -433,10 +433,10 @@ func (l *Log) asyncWaiting() int {
 // encoded length.
 func (l *Log) check(i int, r *Record) (int, error) {
 	if r.Topic == "" {
-		return 0, fmt.Errorf("kafkawal: record %d: empty topic", i)
+		return 0, fmt.Errorf("%w: record %d: empty topic", ErrInvalidRecord, i)
 	}
 	if r.Partition < PartitionAny {
-		return 0, fmt.Errorf("kafkawal: record %d: partition %d (use PartitionAny, -1, to let the partitioner choose)", i, r.Partition)
+		return 0, fmt.Errorf("%w: record %d: partition %d (use PartitionAny, -1, to let the partitioner choose)", ErrInvalidRecord, i, r.Partition)
 	}
 	n := EncodedLen(r)
 	if n > l.opts.MaxRecordBytes {

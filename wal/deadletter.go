@@ -18,16 +18,30 @@ const DeadLetterFile = "deadletter.log"
 
 // DeadLetter is a record Kafka refused for good, with why and when.
 type DeadLetter struct {
-	Seq    uint64
-	Time   time.Time
-	Err    string
+	// Seq is the record's sequence; Time when it was dead-lettered.
+	Seq  uint64
+	Time time.Time
+	// Err is the error's text, Code its librdkafka error code (a
+	// kafka.ErrorCode: Kafka's protocol codes and librdkafka's negative
+	// local ones); 0 in dead letters written before the code was kept.
+	Err  string
+	Code int32
+	// SentToPartition is the partition Kafka refused the record in; -1
+	// when it was refused before it had one (an unknown topic, a local
+	// size check) or in dead letters written before it was kept.
+	SentToPartition int32
+	// Record is the record as appended.
 	Record Record
 }
 
 // DeadLetters is the append-only dead-letter log. Each frame:
 //
 //	u32 len(payload) | u32 crc32c(payload) | payload
-//	payload: u8 version=1 | u64 seq | i64 unix nanos | uvarint len(err) | err | record entry (codec)
+//	payload, version 2 (written):
+//	  u8 version=2 | u64 seq | i64 unix nanos | i32 code | i32 partition |
+//	  uvarint len(err) | err | record entry (codec)
+//	payload, version 1 (read: code 0, partition -1):
+//	  u8 version=1 | u64 seq | i64 unix nanos | uvarint len(err) | err | record entry
 //
 // Frames are fsync'd before Add returns; a torn last frame is cut off when
 // the log is opened again (and counted).
@@ -65,9 +79,11 @@ func OpenDeadLetters(dir string, perm os.FileMode) (*DeadLetters, int64, error) 
 
 // Add appends dl and fsyncs it.
 func (d *DeadLetters) Add(dl DeadLetter) error {
-	p := []byte{1}
+	p := []byte{deadLetterVersion}
 	p = binary.BigEndian.AppendUint64(p, dl.Seq)
 	p = binary.BigEndian.AppendUint64(p, uint64(dl.Time.UnixNano()))
+	p = binary.BigEndian.AppendUint32(p, uint32(dl.Code))
+	p = binary.BigEndian.AppendUint32(p, uint32(dl.SentToPartition))
 	p = binary.AppendUvarint(p, uint64(len(dl.Err)))
 	p = append(p, dl.Err...)
 	p = AppendEncode(p, &dl.Record)
@@ -143,14 +159,26 @@ func scanDeadLetters(f *os.File, fn func(DeadLetter) error) (good, size int64, e
 	}
 }
 
+// deadLetterVersion is the payload version Add writes.
+const deadLetterVersion = 2
+
 func decodeDeadLetter(p []byte) (DeadLetter, error) {
-	var dl DeadLetter
-	if len(p) < 17 || p[0] != 1 {
+	dl := DeadLetter{SentToPartition: PartitionAny}
+	if len(p) < 17 || (p[0] != 1 && p[0] != 2) {
 		return dl, errors.New("unknown dead-letter version")
 	}
 	dl.Seq = binary.BigEndian.Uint64(p[1:])
 	dl.Time = time.Unix(0, int64(binary.BigEndian.Uint64(p[9:])))
-	d := decoder{b: p[17:]}
+	rest := p[17:]
+	if p[0] == 2 {
+		if len(rest) < 8 {
+			return dl, errors.New("dead letter too short")
+		}
+		dl.Code = int32(binary.BigEndian.Uint32(rest))
+		dl.SentToPartition = int32(binary.BigEndian.Uint32(rest[4:]))
+		rest = rest[8:]
+	}
+	d := decoder{b: rest}
 	dl.Err = string(d.bytes())
 	if d.err != nil {
 		return dl, d.err

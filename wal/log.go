@@ -338,8 +338,9 @@ func (l *Log) Close() error {
 
 // Append writes recs as consecutive sequences and returns the first. It
 // returns nil only once every record is durable under the configured Sync
-// mode. Invalid input (empty topic, a record over MaxRecordBytes) fails the
-// whole call before anything is written.
+// mode. Invalid input (no records, an empty topic, a record over
+// MaxRecordBytes) fails the whole call with an error matching
+// ErrInvalidRecord before anything is written.
 func (l *Log) Append(ctx context.Context, recs []Record) (uint64, error) {
 	return l.AppendAt(ctx, recs, time.Time{})
 }
@@ -348,7 +349,7 @@ func (l *Log) Append(ctx context.Context, recs []Record) (uint64, error) {
 // without one (the zero now leaves them unset). recs is not modified.
 func (l *Log) AppendAt(ctx context.Context, recs []Record, now time.Time) (uint64, error) {
 	if len(recs) == 0 {
-		return 0, errors.New("kafkawal: append: no records")
+		return 0, fmt.Errorf("%w: no records", ErrInvalidRecord)
 	}
 	var unset int64
 	if !now.IsZero() {

@@ -18,11 +18,12 @@ func TestBadInputChangesNothing(t *testing.T) {
 		recs []Record
 		is   error
 	}{
-		{"no records", nil, nil},
-		{"empty topic", []Record{{Value: []byte("v")}}, nil},
-		{"empty topic after good", []Record{rec("t", 1), {Value: []byte("v")}}, nil},
+		{"no records", nil, ErrInvalidRecord},
+		{"empty topic", []Record{{Value: []byte("v")}}, ErrInvalidRecord},
+		{"empty topic after good", []Record{rec("t", 1), {Value: []byte("v")}}, ErrInvalidRecord},
 		{"too large", []Record{{Topic: "t", Value: make([]byte, 1000)}}, ErrTooLarge},
-		{"bad partition", []Record{{Topic: "t", Partition: -2}}, nil},
+		{"too large is invalid", []Record{{Topic: "t", Value: make([]byte, 1000)}}, ErrInvalidRecord},
+		{"bad partition", []Record{{Topic: "t", Partition: -2}}, ErrInvalidRecord},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -30,7 +31,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 			if err == nil {
 				t.Fatal("Append accepted bad input")
 			}
-			if c.is != nil && !errors.Is(err, c.is) {
+			if !errors.Is(err, c.is) {
 				t.Fatalf("err %v, want %v", err, c.is)
 			}
 			if l.LastSeq() != 1 {

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/kafkawal/kafkawal/wal"
@@ -131,4 +132,24 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// partition is a record's partition as the CLI shows it: its number, or
+// "any" for wal.PartitionAny (the partitioner chooses when the record is
+// sent; the WAL does not know where it went).
+type partition int32
+
+func (p partition) String() string {
+	if int32(p) == wal.PartitionAny {
+		return "any"
+	}
+	return strconv.Itoa(int(p))
+}
+
+// MarshalJSON writes a number, or the string "any".
+func (p partition) MarshalJSON() ([]byte, error) {
+	if int32(p) == wal.PartitionAny {
+		return []byte(`"any"`), nil
+	}
+	return strconv.AppendInt(nil, int64(p), 10), nil
 }

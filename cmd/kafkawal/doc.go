@@ -14,8 +14,10 @@
 // producer that holds DIR, and on a copy of DIR.
 //
 // Exit status: 0 ok; 1 the command ran and found damage (verify: mid-log
-// corruption; dump: records it could not read); 2 bad usage, not a
-// kafkawal directory, or an I/O error, with one line on stderr.
+// corruption, also when it lies in records already delivered; inspect:
+// corruption in the last segment; dump: records it could not read); 2 bad
+// usage (dump --from past the next record), not a kafkawal directory, or an
+// I/O error, with one line on stderr.
 //
 // # inspect --json and dump
 //

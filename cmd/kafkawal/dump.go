@@ -11,6 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/kafkawal/kafkawal/recovery"
 	"github.com/kafkawal/kafkawal/wal"
 )
 
@@ -18,23 +19,33 @@ const dumpHelp = `
 Dump prints records as JSON lines, oldest first, read straight from the
 segment files (no lock taken, nothing changed):
 
-  {"seq":7,"topic":"orders","partition":-1,"key":"k7","value":"{...}",
+  {"seq":7,"topic":"orders","partition":"any","key":"k7","value":"{...}",
    "headers":[{"key":"trace","value":"abc"}],"timestamp":"2024-05-01T03:12:00.5Z"}
 
   key, value, header values: a string when the bytes are valid UTF-8, else
       key_b64 / value_b64 (standard base64) instead; null for a null key or
-      value. partition -1 means "let the partitioner choose". timestamp is
-      RFC 3339 UTC, null when unset.
+      value. partition is a number, or "any" for a record appended with
+      PartitionAny: the partitioner chooses when it is sent, and the WAL
+      does not record where it went. timestamp is RFC 3339 UTC, null when
+      unset.
   {"seq":8,"hole":true}: a record lost in an earlier repair (see
       quarantine/).
   {"seq":9,"corrupt":true,"error":"..."}: a record that fails its checksum;
       dump goes on and exits 1.
 
 With --dead it prints dead letters instead, each with the record's fields
-plus "time" (when it was dead-lettered) and "error" (Kafka's reason).
+plus "time" (when it was dead-lettered), "error" (Kafka's reason) and
+"code" (its librdkafka error code: Kafka's protocol code, or librdkafka's
+negative local one; 0 when not kept, in dead letters written by older
+versions); "partition" is the one Kafka refused the record in when known.
 
   --from SEQ   start at sequence SEQ (default: the first one on disk;
-               'kafkawal inspect' shows the cursor)
+               'kafkawal inspect' shows the cursor). Past the next
+               record to be appended (the last + 1): an error (exit 2);
+               the last + 1 itself prints nothing and a note on stderr.
+               Below the first record on disk (those before it were
+               delivered and deleted): a note on stderr, and the dump
+               starts at the first.
   --limit N    print at most N lines (default 0: no limit)
   --dead       dump the dead-letter log
 
@@ -48,8 +59,9 @@ type jsonRecord struct {
 	Seq       uint64          `json:"seq"`
 	Time      *time.Time      `json:"time,omitempty"`  // --dead only
 	Error     *string         `json:"error,omitempty"` // --dead only
+	Code      *int32          `json:"code,omitempty"`  // --dead only
 	Topic     string          `json:"topic"`
-	Partition int32           `json:"partition"`
+	Partition partition       `json:"partition"`
 	Key       json.RawMessage `json:"key,omitempty"`
 	KeyB64    string          `json:"key_b64,omitempty"`
 	Value     json.RawMessage `json:"value,omitempty"`
@@ -98,7 +110,7 @@ func jsonString(b []byte) json.RawMessage {
 }
 
 func toJSON(seq uint64, r *wal.Record) jsonRecord {
-	j := jsonRecord{Seq: seq, Topic: r.Topic, Partition: r.Partition, Headers: []jsonHeader{}}
+	j := jsonRecord{Seq: seq, Topic: r.Topic, Partition: partition(r.Partition), Headers: []jsonHeader{}}
 	j.Key, j.KeyB64 = bytesField(r.Key)
 	j.Value, j.ValueB64 = bytesField(r.Value)
 	for _, h := range r.Headers {
@@ -180,6 +192,9 @@ func (d *dumper) log(dir string, from uint64) error {
 	if err != nil {
 		return err
 	}
+	if len(segs) > 0 && from > 0 && from < segs[0].First {
+		fmt.Fprintf(d.stderr, "kafkawal dump: note: records before seq %d were delivered and deleted; starting there\n", segs[0].First)
+	}
 	err = walkLog(segs, from, func(seq uint64, e []byte) (bool, error) {
 		if wal.IsHole(e) {
 			return true, d.emit(jsonHole{Seq: seq, Hole: true})
@@ -201,7 +216,40 @@ func (d *dumper) log(dir string, from uint64) error {
 	if errors.Is(err, errLimit) {
 		return nil
 	}
-	return err
+	if err != nil || d.printed > 0 || d.damaged {
+		return err
+	}
+	return checkFrom(dir, segs, from, d.stderr)
+}
+
+// checkFrom explains a dump that printed nothing: --from past the last
+// record is an error; below the first record on disk, a note.
+func checkFrom(dir string, segs []wal.SegmentFile, from uint64, stderr io.Writer) error {
+	if len(segs) == 0 {
+		if from > 0 {
+			return fmt.Errorf("--from %d: the log holds no records", from)
+		}
+		return nil
+	}
+	rep, err := recovery.Scan(dir, recovery.ScanOptions{TailOnly: true})
+	if err != nil && !errors.Is(err, wal.ErrCorrupt) {
+		return err
+	}
+	if rep.LastSeq < rep.FirstSeq {
+		if from > 0 {
+			return fmt.Errorf("--from %d: the log holds no records", from)
+		}
+		return nil
+	}
+	switch {
+	case from > rep.LastSeq+1:
+		return fmt.Errorf("--from %d is past the last record (seq %d)", from, rep.LastSeq)
+	case from == rep.LastSeq+1:
+		// The next record to be appended: a script polling for new records
+		// asks for it.
+		fmt.Fprintf(stderr, "kafkawal dump: note: nothing at or after seq %d yet (the last record is seq %d)\n", from, rep.LastSeq)
+	}
+	return nil
 }
 
 func (d *dumper) deadLetters(dir string, from uint64) error {
@@ -211,7 +259,10 @@ func (d *dumper) deadLetters(dir string, from uint64) error {
 		}
 		j := toJSON(dl.Seq, &dl.Record)
 		t := dl.Time.UTC()
-		j.Time, j.Error = &t, &dl.Err
+		j.Time, j.Error, j.Code = &t, &dl.Err, &dl.Code
+		if dl.SentToPartition >= 0 {
+			j.Partition = partition(dl.SentToPartition)
+		}
 		return d.emit(j)
 	})
 	if errors.Is(err, errLimit) {

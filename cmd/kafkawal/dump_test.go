@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,13 +17,13 @@ import (
 // dumpLine is what a dump line may hold. Raw keeps every field as sent,
 // to tell an absent field from a null one.
 type dumpLine struct {
-	Seq       uint64     `json:"seq"`
-	Hole      bool       `json:"hole"`
-	Corrupt   bool       `json:"corrupt"`
-	Time      *time.Time `json:"time"`
-	Error     *string    `json:"error"`
-	Topic     string     `json:"topic"`
-	Partition int32      `json:"partition"`
+	Seq       uint64          `json:"seq"`
+	Hole      bool            `json:"hole"`
+	Corrupt   bool            `json:"corrupt"`
+	Time      *time.Time      `json:"time"`
+	Error     *string         `json:"error"`
+	Topic     string          `json:"topic"`
+	Partition json.RawMessage `json:"partition"`
 	Headers   []map[string]json.RawMessage
 	Timestamp *time.Time                 `json:"timestamp"`
 	Raw       map[string]json.RawMessage `json:"-"`
@@ -82,8 +83,12 @@ func sameBytes(a, b []byte) bool { return bytes.Equal(a, b) && (a == nil) == (b 
 // checkRecord compares a dump line with the record it must show.
 func checkRecord(t *testing.T, l dumpLine, want wal.Record) {
 	t.Helper()
-	if l.Topic != want.Topic || l.Partition != want.Partition {
-		t.Errorf("seq %d: topic/partition %s/%d, want %s/%d", l.Seq, l.Topic, l.Partition, want.Topic, want.Partition)
+	wantPart := fmt.Sprint(want.Partition)
+	if want.Partition == wal.PartitionAny {
+		wantPart = `"any"`
+	}
+	if l.Topic != want.Topic || string(l.Partition) != wantPart {
+		t.Errorf("seq %d: topic/partition %s/%s, want %s/%s", l.Seq, l.Topic, l.Partition, want.Topic, wantPart)
 	}
 	if got := decodeBytes(t, fmt.Sprintf("seq %d key", l.Seq), l.Raw, "key"); !sameBytes(got, want.Key) {
 		t.Errorf("seq %d: key %q, want %q", l.Seq, got, want.Key)
@@ -156,9 +161,35 @@ func TestDumpFromLimit(t *testing.T) {
 			t.Errorf("%v: got %d lines from seq %v", args, len(lines), lines)
 		}
 	}
-	// Past the end: nothing, successfully.
-	if r := cli("dump", dir, "--from", "5000"); r.code != 0 || r.stdout != "" {
-		t.Errorf("--from past the end: exit %d, %q", r.code, r.stdout)
+	// The next record to come: nothing, successfully, and a note.
+	if r := cli("dump", dir, "--from", "1501"); r.code != 0 || r.stdout != "" || !strings.Contains(r.stderr, "nothing at or after seq 1501 yet (the last record is seq 1500)") {
+		t.Errorf("--from the last + 1: exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+	// Past it: an error naming the last record.
+	if r := cli("dump", dir, "--from", "5000"); r.code != 2 || r.stdout != "" || r.stderr != "kafkawal dump: --from 5000 is past the last record (seq 1500)\n" {
+		t.Errorf("--from past the end: exit %d, stdout %q, stderr %q; want exit 2 naming the last record", r.code, r.stdout, r.stderr)
+	}
+	empty := t.TempDir()
+	writeLog(t, empty, 0, 0)
+	if r := cli("dump", empty, "--from", "3"); r.code != 2 || !strings.Contains(r.stderr, "--from 3: the log holds no records") {
+		t.Errorf("--from on an empty log: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// Below the first record on disk, dump says those records were delivered
+// and deleted, and starts at the first.
+func TestDumpFromBelowFirst(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 1500, 0)
+	segs := segments(t, dir)
+	if err := os.Remove(segs[0].Path); err != nil { // as truncation does
+		t.Fatal(err)
+	}
+	r := cli("dump", dir, "--from", "2", "--limit", "1")
+	lines := parseDump(t, r.stdout)
+	if r.code != 0 || len(lines) != 1 || lines[0].Seq != segs[1].First ||
+		!strings.Contains(r.stderr, fmt.Sprintf("records before seq %d were delivered and deleted", segs[1].First)) {
+		t.Errorf("exit %d, lines %v, stderr %q", r.code, lines, r.stderr)
 	}
 }
 
@@ -248,8 +279,34 @@ func TestDumpDead(t *testing.T) {
 		if l.Time == nil || !l.Time.Equal(time.Unix(1700001000+int64(l.Seq), 0)) {
 			t.Errorf("seq %d: time %v", l.Seq, l.Time)
 		}
+		if string(l.Raw["code"]) != "10" {
+			t.Errorf("seq %d: code %s, want 10", l.Seq, l.Raw["code"])
+		}
 	}
 	if r := cli("dump", dir, "--dead", "--limit", "1"); len(parseDump(t, r.stdout)) != 1 {
 		t.Errorf("--dead --limit 1 printed %q", r.stdout)
+	}
+}
+
+// A dead letter that was refused in a known partition shows that
+// partition, not the "any" it was appended with.
+func TestDumpDeadPartition(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 10, 0)
+	d, _, err := wal.OpenDeadLetters(dir, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := testRecord(0) // PartitionAny
+	if err := d.Add(wal.DeadLetter{Seq: 1, Time: time.Unix(1700001000, 0), Err: "x", Code: 10, SentToPartition: 4, Record: r}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	out := cli("dump", dir, "--dead")
+	if lines := parseDump(t, out.stdout); len(lines) != 1 || string(lines[0].Partition) != "4" {
+		t.Fatalf("dump --dead: %s", out.stdout)
+	}
+	if p := jnum(t, inspectJSON(t, dir), "dead_letters.newest.partition"); p != 4 {
+		t.Fatalf("inspect: dead_letters.newest.partition = %v, want 4", p)
 	}
 }

@@ -103,7 +103,8 @@ func addDeadLetters(t testing.TB, dir string, seqs ...uint64) {
 		t.Fatalf("OpenDeadLetters: %v", err)
 	}
 	for _, s := range seqs {
-		dl := wal.DeadLetter{Seq: s, Time: time.Unix(1700001000+int64(s), 0), Err: fmt.Sprintf("Broker: Message size too large (seq %d)", s), Record: testRecord(int(s) - 1)}
+		dl := wal.DeadLetter{Seq: s, Time: time.Unix(1700001000+int64(s), 0), Err: fmt.Sprintf("Broker: Message size too large (seq %d)", s),
+			Code: 10, SentToPartition: wal.PartitionAny, Record: testRecord(int(s) - 1)}
 		if err := d.Add(dl); err != nil {
 			t.Fatalf("Add: %v", err)
 		}

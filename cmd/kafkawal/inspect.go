@@ -26,6 +26,11 @@ directory (and its pid). It reads the last segment entry by entry; run
 It takes no lock and changes nothing: run it while the producer is up. The
 cursor shown is the persisted one; a running producer may be slightly ahead.
 
+Exit status: 0, also with warnings and with a torn tail (the next open
+repairs it); 1 when the last segment holds corruption (run 'kafkawal
+verify' for the whole log); 2 bad usage, not a kafkawal directory, or an I/O
+error.
+
   --json   print one JSON object instead of the table. Its field names
            are stable: fields may be added, never renamed or given another
            meaning. Sequences are the WAL's (the first record is 1).
@@ -46,22 +51,32 @@ cursor shown is the persisted one; a running producer may be slightly ahead.
   backlog.bytes             size of the segment files holding them (over by
                             at most one segment)
   backlog.oldest            null when the backlog is empty, else
-    .seq, .topic, .partition  the first unacknowledged record that is not a hole
+    .seq, .topic, .partition  the first unacknowledged record that is not a hole;
+                            partition is a number, or "any" (-1 in the WAL:
+                            the partitioner chooses when it is sent)
     .timestamp              its create time, RFC 3339 UTC; null if unset
     .age_seconds            now - timestamp; null if unset
     .error                  present only when it could not be read
   tail.segment              name of the last segment (checked entry by entry)
   tail.clean                no damage in it
-  tail.damage[]             {segment, offset, bytes, seq, torn_tail, error};
-                            torn_tail: a record cut short at the very end (a
-                            crash, or a write in progress), repaired on open
+  tail.damage[]             {segment, offset, bytes, seq, torn_tail,
+                            delivered, error}; torn_tail: a record cut short
+                            at the very end (a crash, or a write in
+                            progress), repaired on open; delivered: the
+                            damage lies at or below the cursor, its records
+                            are in Kafka already (the next open quarantines
+                            it, nothing is lost)
   dead_letters.count, .bytes
-  dead_letters.newest       null or {seq, time, error, topic, partition}
+  dead_letters.newest       null or {seq, time, error, code, topic, partition};
+                            code: librdkafka's error code (0: not kept);
+                            partition: where Kafka refused it, when known
   dead_letters.error        present only when the file could not be read
   quarantine.count, .bytes  files under quarantine/ (bytes repair cut off)
   quarantine.files[]        {name, bytes}
   quarantine.error          present only when the directory could not be read
-  warnings[]                sentences for a human; empty when all is well
+  warnings[]                sentences for a human: records waiting with no
+                            producer running, dead letters, damage, cursor
+                            trouble; empty when all is well
 `
 
 // now is the clock that ages are measured against; tests replace it.
@@ -119,7 +134,7 @@ type backlogInfo struct {
 type oldestInfo struct {
 	Seq        uint64     `json:"seq"`
 	Topic      string     `json:"topic"`
-	Partition  int32      `json:"partition"`
+	Partition  partition  `json:"partition"`
 	Timestamp  *time.Time `json:"timestamp"`   // null when the record has none
 	AgeSeconds *float64   `json:"age_seconds"` // null when the record has no timestamp
 	Error      string     `json:"error,omitempty"`
@@ -132,12 +147,13 @@ type tailInfo struct {
 }
 
 type damageInfo struct {
-	Segment  string `json:"segment"` // path
-	Offset   int64  `json:"offset"`
-	Bytes    int64  `json:"bytes"`
-	Seq      uint64 `json:"seq"` // 0 when unknown
-	TornTail bool   `json:"torn_tail"`
-	Error    string `json:"error"`
+	Segment   string `json:"segment"` // path
+	Offset    int64  `json:"offset"`
+	Bytes     int64  `json:"bytes"`
+	Seq       uint64 `json:"seq"` // 0 when unknown
+	TornTail  bool   `json:"torn_tail"`
+	Delivered bool   `json:"delivered"` // at or below the cursor: already in Kafka
+	Error     string `json:"error"`
 }
 
 type deadLettersInfo struct {
@@ -153,8 +169,9 @@ type deadLetterInfo struct {
 	Seq       uint64    `json:"seq"`
 	Time      time.Time `json:"time"`
 	Error     string    `json:"error"`
+	Code      int32     `json:"code"`
 	Topic     string    `json:"topic"`
-	Partition int32     `json:"partition"`
+	Partition partition `json:"partition"`
 }
 
 type quarantineInfo struct {
@@ -194,6 +211,11 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(stderr, "inspect", err, exitUsage)
 	}
+	for _, d := range rep.Tail.Damage {
+		if !d.TornTail {
+			return exitProblem
+		}
+	}
 	return exitOK
 }
 
@@ -227,8 +249,10 @@ func collectInspect(dir string) (*inspectReport, error) {
 	rep.Tail.Damage = []damageInfo{}
 	for _, d := range scan.Damage {
 		rep.Tail.Damage = append(rep.Tail.Damage, damageInfo{Segment: d.Segment, Offset: d.Offset, Bytes: d.Bytes,
-			Seq: d.Seq, TornTail: d.TornTail, Error: fmt.Sprint(d.Err)})
+			Seq: d.Seq, TornTail: d.TornTail, Delivered: d.Delivered, Error: fmt.Sprint(d.Err)})
 		switch {
+		case d.Delivered:
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("corruption at %s offset %d in records already delivered (at or below the cursor): nothing is lost, the next open quarantines it; the disk may be failing: run 'kafkawal verify'", filepath.Base(d.Segment), d.Offset))
 		case d.TornTail && held:
 			rep.Warnings = append(rep.Warnings, fmt.Sprintf("incomplete last record at %s offset %d: probably being written right now", filepath.Base(d.Segment), d.Offset))
 		case d.TornTail:
@@ -255,11 +279,17 @@ func collectInspect(dir string) (*inspectReport, error) {
 	if err := collectBacklog(rep, segs, cur.Acked); err != nil {
 		return nil, err
 	}
+	if n := rep.Backlog.Records; n > 0 && !held {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d %s wait for delivery and no producer has the directory open: start the service on this directory, or deliver them with 'kafkawal ship %s'", n, plural(int(min(n, 2)), "record", "records"), dir))
+	}
 	// Dead letters and quarantine are reported even when damaged: one
 	// unreadable file must not hide the rest of the picture.
 	if err := collectDeadLetters(rep, dir); err != nil {
 		rep.DeadLetters.Error = trimPrefix(err)
 		rep.Warnings = append(rep.Warnings, "cannot read the dead letters: "+trimPrefix(err))
+	}
+	if n := rep.DeadLetters.Count; n > 0 {
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d %s refused by Kafka for good and dead-lettered (never sent again): see 'kafkawal dump --dead %s'", n, plural(n, "record", "records"), dir))
 	}
 	if err := collectQuarantine(rep, dir); err != nil {
 		rep.Quarantine.Error = trimPrefix(err)
@@ -299,7 +329,7 @@ func collectBacklog(rep *inspectReport, segs []wal.SegmentFile, acked uint64) er
 			o.Error = err.Error()
 			return false, nil
 		}
-		o.Topic, o.Partition = r.Topic, r.Partition
+		o.Topic, o.Partition = r.Topic, partition(r.Partition)
 		if !r.Timestamp.IsZero() {
 			ts := r.Timestamp.UTC()
 			age := now().Sub(ts).Seconds()
@@ -335,7 +365,10 @@ func collectDeadLetters(rep *inspectReport, dir string) error {
 	})
 	if rep.DeadLetters.Count > 0 {
 		rep.DeadLetters.Newest = &deadLetterInfo{Seq: newest.Seq, Time: newest.Time.UTC(), Error: newest.Err,
-			Topic: newest.Record.Topic, Partition: newest.Record.Partition}
+			Code: newest.Code, Topic: newest.Record.Topic, Partition: partition(newest.Record.Partition)}
+		if newest.SentToPartition >= 0 {
+			rep.DeadLetters.Newest.Partition = partition(newest.SentToPartition)
+		}
 	}
 	return err
 }
@@ -388,10 +421,14 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 
 	c := rep.Cursor
 	switch {
+	case c.Found && c.Acked == 0:
+		row("cursor", "nothing delivered yet (generation %d)%s", c.Generation, damagedSlots(c.DamagedSlots))
 	case c.Found:
 		row("cursor", "%d (generation %d)%s", c.Acked, c.Generation, damagedSlots(c.DamagedSlots))
+	case c.DamagedSlots > 0:
+		row("cursor", "no valid slot%s: everything on disk will be sent again", damagedSlots(c.DamagedSlots))
 	default:
-		row("cursor", "none%s", damagedSlots(c.DamagedSlots))
+		row("cursor", "nothing delivered yet")
 	}
 
 	b := rep.Backlog
@@ -401,9 +438,9 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 		case o.Error != "":
 			row("oldest unacked", "seq %d: unreadable: %s", o.Seq, o.Error)
 		case o.Timestamp == nil:
-			row("oldest unacked", "seq %d, no timestamp (topic %s, partition %d)", o.Seq, o.Topic, o.Partition)
+			row("oldest unacked", "seq %d, no timestamp (topic %s, partition %s)", o.Seq, o.Topic, o.Partition)
 		default:
-			row("oldest unacked", "seq %d, %s, %s (topic %s, partition %d)", o.Seq, o.Timestamp.Format(time.RFC3339), age(*o.AgeSeconds), o.Topic, o.Partition)
+			row("oldest unacked", "seq %d, %s, %s (topic %s, partition %s)", o.Seq, o.Timestamp.Format(time.RFC3339), age(*o.AgeSeconds), o.Topic, o.Partition)
 		}
 	}
 
@@ -415,8 +452,11 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 	default:
 		for i, d := range rep.Tail.Damage {
 			kind := "CORRUPT"
-			if d.TornTail {
+			switch {
+			case d.TornTail:
 				kind = "torn"
+			case d.Delivered:
+				kind = "CORRUPT (already delivered, nothing lost)"
 			}
 			k := ""
 			if i == 0 {

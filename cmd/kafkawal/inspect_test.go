@@ -126,8 +126,63 @@ func TestInspectJSON(t *testing.T) {
 	if len(files) != 1 || files[0].(map[string]any)["name"] != "00000000000000000001.300.torn" {
 		t.Errorf("quarantine.files = %v", files)
 	}
-	if w := jget(t, m, "warnings").([]any); len(w) != 0 {
-		t.Errorf("warnings on a healthy directory: %v", w)
+	// A backlog nobody delivers and dead letters deserve a word each.
+	w := jget(t, m, "warnings").([]any)
+	if len(w) != 2 || !strings.HasPrefix(w[0].(string), "800 records wait for delivery and no producer has the directory open") ||
+		!strings.HasPrefix(w[1].(string), "2 records refused by Kafka for good and dead-lettered") {
+		t.Errorf("warnings = %q, want the waiting backlog and the dead letters", w)
+	}
+}
+
+// TestInspectHealthy: everything delivered, no dead letter: no warning.
+// With a backlog, a producer holding the directory is not warned about.
+func TestInspectHealthy(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 300, 300)
+	r := cli("inspect", dir)
+	if r.code != 0 || strings.Contains(r.stdout, "WARNING") {
+		t.Errorf("exit %d, warning on a healthy directory:\n%s", r.code, r.stdout)
+	}
+	writeLog(t, dir, 0, 0) // reopen: nothing appended
+	l := openLog(t, dir)
+	defer l.Close()
+	appendRecords(t, l, 300, 310)
+	if w := jget(t, inspectJSON(t, dir), "warnings").([]any); len(w) != 0 {
+		t.Errorf("warnings while a producer holds a backlog: %v", w)
+	}
+}
+
+// A partition chosen by the partitioner is shown as "any", in the table
+// and in JSON; a fixed one as its number.
+func TestInspectPartitionAny(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 10, 0) // seq 1 is testRecord(0): PartitionAny
+	if p := jget(t, inspectJSON(t, dir), "backlog.oldest.partition"); p != "any" {
+		t.Errorf("backlog.oldest.partition = %v, want \"any\"", p)
+	}
+	if r := cli("inspect", dir); !strings.Contains(r.stdout, "(topic orders, partition any)") {
+		t.Errorf("table:\n%s", r.stdout)
+	}
+	writeLog(t, dir, 0, 1) // seq 2 is testRecord(1): partition 0
+	if p := jget(t, inspectJSON(t, dir), "backlog.oldest.partition"); p != float64(0) {
+		t.Errorf("backlog.oldest.partition = %v, want 0", p)
+	}
+}
+
+// "cursor none" said nothing an operator could use.
+func TestInspectCursorWording(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 10, 0)
+	if r := cli("inspect", dir); !strings.Contains(r.stdout, "cursor          nothing delivered yet\n") {
+		t.Errorf("fresh directory:\n%s", r.stdout)
+	}
+	for _, name := range wal.CursorFiles {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte("garbage"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := cli("inspect", dir); !strings.Contains(r.stdout, "cursor          no valid slot, 2 damaged slots: everything on disk will be sent again\n") {
+		t.Errorf("both slots damaged:\n%s", r.stdout)
 	}
 }
 
@@ -152,8 +207,13 @@ func TestInspectTable(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, r.stdout)
 		}
 	}
-	if strings.Contains(r.stdout, "WARNING") {
-		t.Errorf("warning on a healthy directory:\n%s", r.stdout)
+	for _, want := range []string{
+		"WARNING         200 records wait for delivery and no producer has the directory open: start the service on this directory, or deliver them with 'kafkawal ship " + dir + "'\n",
+		"                1 record refused by Kafka for good and dead-lettered (never sent again): see 'kafkawal dump --dead " + dir + "'\n",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("table lacks %q:\n%s", want, r.stdout)
+		}
 	}
 }
 
@@ -221,8 +281,8 @@ func TestInspectDamage(t *testing.T) {
 		if got := jnum(t, m, "cursor.acked"); got != 20 {
 			t.Errorf("cursor.acked = %v, want the previous value 20", got)
 		}
-		if w := jget(t, m, "warnings").([]any); len(w) != 1 {
-			t.Errorf("warnings = %v, want one about the cursor", w)
+		if w := jget(t, m, "warnings").([]any); len(w) != 2 || !strings.Contains(w[0].(string), "damaged cursor slot") {
+			t.Errorf("warnings = %v, want one about the cursor, then the waiting backlog", w)
 		}
 	})
 	t.Run("torn_tail", func(t *testing.T) {
@@ -275,8 +335,8 @@ func TestInspectDegrades(t *testing.T) {
 	if got := jnum(t, m, "segments.last_seq"); got != 1500 {
 		t.Errorf("segments.last_seq = %v, want 1500", got)
 	}
-	if w := jget(t, m, "warnings").([]any); len(w) != 2 {
-		t.Errorf("warnings = %v, want 2", w)
+	if w := jget(t, m, "warnings").([]any); len(w) != 3 {
+		t.Errorf("warnings = %v, want 3 (the oldest record, the waiting backlog, the dead letters)", w)
 	}
 }
 

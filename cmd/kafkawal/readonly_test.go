@@ -20,7 +20,7 @@ func readOnlyCommands(dir string) [][]string {
 		{"inspect", dir, "--json"},
 		{"verify", dir},
 		{"dump", dir},
-		{"dump", dir, "--from", "700", "--limit", "10"},
+		{"dump", dir, "--from", "150", "--limit", "10"},
 		{"dump", dir, "--dead"},
 	}
 }

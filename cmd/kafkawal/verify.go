@@ -29,7 +29,10 @@ exit status:
      crash or being written right now) is reported but is not corruption:
      the next open repairs it and keeps the bytes in quarantine/.
   1  corruption: each damaged range is printed with its segment file,
-     byte offset and first sequence.
+     byte offset and first sequence, and "already delivered" when it lies
+     at or below the durable cursor: its records are in Kafka, nothing is
+     lost, and the next open quarantines it under every policy (but the
+     disk that damaged it deserves a look).
   2  bad usage, not a kafkawal directory, or an I/O error.
 `
 
@@ -53,13 +56,18 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, "verify", err, exitUsage)
 	}
 
-	corrupt := false
+	corrupt, delivered := 0, 0
 	for _, d := range rep.Damage {
 		kind := "CORRUPT"
-		if d.TornTail {
+		switch {
+		case d.TornTail:
 			kind = "TORN TAIL"
-		} else {
-			corrupt = true
+		case d.Delivered:
+			corrupt++
+			delivered++
+			kind = fmt.Sprintf("CORRUPT (already delivered: at or below the cursor %d, nothing lost)", rep.Cursor)
+		default:
+			corrupt++
 		}
 		seq := "seq unknown"
 		if d.Seq != 0 {
@@ -74,14 +82,17 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	if rep.Holes > 0 {
 		summary += fmt.Sprintf(", %d %s (records lost in an earlier repair)", rep.Holes, plural(int(rep.Holes), "hole", "holes"))
 	}
-	if corrupt {
-		n := 0
-		for _, d := range rep.Damage {
-			if !d.TornTail {
-				n++
-			}
+	switch {
+	case corrupt > 0 && delivered == corrupt:
+		fmt.Fprintf(stdout, "verify: CORRUPT: %d damaged %s, all in records already delivered: nothing lost, the next open quarantines %s; %s\n",
+			corrupt, plural(corrupt, "range", "ranges"), plural(corrupt, "it", "them"), summary)
+		return exitProblem
+	case corrupt > 0:
+		already := ""
+		if delivered > 0 {
+			already = fmt.Sprintf(" (%d of them in records already delivered)", delivered)
 		}
-		fmt.Fprintf(stdout, "verify: CORRUPT: %d damaged %s in %s\n", n, plural(n, "range", "ranges"), summary)
+		fmt.Fprintf(stdout, "verify: CORRUPT: %d damaged %s%s in %s\n", corrupt, plural(corrupt, "range", "ranges"), already, summary)
 		return exitProblem
 	}
 	if len(rep.Damage) > 0 {

@@ -131,6 +131,10 @@ func (h *handler) events(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, "shutting down; retry later")
 	case errors.Is(err, kafkawal.ErrTooLarge):
 		h.fail(w, http.StatusRequestEntityTooLarge, "%v", err)
+	case errors.Is(err, kafkawal.ErrInvalidRecord):
+		// decode sets a topic and PartitionAny, so this means a bug here;
+		// still the client's request, never worth retrying.
+		h.fail(w, http.StatusBadRequest, "%v", err)
 	case r.Context().Err() != nil:
 		// The client went away; nobody reads this answer.
 		h.fail(w, http.StatusServiceUnavailable, "request cancelled")

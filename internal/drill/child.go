@@ -167,7 +167,7 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 		},
 		Durability: dur,
 		Logger:     &lg,
-		OnDelivered: func(uint64, string, int32, int64) {
+		OnDeliveryResult: func(kafkawal.DeliveryResult) {
 			first.Do(func() { _ = lw.line(lineDelivered, time.Now().UnixNano()) })
 		},
 	}

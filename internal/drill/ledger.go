@@ -18,7 +18,7 @@ import (
 //
 //	open {json OpenLine}       the child's Open returned; what it repaired and replays
 //	ack FIRST COUNT            AppendBatch returned nil for ids FIRST .. FIRST+COUNT-1
-//	delivered UNIXNANO         the child's first delivery report (OnDelivered)
+//	delivered UNIXNANO         the child's first delivery report (OnDeliveryResult)
 //	drained {json DrainLine}   the drain run's Flush and Close returned nil
 //
 // Every other line is garbage: the parent reports it and the drill fails,
@@ -60,7 +60,7 @@ type DrainLine struct {
 }
 
 // ledgerWriter is the child's end: one Write per line, safe for the
-// appender and the sender goroutine (OnDelivered) at once. After the first
+// appender and the sender goroutine (OnDeliveryResult) at once. After the first
 // failed write (the parent is gone) it keeps returning that error.
 type ledgerWriter struct {
 	mu  sync.Mutex

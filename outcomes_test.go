@@ -1,0 +1,100 @@
+package kafkawal
+
+import (
+	"errors"
+	"testing"
+)
+
+// The ring keeps the last len(slots) outcomes by sequence: a slot is
+// reused by seq+n, and a lookup never returns another record's outcome.
+func TestOutcomeRing(t *testing.T) {
+	o := newOutcomes(4)
+	o.record(1, outcomeDelivered, "orders", 2, 100, nil)
+	dl := &DeadLetter{Seq: 2, Err: "Broker: Message size too large", Code: 10, SentToPartition: 1}
+	o.record(2, outcomeDeadLettered, "orders", 1, -1, dl)
+	o.record(3, outcomeLost, "", -1, -1, nil)
+
+	if r, ok := o.lookup(1); !ok || r.Topic != "orders" || r.Partition != 2 || r.Offset != 100 || r.Err != nil {
+		t.Fatalf("seq 1: %+v %v", r, ok)
+	}
+	r, ok := o.lookup(2)
+	var dle *DeadLetterError
+	if !ok || !errors.As(r.Err, &dle) || !errors.Is(r.Err, ErrDeadLettered) || dle.First.Code != 10 || r.Offset != -1 || r.Partition != 1 {
+		t.Fatalf("seq 2: %+v %v", r, ok)
+	}
+	if r, ok := o.lookup(3); !ok || !errors.Is(r.Err, ErrCorrupt) {
+		t.Fatalf("seq 3: %+v %v", r, ok)
+	}
+	if _, ok := o.lookup(4); ok {
+		t.Fatal("seq 4 has no outcome yet")
+	}
+	o.record(5, outcomeDelivered, "orders", 0, 7, nil) // slot of seq 1
+	if _, ok := o.lookup(1); ok {
+		t.Fatal("seq 1 still found after seq 5 took its slot")
+	}
+	if r, ok := o.lookup(5); !ok || r.Offset != 7 {
+		t.Fatalf("seq 5: %+v %v", r, ok)
+	}
+	if o.maxDead.Load() != 2 {
+		t.Fatalf("maxDead %d, want 2", o.maxDead.Load())
+	}
+}
+
+// Waiters cost memory only while they wait: an outcome, the watermark or
+// a cancellation takes each one out again.
+func TestOutcomeWaiters(t *testing.T) {
+	o := newOutcomes(8)
+	started := make(chan struct{}, 10)
+	watch := func(*outcomes) { started <- struct{}{} }
+	a := o.register(10, watch)
+	b := o.register(10, watch)
+	c := o.register(12, watch)
+	d := o.register(20, watch)
+	<-started
+	if len(started) != 0 {
+		t.Fatal("a second watch goroutine started")
+	}
+	o.record(10, outcomeDelivered, "t", 0, 5, nil)
+	for _, w := range []*waiter{a, b} {
+		if ev := <-w.ch; !ev.has || ev.r.Offset != 5 {
+			t.Fatalf("waiter of 10 got %+v", ev)
+		}
+	}
+	if !o.release(12, false) {
+		t.Fatal("release reports nobody left, but seq 20 waits")
+	}
+	if ev := <-c.ch; !ev.resolved {
+		t.Fatalf("waiter of 12 got %+v, want resolved", ev)
+	}
+	if o.release(100, true) {
+		t.Fatal("waiters left after a closing release")
+	}
+	if ev := <-d.ch; !ev.closed {
+		t.Fatalf("waiter of 20 got %+v, want closed", ev)
+	}
+	for _, w := range []*waiter{a, b, c, d} {
+		o.unregister(w)
+	}
+	if len(o.bySeq) != 0 || len(o.queue) != 0 || o.waiting.Load() != 0 || o.watching {
+		t.Fatalf("after every waiter left: %d seqs, %d queued, %d waiting, watching %v", len(o.bySeq), len(o.queue), o.waiting.Load(), o.watching)
+	}
+	// A cancelled waiter leaves at once, from the middle of the queue too.
+	ws := []*waiter{o.register(3, watch), o.register(1, watch), o.register(2, watch)}
+	o.unregister(ws[2])
+	o.unregister(ws[0])
+	o.unregister(ws[1])
+	if len(o.bySeq) != 0 || len(o.queue) != 0 || o.waiting.Load() != 0 {
+		t.Fatalf("after cancellations: %d seqs, %d queued, %d waiting", len(o.bySeq), len(o.queue), o.waiting.Load())
+	}
+}
+
+// BenchmarkOutcomeRecord is the cost the ring adds to each delivery report
+// on the sender goroutine, with nobody waiting.
+func BenchmarkOutcomeRecord(b *testing.B) {
+	o := newOutcomes(32768)
+	seq := uint64(0)
+	for b.Loop() {
+		seq++
+		o.record(seq, outcomeDelivered, "orders", int32(seq%3), int64(seq), nil)
+	}
+}
