@@ -40,6 +40,7 @@ type Producer struct {
 	closeOnce sync.Once
 	closeErr  error
 	appended  uint64Counter
+	lat       latencies
 }
 
 // OpenReport says what Open found and did.
@@ -70,6 +71,7 @@ func Open(cfg Config) (*Producer, error) {
 	cfg.Logger = lg
 	p := &Producer{cfg: cfg, lg: lg}
 	opts := cfg.walOptions()
+	opts.ObserveFsync = p.lat.fsync.observe
 	opts.BeforeOpen = func(dir string) error {
 		rep, err := recovery.Repair(dir, recovery.Options{
 			Policy:   cfg.CorruptionPolicy,
@@ -99,7 +101,9 @@ func Open(cfg Config) (*Producer, error) {
 	if cut > 0 {
 		lg.Warn().Int64("bytes", cut).Msg("kafkawal: cut a torn dead-letter frame")
 	}
-	p.snd, err = sender.New(l, dl, cfg.senderConfig())
+	scfg := cfg.senderConfig()
+	scfg.ObserveDelivery = p.lat.delivery.observe
+	p.snd, err = sender.New(l, dl, scfg)
 	if err != nil {
 		dl.Close()
 		l.Close()
@@ -118,6 +122,9 @@ func Open(cfg Config) (*Producer, error) {
 // OpenReport returns what Open found: repairs, the cursor, the replay.
 func (p *Producer) OpenReport() OpenReport { return p.opened }
 
+// Dir returns the WAL directory, as given in Config.Dir.
+func (p *Producer) Dir() string { return p.cfg.Dir }
+
 // Append writes r to the WAL and returns its sequence once it is durable
 // under Config.Durability; a background goroutine then delivers it to
 // Kafka. Errors: ErrTooLarge or a named field error for bad input, ErrFull
@@ -135,10 +142,12 @@ func (p *Producer) AppendBatch(ctx context.Context, rs []Record) (uint64, error)
 	}
 	// Records without a timestamp get the append time, stamped as they are
 	// encoded: the caller's slice is not modified.
-	first, err := p.log.AppendAt(ctx, rs, time.Now())
+	start := time.Now()
+	first, err := p.log.AppendAt(ctx, rs, start)
 	if err != nil {
 		return 0, err
 	}
+	p.lat.append.observe(time.Since(start))
 	p.appended.add(uint64(len(rs)))
 	return first, nil
 }

@@ -55,6 +55,11 @@ type Config struct {
 	// OnDeadLetter, if set, is called for each dead-lettered record after it
 	// is in the dead-letter log, on the sender goroutine.
 	OnDeadLetter func(wal.DeadLetter)
+	// ObserveDelivery, if set, is called on the sender goroutine with the
+	// time from each delivered record's timestamp to its delivery report
+	// (records without a timestamp are not observed): it must be quick.
+	// Default: none.
+	ObserveDelivery func(time.Duration)
 }
 
 func (c Config) withDefaults() Config {
@@ -70,6 +75,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		nop := zerolog.Nop()
 		c.Logger = &nop
+	}
+	if c.ObserveDelivery == nil {
+		c.ObserveDelivery = func(time.Duration) {}
 	}
 	return c
 }

@@ -105,6 +105,11 @@ type Options struct {
 	// the segments are opened: the place for recovery to check and repair
 	// them. Its error fails Open.
 	BeforeOpen func(dir string) error
+	// ObserveFsync, if set, is called with the duration of each fdatasync
+	// the log runs on its tail segment (failed ones included), on the
+	// writer's or the syncer's goroutine: it must be quick and must not
+	// block. Default: none.
+	ObserveFsync func(time.Duration)
 
 	hooks *hooks // fault injection for this package's tests
 }
@@ -137,6 +142,9 @@ func (o Options) withDefaults() Options {
 	if o.Logger == nil {
 		nop := zerolog.Nop()
 		o.Logger = &nop
+	}
+	if o.ObserveFsync == nil {
+		o.ObserveFsync = func(time.Duration) {}
 	}
 	return o
 }
