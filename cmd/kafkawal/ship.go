@@ -170,8 +170,8 @@ func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool
 	rep := p.OpenReport()
 	st := p.Stats()
 	total := st.BacklogRecords
-	fmt.Fprintf(stderr, "ship: %s: %d records to deliver (seq %d..%d, %s on disk)\n", o.dir, total,
-		st.Cursor+1, st.LastSeq, humanBytes(st.DiskBytes))
+	fmt.Fprintf(stderr, "ship: %s: %d records to deliver (seq %d..%d, %s in the WAL)\n", o.dir, total,
+		st.Cursor+1, st.LastSeq, humanBytes(st.BacklogBytes))
 	if r := rep.Recovery; r.TornTailRepairs > 0 {
 		fmt.Fprintf(stderr, "ship: repaired a torn tail left by a crash (%s kept in %s/)\n", humanBytes(r.QuarantinedBytes), recovery.QuarantineDir)
 	}
@@ -278,7 +278,7 @@ func deliver(ctx context.Context, p *kafkawal.Producer, total uint64, stderr io.
 
 // shipDetail is what the progress adds to the count of records.
 func shipDetail(st kafkawal.Stats) string {
-	s := fmt.Sprintf("%d left", st.BacklogRecords)
+	s := fmt.Sprintf("%d left (%s)", st.BacklogRecords, humanBytes(st.BacklogBytes))
 	if !st.BrokerReachable {
 		s += ", Kafka unreachable"
 	}
