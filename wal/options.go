@@ -73,6 +73,14 @@ const (
 	minSegmentsPerCap = 4
 )
 
+// The floors Validate enforces: a segment of at least MinSegmentBytes, a
+// cap of at least MinSegmentsPerCap segments (and of MinSegmentsPerCap
+// largest records).
+const (
+	MinSegmentBytes   = 64 << 10
+	MinSegmentsPerCap = minSegmentsPerCap
+)
+
 // Options configures a Log. The zero value of every field means its default.
 type Options struct {
 	// Sync is the durability mode. Default SyncAlways.
@@ -159,7 +167,7 @@ func (o Options) Validate() error {
 		return fmt.Errorf("kafkawal: config: FullPolicy: unknown policy %d", o.FullPolicy)
 	case o.SyncInterval < 0:
 		return fmt.Errorf("kafkawal: config: SyncInterval: %v is negative", o.SyncInterval)
-	case o.SegmentBytes < 64<<10:
+	case o.SegmentBytes < MinSegmentBytes:
 		return fmt.Errorf("kafkawal: config: SegmentBytes: %d is below 64 KiB", o.SegmentBytes)
 	case o.SegmentBytes > 1<<30:
 		return fmt.Errorf("kafkawal: config: SegmentBytes: %d is above 1 GiB (a segment is held in memory)", o.SegmentBytes)
