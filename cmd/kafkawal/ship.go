@@ -200,7 +200,9 @@ func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool
 	defer cancel()
 	closeErr := p.Close(cctx)
 	st = p.Stats()
-	delivered := total - min(total, st.BacklogRecords)
+	// Delivered counts Kafka's acknowledgements; dead letters and records
+	// lost to corruption leave the backlog too, and are told apart.
+	delivered := st.Delivered
 	elapsed := time.Since(start)
 
 	if st.BacklogRecords > 0 {
