@@ -6,6 +6,9 @@
 #   promtool check metrics                 on a real scrape of
 #                                          examples/httpingest's /metrics
 #                                          (names, types, units)
+#   promtool check rules                   on dashboard.json's expressions
+#                                          (prom's TestDashboard: valid
+#                                          PromQL, exported metrics only)
 #
 # Needs Go, promtool (Debian: apt-get install prometheus) and curl.
 set -euo pipefail
@@ -13,6 +16,8 @@ cd "$(dirname "$0")"
 
 promtool check rules alerts.yml
 promtool test rules alerts_test.yml
+echo "Checking dashboard.json's expressions"
+KAFKAWAL_REQUIRE_PROMTOOL=1 go test -count=1 -run 'TestDashboard|TestAlertsUseExportedMetrics' ../../prom/
 
 # A real scrape: httpingest with its embedded broker, after a few events
 # were delivered, so that every histogram has observations.
