@@ -18,6 +18,7 @@ import (
 
 	"github.com/kafkawal/kafkawal"
 	"github.com/kafkawal/kafkawal/recovery"
+	"github.com/kafkawal/kafkawal/wal"
 )
 
 const shipSynopsis = "ship DIR -X bootstrap.servers=HOST:PORT [-X key=value ...] [--remove] [--corruption fail|quarantine] [--timeout D]"
@@ -204,17 +205,24 @@ func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool
 	// lost to corruption leave the backlog too, and are told apart.
 	delivered := st.Delivered
 	elapsed := time.Since(start)
-
-	if st.BacklogRecords > 0 {
+	// The verdict is the cursor on disk, which the next run starts from.
+	cur, _, err := wal.LoadCursor(o.dir)
+	if err != nil {
+		return fail(stderr, "ship", err, exitUsage)
+	}
+	if left := st.LastSeq - min(cur.Acked, st.LastSeq); left > 0 {
 		reason := "Close: " + errString(closeErr)
-		if deliverErr != nil {
+		switch {
+		case deliverErr != nil:
 			reason = deliverErr.Error()
+		case st.BacklogRecords == 0:
+			reason = "the cursor was not persisted; delivered records would be sent again"
 		}
 		if !st.BrokerReachable {
 			reason += "; Kafka was unreachable"
 		}
 		fmt.Fprintf(stdout, "ship: NOT COMPLETE: delivered %d of %d records in %s; %d left in %s (%s); run ship again to continue\n",
-			delivered, total, duration(elapsed.Round(time.Millisecond)), st.BacklogRecords, o.dir, reason)
+			delivered, total, duration(elapsed.Round(time.Millisecond)), left, o.dir, reason)
 		return exitProblem
 	}
 	rate := ""
