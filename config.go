@@ -79,12 +79,15 @@ type Config struct {
 	Durability Durability
 	// SyncInterval bounds unsynced data under SyncPeriodic. Default 100ms.
 	SyncInterval time.Duration
-	// MaxDiskBytes caps the WAL's segment files. Default 1 GiB.
+	// MaxDiskBytes caps the WAL's segment files. Default 1 GiB, or 4 x
+	// SegmentBytes or 4 x MaxRecordBytes when they are set and that is
+	// more (defaults.go).
 	MaxDiskBytes int64
 	// FullPolicy: what Append does at the cap. Default Block.
 	FullPolicy FullPolicy
-	// SegmentBytes is the WAL segment size. Default 8 MiB. Memory use of
-	// the WAL is about 3 x SegmentBytes.
+	// SegmentBytes is the WAL segment size. Default 8 MiB; when
+	// MaxDiskBytes is set, MaxDiskBytes/8 if that is less (at least 64
+	// KiB). Memory use of the WAL is about 3 x SegmentBytes.
 	SegmentBytes int64
 	// MaxRecordBytes limits one record as stored (topic + key + value +
 	// headers + ~20 bytes), checked before it enters the WAL. Default
@@ -103,16 +106,19 @@ type Config struct {
 
 	// MaxInFlight bounds records handed to librdkafka and not yet
 	// reported: memory is bounded by this window, not by the backlog.
-	// Default 32768. Whichever of MaxInFlight and MaxInFlightBytes is
+	// Default 32768, or Kafka[queue.buffering.max.messages] if that is
+	// set and less. Whichever of MaxInFlight and MaxInFlightBytes is
 	// reached first binds: small records (100 B) are bounded by the count,
 	// 1 KiB records by the bytes (about 29,000 of them), which a replay
 	// of a large backlog needs to keep the broker busy.
 	MaxInFlight int
-	// MaxInFlightBytes bounds their bytes. Default 32 MiB.
+	// MaxInFlightBytes bounds their bytes. Default 32 MiB, or 4 x
+	// MaxRecordBytes (or Kafka[message.max.bytes]) if that is more; at
+	// most Kafka[queue.buffering.max.kbytes] when that is set.
 	MaxInFlightBytes int64
 	// CursorSyncInterval: how often the delivered watermark is persisted;
 	// after a crash at most this much delivered data is sent again.
-	// Default 100ms.
+	// Default 100ms; under SyncPeriodic, SyncInterval if that is longer.
 	CursorSyncInterval time.Duration
 	// AllowWeakerDelivery permits acks other than all and
 	// enable.idempotence=false. Default false.
@@ -155,6 +161,7 @@ type Config struct {
 type DeadLetter = wal.DeadLetter
 
 func (c Config) walOptions() wal.Options {
+	c = c.derive()
 	o := wal.Options{
 		Sync:            c.Durability,
 		SyncInterval:    c.SyncInterval,
@@ -188,6 +195,7 @@ func (c Config) walOptions() wal.Options {
 }
 
 func (c Config) senderConfig() sender.Config {
+	c = c.derive()
 	return sender.Config{
 		Kafka:               c.Kafka,
 		MaxInFlight:         c.MaxInFlight,
@@ -263,6 +271,9 @@ func (c Config) Validate() error {
 	}
 	if c.CorruptionPolicy != FailOnCorruption && c.CorruptionPolicy != QuarantineCorruption {
 		return fmt.Errorf("kafkawal: config: CorruptionPolicy: unknown policy %d", c.CorruptionPolicy)
+	}
+	if err := c.contradictions(); err != nil {
+		return err
 	}
 	if err := c.walOptions().Validate(); err != nil {
 		return err

@@ -34,4 +34,8 @@
 //
 // Partition is explicit, as in confluent-kafka-go: the zero value is
 // partition 0; use PartitionAny to let the partitioner hash the key.
+//
+// Stats and Latencies (append, fsync and append-to-delivery histograms,
+// recorded without locks or allocations) say how the producer is doing;
+// package prom exports both to Prometheus.
 package kafkawal

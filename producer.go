@@ -53,6 +53,7 @@ type Producer struct {
 	// flushed is the last sequence a Flush reported on (the cursor at Open
 	// before the first): the next one reports dead letters after it.
 	flushed atomic.Uint64
+	lat     latencies
 }
 
 // OpenReport says what Open found and did.
@@ -84,6 +85,7 @@ func Open(cfg Config) (*Producer, error) {
 	p := &Producer{cfg: cfg, lg: lg}
 	p.noCallback = p.logAsyncError
 	opts := cfg.walOptions()
+	opts.ObserveFsync = p.lat.fsync.observe
 	opts.BeforeOpen = func(dir string) error {
 		rep, err := recovery.Repair(dir, recovery.Options{
 			Policy:   cfg.CorruptionPolicy,
@@ -120,6 +122,7 @@ func Open(cfg Config) (*Producer, error) {
 	scfg := cfg.senderConfig()
 	p.out = newOutcomes(scfg.MaxInFlightOrDefault())
 	p.hookOutcomes(&scfg)
+	scfg.ObserveDelivery = p.lat.delivery.observe
 	p.snd, err = sender.New(l, dl, scfg)
 	if err != nil {
 		dl.Close()
@@ -140,6 +143,9 @@ func Open(cfg Config) (*Producer, error) {
 // OpenReport returns what Open found: repairs, the cursor, the replay.
 func (p *Producer) OpenReport() OpenReport { return p.opened }
 
+// Dir returns the WAL directory, as given in Config.Dir.
+func (p *Producer) Dir() string { return p.cfg.Dir }
+
 // Append writes r to the WAL and returns its sequence once it is durable
 // under Config.Durability; a background goroutine then delivers it to
 // Kafka. Errors: ErrInvalidRecord (ErrTooLarge among them) for bad input,
@@ -158,7 +164,13 @@ func (p *Producer) AppendBatch(ctx context.Context, rs []Record) (uint64, error)
 	}
 	// Records without a timestamp get the append time, stamped as they are
 	// encoded: the caller's slice is not modified.
-	return p.log.AppendAt(ctx, rs, time.Now())
+	start := time.Now()
+	first, err := p.log.AppendAt(ctx, rs, start)
+	if err != nil {
+		return 0, err
+	}
+	p.lat.append.observe(time.Since(start))
+	return first, nil
 }
 
 // AppendAsync queues r for the WAL and returns at once; durable is called

@@ -39,6 +39,10 @@ type Stats struct {
 
 	// BacklogRecords is LastSeq - Cursor: records not yet acknowledged.
 	BacklogRecords uint64 `json:"backlog_records"`
+	// BacklogBytes is their size in the WAL's files: exact for whole
+	// segments, prorated by record count in the segment holding the oldest
+	// (off by at most part of one segment when record sizes vary).
+	BacklogBytes int64 `json:"backlog_bytes"`
 	// DiskBytes is the size of the WAL's segment files; MaxDiskBytes its cap.
 	DiskBytes    int64 `json:"disk_bytes"`
 	MaxDiskBytes int64 `json:"max_disk_bytes"`
@@ -83,6 +87,7 @@ func (p *Producer) Stats() Stats {
 	}
 	if st.LastSeq > st.Cursor {
 		st.BacklogRecords = st.LastSeq - st.Cursor
+		st.BacklogBytes = p.log.BytesAfter(st.Cursor)
 	}
 	if !ss.OldestUnacked.IsZero() {
 		st.OldestUnacknowledgedAge = time.Since(ss.OldestUnacked)

@@ -58,6 +58,11 @@ type Config struct {
 	// OnHole, if set, is called for each hole the sender skips (a record
 	// recovery could not read; never sent), on the sender goroutine.
 	OnHole func(seq uint64)
+	// ObserveDelivery, if set, is called on the sender goroutine with the
+	// time from each delivered record's timestamp to its delivery report
+	// (records without a timestamp are not observed): it must be quick.
+	// Default: none.
+	ObserveDelivery func(time.Duration)
 }
 
 func (c Config) withDefaults() Config {
@@ -73,6 +78,9 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		nop := zerolog.Nop()
 		c.Logger = &nop
+	}
+	if c.ObserveDelivery == nil {
+		c.ObserveDelivery = func(time.Duration) {}
 	}
 	return c
 }

@@ -1,6 +1,8 @@
 package sender
 
 import (
+	"time"
+
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/kafkawal/kafkawal/wal"
@@ -62,7 +64,11 @@ func (s *Sender) positionalSuccess(m *kafka.Message, q *fifo) (believe, tripped 
 
 // delivered marks seq delivered on a success report.
 func (s *Sender) delivered(seq uint64, m *kafka.Message) {
+	ts := s.win.at(seq).ts // before resolve frees the slot; valid if it succeeds
 	if s.win.resolve(seq, true) {
+		if ts > 0 {
+			s.cfg.ObserveDelivery(time.Duration(s.now - ts))
+		}
 		s.stats.delivered.Add(1)
 		s.backoff = minBackoff
 		s.reachable()
@@ -80,6 +86,7 @@ func (s *Sender) delivered(seq uint64, m *kafka.Message) {
 // the next Open. After a failure no positional success is believed
 // (closing): the failure may have been that success's record's.
 func (s *Sender) settle(m *kafka.Message) {
+	s.now = time.Now().UnixNano() // settle runs outside the run loop's rounds
 	seq, q, ok := s.attribute(m)
 	if !ok {
 		return

@@ -63,6 +63,9 @@ type Sender struct {
 	// permanent error is only believed for a record sent alone.
 	isolateUntil uint64
 	soloSeq      uint64 // the record last produced alone under isolation
+	// now (Unix nanos) is read once per round of delivery reports, for
+	// their latency (Config.ObserveDelivery).
+	now int64
 
 	stats   counters
 	notifyM sync.Mutex
@@ -211,6 +214,7 @@ func (s *Sender) run() {
 		}
 		select {
 		case ev := <-s.events:
+			s.now = time.Now().UnixNano()
 			s.handle(ev)
 			for i := 0; i < eventsPerRound; i++ {
 				select {

@@ -53,6 +53,7 @@ type Log struct {
 	// (never modified) by the writer whenever the list changes, and
 	// before a new segment's records are published.
 	segFirsts atomic.Pointer[[]uint64]
+	sizes     atomic.Pointer[segSizes] // for BytesAfter, published with segFirsts
 
 	reqs    chan *appendReq
 	reqPool sync.Pool // of *appendReq

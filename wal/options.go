@@ -75,6 +75,14 @@ const (
 	minSegmentsPerCap = 4
 )
 
+// The floors Validate enforces: a segment of at least MinSegmentBytes, a
+// cap of at least MinSegmentsPerCap segments (and of MinSegmentsPerCap
+// largest records).
+const (
+	MinSegmentBytes   = 64 << 10
+	MinSegmentsPerCap = minSegmentsPerCap
+)
+
 // Options configures a Log. The zero value of every field means its default.
 type Options struct {
 	// Sync is the durability mode. Default SyncAlways.
@@ -115,6 +123,11 @@ type Options struct {
 	// the segments are opened: the place for recovery to check and repair
 	// them. Its error fails Open.
 	BeforeOpen func(dir string) error
+	// ObserveFsync, if set, is called with the duration of each fdatasync
+	// the log runs on its tail segment (failed ones included), on the
+	// writer's or the syncer's goroutine: it must be quick and must not
+	// block. Default: none.
+	ObserveFsync func(time.Duration)
 
 	hooks *hooks // fault injection for this package's tests
 }
@@ -154,6 +167,9 @@ func (o Options) withDefaults() Options {
 		nop := zerolog.Nop()
 		o.Logger = &nop
 	}
+	if o.ObserveFsync == nil {
+		o.ObserveFsync = func(time.Duration) {}
+	}
 	return o
 }
 
@@ -167,7 +183,7 @@ func (o Options) Validate() error {
 		return fmt.Errorf("kafkawal: config: FullPolicy: unknown policy %d", o.FullPolicy)
 	case o.SyncInterval < 0:
 		return fmt.Errorf("kafkawal: config: SyncInterval: %v is negative", o.SyncInterval)
-	case o.SegmentBytes < 64<<10:
+	case o.SegmentBytes < MinSegmentBytes:
 		return fmt.Errorf("kafkawal: config: SegmentBytes: %d is below 64 KiB", o.SegmentBytes)
 	case o.SegmentBytes > 1<<30:
 		return fmt.Errorf("kafkawal: config: SegmentBytes: %d is above 1 GiB (a segment is held in memory)", o.SegmentBytes)

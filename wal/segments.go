@@ -122,5 +122,6 @@ func (l *Log) segsChanged() {
 		firsts[i] = s.First
 	}
 	l.segFirsts.Store(&firsts)
+	l.publishSizes()
 	l.segCount.Store(int64(len(segs)))
 }

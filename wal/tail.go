@@ -3,6 +3,7 @@ package wal
 import (
 	"fmt"
 	"os"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -98,8 +99,10 @@ func (l *Log) syncData() error {
 }
 
 // fdatasync is every fdatasync of the tail segment (Options.hooks may
-// replace it in tests).
+// replace it in tests), timed for Options.ObserveFsync.
 func (l *Log) fdatasync(f *os.File) error {
+	start := time.Now()
+	defer func() { l.opts.ObserveFsync(time.Since(start)) }()
 	if h := l.opts.hooks; h != nil && h.fdatasync != nil {
 		return h.fdatasync(f)
 	}

@@ -14,7 +14,7 @@ func main() {
 // Exit statuses shared by every command.
 const (
 	exitOK      = 0
-	exitProblem = 1 // the command ran and found something wrong (corruption)
+	exitProblem = 1 // the command ran and found something wrong (corruption; ship: not all delivered)
 	exitUsage   = 2 // bad flags or arguments, or an I/O error
 )
 
@@ -34,6 +34,7 @@ func init() {
 		{name: "inspect", synopsis: "inspect DIR [--json]", help: inspectHelp, run: runInspect},
 		{name: "verify", synopsis: "verify DIR", help: verifyHelp, run: runVerify},
 		{name: "dump", synopsis: "dump DIR [--from SEQ] [--limit N] [--dead]", help: dumpHelp, run: runDump},
+		{name: "ship", synopsis: shipSynopsis, help: shipHelp, run: runShip},
 		{name: "drill", synopsis: "drill [flags]", help: "Run a crash drill against a scratch directory; see 'kafkawal drill -h'.", run: runDrill},
 		{name: "drill-child", run: runDrillChild, hidden: true},
 		{name: "help", synopsis: "help [COMMAND]", run: runHelp},
@@ -85,7 +86,7 @@ func runHelp(args []string, stdout, stderr io.Writer) int {
 }
 
 func usage(w io.Writer) {
-	fmt.Fprint(w, `kafkawal: look at and check a kafkawal write-ahead log directory.
+	fmt.Fprint(w, `kafkawal: look at, check and ship a kafkawal write-ahead log directory.
 
 usage:
 `)
@@ -97,8 +98,10 @@ usage:
 	fmt.Fprint(w, `
 inspect, verify and dump only read: they take no lock and change nothing,
 so they are safe while a producer has DIR open, and on a copy of DIR.
+ship opens DIR as a producer (it takes the lock) and delivers its backlog.
 
-exit status: 0 ok, 1 corruption found, 2 bad usage or I/O error.
+exit status: 0 ok, 1 a problem found (corruption; ship: not everything
+delivered), 2 bad usage or I/O error.
 Run 'kafkawal help COMMAND' for details.
 `)
 }

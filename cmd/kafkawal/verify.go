@@ -5,10 +5,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"os"
-	"strings"
-
-	"github.com/mattn/go-isatty"
 
 	"github.com/kafkawal/kafkawal/recovery"
 	"github.com/kafkawal/kafkawal/wal"
@@ -46,8 +42,8 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	if err := checkDir(dir); err != nil {
 		return fail(stderr, "verify", err, exitUsage)
 	}
-	bar := newProgress(stderr, isTerminal(stderr))
-	rep, err := recovery.Scan(dir, recovery.ScanOptions{Progress: bar.update})
+	bar := newProgress(stderr, isTerminal(stderr), verifyStyle)
+	rep, err := recovery.Scan(dir, recovery.ScanOptions{Progress: func(done, total int64) { bar.update(done, total, "") }})
 	bar.finish()
 	if err != nil && !errors.Is(err, wal.ErrCorrupt) {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -103,43 +99,15 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && (isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd()))
-}
-
-// progress shows how far a scan is: a bar redrawn in place on a terminal,
-// else a line at every 10% so that logs stay short.
-type progress struct {
-	w        io.Writer
-	tty      bool
-	lastStep int64 // last 10% step printed; -1 before the first
-	drawn    bool
-}
-
-func newProgress(w io.Writer, tty bool) *progress { return &progress{w: w, tty: tty, lastStep: -1} }
-
-func (p *progress) update(done, total int64) {
-	pct := int64(100)
-	if total > 0 {
-		pct = done * 100 / total
-	}
-	if p.tty {
-		const width = 30
-		fill := int(pct * width / 100)
-		fmt.Fprintf(p.w, "\rverifying [%s%s] %3d%%  %s / %s ", strings.Repeat("#", fill), strings.Repeat(".", width-fill), pct, humanBytes(done), humanBytes(total))
-		p.drawn = true
-		return
-	}
-	if step := pct / 10; step > p.lastStep {
-		p.lastStep = step
-		fmt.Fprintf(p.w, "verify: checked %s of %s (%d%%)\n", humanBytes(done), humanBytes(total), pct)
-	}
-}
-
-// finish ends the bar's line so that what follows starts on its own.
-func (p *progress) finish() {
-	if p.tty && p.drawn {
-		fmt.Fprintln(p.w)
-	}
+// verifyStyle: bytes checked of the log's bytes.
+var verifyStyle = progressStyle{
+	verb:  "verifying",
+	bytes: true,
+	line: func(done, total int64, _ string) string {
+		pct := int64(100)
+		if total > 0 {
+			pct = done * 100 / total
+		}
+		return fmt.Sprintf("verify: checked %s of %s (%d%%)", humanBytes(done), humanBytes(total), pct)
+	},
 }

@@ -34,6 +34,9 @@ type handlerConfig struct {
 	RetryAfter time.Duration
 	// Logger receives errors clients cannot act on. Default: none.
 	Logger *zerolog.Logger
+	// ProducerName labels the producer's metrics on /metrics
+	// (producer="..."). Default: the base name of the WAL directory.
+	ProducerName string
 }
 
 const (
@@ -68,6 +71,7 @@ func (c handlerConfig) withDefaults() handlerConfig {
 //	POST /events   a JSON object or an array of them; 202 once durable
 //	GET  /stats    p.Stats() as JSON
 //	GET  /healthz  200 while the process serves, with Kafka's reachability
+//	GET  /metrics  Prometheus metrics (package prom, Go runtime, process)
 //
 // The producer's FullPolicy decides what a full WAL does to a POST; run
 // opens it with Reject (see there), so that a full WAL answers 503 at once.
@@ -79,6 +83,7 @@ func newHandler(p *kafkawal.Producer, cfg handlerConfig) http.Handler {
 	mux.HandleFunc("POST /events", h.events)
 	mux.HandleFunc("GET /stats", h.stats)
 	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.Handle("GET /metrics", metricsHandler(p, h.cfg))
 	return mux
 }
 

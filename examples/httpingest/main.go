@@ -10,6 +10,8 @@
 //	               503 + Retry-After when the WAL is full (Kafka out too long)
 //	GET  /stats    kafkawal Stats as JSON
 //	GET  /healthz  200 {"status":"ok","kafka_reachable":true,...}
+//	GET  /metrics  Prometheus metrics: kafkawal's (package prom, labelled
+//	               producer=-producer-name), the Go runtime's, the process's
 //
 // The key of an event is its "key" field (-key-field) or else the request's
 // X-Kafka-Key header. Without KAFKA_BOOTSTRAP (or -bootstrap) it starts an
@@ -62,6 +64,7 @@ func main() {
 	flag.StringVar(&o.handler.KeyField, "key-field", defaultKeyField, "event field used as the record key")
 	flag.Int64Var(&o.handler.MaxBodyBytes, "max-body", defaultMaxBodyBytes, "request body limit in bytes")
 	flag.DurationVar(&o.handler.RetryAfter, "retry-after", defaultRetryAfter, "Retry-After of a 503")
+	flag.StringVar(&o.handler.ProducerName, "producer-name", "", "producer label of the metrics on /metrics (default: the base name of -dir)")
 	flag.Int64Var(&o.maxDiskBytes, "max-disk", 1<<30, "WAL disk cap in bytes (kafkawal MaxDiskBytes)")
 	flag.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long requests in progress may take to finish at shutdown")
 	flag.DurationVar(&o.closeTimeout, "close-timeout", 30*time.Second, "how long to keep delivering at shutdown")

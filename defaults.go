@@ -1,0 +1,99 @@
+package kafkawal
+
+import (
+	"fmt"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkawal/kafkawal/sender"
+	"github.com/kafkawal/kafkawal/wal"
+)
+
+// Defaults that adapt. A field left at its zero value takes a default that
+// fits what the application did set, instead of a fixed value that could
+// contradict it (a 16 MiB MaxDiskBytes refused for being below 4 x the
+// default 8 MiB segment the application never chose). Fields the
+// application set are never changed; when they contradict each other,
+// Validate says so, naming them. The rules, also in README.md's
+// configuration table:
+//
+//   - SegmentBytes, given MaxDiskBytes: an eighth of it (rounded down to
+//     64 KiB), between 64 KiB and 8 MiB, so that the cap holds at least 4
+//     segments and whole-segment truncation wastes at most an eighth of it.
+//   - MaxDiskBytes, given SegmentBytes or MaxRecordBytes: 1 GiB, or 4 x
+//     the larger of them if that is more.
+//   - MaxInFlight, given Kafka[queue.buffering.max.messages]: 32768, or
+//     that value if smaller (librdkafka refuses records beyond it).
+//   - MaxInFlightBytes: 32 MiB, or 4 x MaxRecordBytes (or
+//     Kafka[message.max.bytes]) if that is more, so that large records
+//     still travel several at a time; at most
+//     Kafka[queue.buffering.max.kbytes] when that is set.
+//   - CursorSyncInterval under SyncPeriodic: 100ms, or SyncInterval if
+//     longer: an application that fsyncs its records less often to spare
+//     the disk does not want the cursor fsync'd ten times as often.
+
+// derive returns c with the zero fields that adapt filled in.
+func (c Config) derive() Config {
+	if c.SegmentBytes == 0 && c.MaxDiskBytes > 0 {
+		seg := c.MaxDiskBytes / 8 &^ (wal.MinSegmentBytes - 1)
+		c.SegmentBytes = min(max(seg, wal.MinSegmentBytes), wal.DefaultSegmentBytes)
+	}
+	if c.MaxDiskBytes == 0 {
+		seg := c.SegmentBytes
+		if seg == 0 {
+			seg = wal.DefaultSegmentBytes
+		}
+		c.MaxDiskBytes = max(wal.DefaultMaxDiskBytes, wal.MinSegmentsPerCap*max(seg, int64(c.MaxRecordBytes)))
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = sender.DefaultMaxInFlight
+		if n, ok := kafkaInt(c.Kafka, "queue.buffering.max.messages"); ok && n > 0 {
+			c.MaxInFlight = int(min(int64(c.MaxInFlight), n))
+		}
+	}
+	if c.MaxInFlightBytes == 0 {
+		rec := int64(c.MaxRecordBytes)
+		if n, ok := kafkaInt(c.Kafka, "message.max.bytes"); ok && rec == 0 {
+			rec = n
+		}
+		c.MaxInFlightBytes = max(sender.DefaultMaxInFlightBytes, 4*rec)
+		if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && kb > 0 {
+			c.MaxInFlightBytes = min(c.MaxInFlightBytes, kb<<10)
+		}
+	}
+	if c.CursorSyncInterval == 0 && c.Durability == SyncPeriodic {
+		c.CursorSyncInterval = max(sender.DefaultCursorSyncInterval, c.SyncInterval)
+	}
+	return c
+}
+
+// contradictions reports settings the application made that cannot work
+// together and that no other check catches. It looks at c as given, before
+// derive.
+func (c Config) contradictions() error {
+	if n, ok := kafkaInt(c.Kafka, "queue.buffering.max.messages"); ok && c.MaxInFlight > 0 && int64(c.MaxInFlight) > n {
+		return fmt.Errorf("kafkawal: config: MaxInFlight: %d is above Kafka[queue.buffering.max.messages] (%d): librdkafka would refuse records the window allows", c.MaxInFlight, n)
+	}
+	if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && c.MaxInFlightBytes > 0 && c.MaxInFlightBytes > kb<<10 {
+		return fmt.Errorf("kafkawal: config: MaxInFlightBytes: %d is above Kafka[queue.buffering.max.kbytes] (%d KiB): librdkafka would refuse records the window allows", c.MaxInFlightBytes, kb)
+	}
+	if n, ok := kafkaInt(c.Kafka, "message.max.bytes"); ok && c.MaxRecordBytes > 0 && int64(c.MaxRecordBytes) > n {
+		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[message.max.bytes] (%d): records in between would be accepted, then refused by librdkafka and dead-lettered", c.MaxRecordBytes, n)
+	}
+	return nil
+}
+
+// kafkaInt reads an integer librdkafka setting given as a number or a
+// string; ok is false when it is absent or not an integer (librdkafka
+// reports the latter when the producer is created).
+func kafkaInt(m kafka.ConfigMap, key string) (int64, bool) {
+	v, ok := m[key]
+	if !ok {
+		return 0, false
+	}
+	var n int64
+	if _, err := fmt.Sscan(fmt.Sprint(v), &n); err != nil {
+		return 0, false
+	}
+	return n, true
+}
