@@ -153,7 +153,7 @@ func benchKafkawalWriteAmp(b *testing.B, bootstrap, topic string, valueSize int,
 	var values, walTotal int64
 	rs := batchOf(topic, s.batch, valueSize)
 	enc := wal.EncodedLen(&rs[0])
-	framed := int64(enc + uvarintLen(enc))
+	framed := wal.FramedLen(enc)
 	for range b.N {
 		dir := b.TempDir()
 		p := openProducer(b, producerConfig(dir, bootstrap, mode))
@@ -193,14 +193,6 @@ func benchKafkawalWriteAmp(b *testing.B, bootstrap, topic string, valueSize int,
 		walTotal += n * framed
 	}
 	return reportWriteAmp(b, sum, values, walTotal)
-}
-
-func uvarintLen(n int) int {
-	l := 1
-	for ; n >= 0x80; n >>= 7 {
-		l++
-	}
-	return l
 }
 
 func benchBoltWriteAmp(b *testing.B, valueSize int, s shape, d time.Duration) float64 {

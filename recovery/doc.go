@@ -5,7 +5,11 @@
 // # What is checked
 //
 // A segment file (wal/doc.go) is a run of tidwall/wal entries, each a
-// uvarint length and that many bytes. Every entry must be a record that
+// uvarint length and that many bytes, read with wal.SegmentReader (which
+// finds where the framing breaks) and, after damage, probed byte by byte
+// for the next intact entry with wal.Plausible before its checksum is
+// computed: what counts as an entry is wal's knowledge, for every codec
+// version it reads. Every entry must be a record that
 // wal.Decode accepts (crc32c, version, layout) or a hole (wal.IsHole). An
 // empty entry is damage: the codec never writes one, and zeros, which
 // tidwall/wal alone loads as empty entries, are what a crash leaves where a

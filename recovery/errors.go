@@ -69,14 +69,12 @@ func (e *CorruptionError) Is(target error) bool { return target == wal.ErrCorrup
 // quarantine names.
 func (e *CorruptionError) segmentName() string { return filepath.Base(e.Segment) }
 
-// Causes recorded in CorruptionError.Err. They describe the bytes; Decode's
-// own errors are used for entries whose framing holds.
+// Causes recorded in CorruptionError.Err. They describe the bytes; the
+// framing's own causes (wal.FrameError) and Decode's errors are used where
+// they say what is wrong.
 var (
-	errBadPrefix    = errors.New("length prefix is not a valid uvarint")
-	errEmptyEntry   = errors.New("empty entry (the codec never writes one)")
 	errZeroFilled   = errors.New("zero-filled")
 	errPrefix       = errors.New("length prefix damaged")
-	errOverrun      = errors.New("entry runs past the end of the segment")
 	errCount        = errors.New("entry count disagrees with the next segment's name")
 	errAmbiguous    = errors.New("cannot tell which damaged range held the missing entries")
 	errUnrepairable = errors.New("not repairable without losing sequence numbers; move the segment aside by hand")

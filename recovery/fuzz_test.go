@@ -164,12 +164,14 @@ func FuzzCheckSegment(f *testing.F) {
 // countIntact parses b, which must be a run of intact entries.
 func countIntact(t *testing.T, b []byte) int64 {
 	var n int64
-	for p := int64(0); p < int64(len(b)); n++ {
-		kind, end, err := entryAt(b, p)
-		if kind != entRecord && kind != entHole {
-			t.Fatalf("bytes between damaged ranges do not parse at %d: %v", p, err)
+	sr := wal.NewSegmentBytesReader(b)
+	for ; sr.Next(); n++ {
+		if !intact(sr.Entry()) {
+			t.Fatalf("entry at %d between damaged ranges is not intact", sr.Offset())
 		}
-		p = end
+	}
+	if err := sr.Err(); err != nil {
+		t.Fatalf("bytes between damaged ranges do not parse: %v", err)
 	}
 	return n
 }

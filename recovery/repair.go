@@ -2,7 +2,6 @@ package recovery
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -315,8 +314,7 @@ func rebuild(data []byte, c *segCheck) []byte {
 		}
 		out = append(out, data[pos:s.off]...)
 		if s.fix > 0 {
-			out = binary.AppendUvarint(out, uint64(s.end-s.fix))
-			out = append(out, data[s.fix:s.end]...)
+			out = wal.AppendFrame(out, data[s.fix:s.end])
 		} else {
 			for range s.count {
 				out = append(out, framedHole...)
@@ -331,8 +329,10 @@ func rebuild(data []byte, c *segCheck) []byte {
 	return append(out, data[pos:end]...)
 }
 
-// framedHole is a hole as tidwall/wal frames it: a one-byte length prefix.
-var framedHole = append([]byte{byte(len(hole))}, hole...)
+var (
+	hole       = wal.EncodeHole()
+	framedHole = wal.AppendFrame(nil, hole)
+)
 
 // recheck proves the repaired bytes are clean, so that Repair never needs
 // to run twice in a row.

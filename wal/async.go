@@ -115,7 +115,7 @@ func (l *Log) AppendAsync(ctx context.Context, rec *Record, now time.Time, durab
 	n, err := l.check(0, rec)
 	var framed int64
 	if err == nil {
-		framed = framedLen(n)
+		framed = FramedLen(n)
 		if err = l.disk.reserve(ctx, framed, l.opts.FullPolicy, l.done, l.askTruncate); err != nil {
 			framed = 0
 		}

@@ -15,7 +15,7 @@ func TestBytesAfter(t *testing.T) {
 	l := openT(t, dir, Options{Sync: SyncNever, SegmentBytes: 64 << 10})
 	defer l.Close()
 	r := Record{Topic: "t", Value: make([]byte, 1000)}
-	framed := framedLen(EncodedLen(&r))
+	framed := FramedLen(EncodedLen(&r))
 	const n = 400 // about 6 segments
 	for range n / 50 {
 		batch := make([]Record, 50)

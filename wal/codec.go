@@ -3,7 +3,6 @@ package wal
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"hash/crc32"
 	"math"
@@ -64,6 +63,10 @@ var errEntry = fmt.Errorf("%w: bad entry", ErrCorrupt)
 // it could not read, so that every later sequence keeps its number.
 const holeVersion = 0xFE
 
+// holeSize is a hole's length: a checksum and the hole version byte. No
+// record is that short.
+const holeSize = 5
+
 // EncodeHole returns a hole entry: a checksum and the hole version byte.
 func EncodeHole() []byte {
 	b := []byte{0, 0, 0, 0, holeVersion}
@@ -73,7 +76,7 @@ func EncodeHole() []byte {
 
 // IsHole reports whether b is a hole entry (see EncodeHole).
 func IsHole(b []byte) bool {
-	return len(b) == 5 && b[4] == holeVersion && binary.BigEndian.Uint32(b) == crc32.Checksum(b[4:], castagnoli)
+	return len(b) == holeSize && b[4] == holeVersion && binary.BigEndian.Uint32(b) == crc32.Checksum(b[4:], castagnoli)
 }
 
 // EncodedLen returns the number of bytes Encode will produce for r.
@@ -141,6 +144,9 @@ func decode(b []byte, topic string) (Record, error) {
 		r.Timestamp = time.Unix(0, ts)
 	}
 	r.Partition = int32(binary.BigEndian.Uint32(b[13:]))
+	if r.Partition < PartitionAny {
+		return Record{}, fmt.Errorf("%w: partition %d", errEntry, r.Partition)
+	}
 	d := decoder{b: b[headerSize:]}
 	if t := d.bytes(); string(t) == topic {
 		r.Topic = topic
@@ -243,5 +249,24 @@ func (d *decoder) optBytes() []byte {
 	return d.take(n - 1)
 }
 
-// IsCorrupt reports whether err came from a checksum or framing failure.
-func IsCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
+// Plausible reports whether entry may be one this package wrote (a record
+// of a codec version Decode reads, or a hole) from its layout alone: the
+// version byte, and for a record the partition and the topic's length. It
+// is the cheap test before the checksum for a scanner resynchronising over
+// damaged bytes (package recovery): true is confirmed by IsHole or Decode,
+// false is final. It follows Decode: whatever Decode or IsHole accepts, it
+// accepts (FuzzDecode), so a new codec version updates both or fails the
+// fuzz target's seeds.
+func Plausible(entry []byte) bool {
+	if len(entry) == holeSize {
+		return entry[4] == holeVersion
+	}
+	if len(entry) <= headerSize || entry[4] != codecVersion {
+		return false
+	}
+	if int32(binary.BigEndian.Uint32(entry[13:])) < PartitionAny {
+		return false
+	}
+	n, k := binary.Uvarint(entry[headerSize:])
+	return k > 0 && n > 0 && n <= uint64(len(entry)-headerSize-k)
+}

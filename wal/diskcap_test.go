@@ -124,7 +124,7 @@ func TestDiskCap(t *testing.T) {
 		l := openT(t, t.TempDir(), opts)
 		defer l.Close()
 		r := []Record{{Topic: "t", Value: val}}
-		framed := framedLen(EncodedLen(&r[0]))
+		framed := FramedLen(EncodedLen(&r[0]))
 		for l.disk.usedBytes()+2*framed <= l.opts.MaxDiskBytes {
 			appendOne(t, l, r[0])
 		}

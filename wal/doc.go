@@ -71,8 +71,13 @@
 // and the two segments sealed last in memory and reads an older segment's
 // file whole to serve it. ReadInto, the sender's read-ahead, reads those
 // older segments itself, from their files, into buffers the caller
-// recycles, bounding each segment by the writer's segment list; the format
-// it reads is tidwall's: each entry a uvarint length and the bytes.
+// recycles, bounding each segment by the writer's segment list.
+//
+// SegmentReader is the one parser of tidwall's framing (each entry a
+// uvarint length and the bytes): ReadInto, package recovery's integrity
+// scan and the CLI read segment files through it. Plausible is the codec's
+// cheap layout test, for a scanner resynchronising after damage; it
+// accepts whatever Decode and IsHole accept, whatever the codec version.
 //
 // A write or fsync error makes the log answer every Append with that error
 // (a *WriteError; ENOSPC also matches ErrFull) until, RetryAfterError later,

@@ -447,7 +447,7 @@ func (l *Log) encode(recs []Record, unset int64) (*appendReq, error) {
 		start := len(buf)
 		buf = appendEncode(buf, &recs[i], unset)
 		req.entries[i] = buf[start:len(buf):len(buf)]
-		req.framed[i] = framedLen(len(buf) - start)
+		req.framed[i] = FramedLen(len(buf) - start)
 		req.bytes += req.framed[i]
 	}
 	req.buf = buf

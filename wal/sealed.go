@@ -1,10 +1,7 @@
 package wal
 
 import (
-	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -63,9 +60,6 @@ func (l *Log) filesBelow() uint64 {
 	return min(l.sealed.Load(), firsts[max(0, len(firsts)-1-tidwallCached)])
 }
 
-// readStep is the most ReadInto reads from a segment file at a time.
-const readStep = 64 << 10
-
 // sealedReader reads sealed segment files sequentially. It remembers where
 // the last read ended, so the next one starts there without a scan, and
 // takes each segment's bounds from the writer's segment list (segFirsts):
@@ -75,11 +69,10 @@ const readStep = 64 << 10
 // last descriptor closes). Its state is guarded by readMu.
 type sealedReader struct {
 	f     *os.File // nil between segments
-	first uint64   // first sequence of f's segment
-	end   uint64   // first sequence of the segment after it
-	size  int64    // f's size: a sealed segment never changes
-	next  uint64   // sequence of the entry at off
-	off   int64
+	sr    SegmentReader
+	first uint64 // first sequence of f's segment
+	end   uint64 // first sequence of the segment after it
+	next  uint64 // sequence of the entry sr reads next
 }
 
 func (r *sealedReader) close() {
@@ -89,7 +82,10 @@ func (r *sealedReader) close() {
 	}
 }
 
-// read decodes the entries from seq onward in the sealed segment holding it.
+// read decodes the entries from seq onward in the sealed segment holding
+// it, reading from the file into buf (in steps, only as far as the entries
+// asked for need: a batch of small records may take a small part of buf),
+// and returns buf, grown when its first entry does not fit.
 func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
 	if err := r.seek(l, seq); err != nil {
 		r.close()
@@ -98,69 +94,38 @@ func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxByte
 	if cap(buf) == 0 {
 		buf = make([]byte, maxBytes)
 	}
-	// Read from off in steps of readStep into buf, only as far as the
-	// entries asked for need (a batch of small records may take a small
-	// part of buf); decode every whole entry.
-	buf = buf[:0]
-	data := buf
+	r.sr.reuse(buf, true)
 	total := 0
 	topic := ""
 	for r.next < r.end && len(dst) < cap(dst) && (total < maxBytes || total == 0) {
-		size, hdr := binary.Uvarint(data)
-		if hdr <= 0 || uint64(len(data)-hdr) < size {
-			// Not a whole entry: read more after it, if buf and the
-			// file have more.
-			read := r.off + int64(len(data)) // where the file's next unread byte is
-			if len(buf) < cap(buf) && read < r.size {
-				n, err := r.f.ReadAt(buf[len(buf):min(cap(buf), len(buf)+readStep, len(buf)+int(r.size-read))], read)
-				if err != nil && !errors.Is(err, io.EOF) {
-					r.close()
-					return dst, buf, fmt.Errorf("kafkawal: read seq %d: %w", r.next, err)
-				}
-				if n == 0 {
-					r.size = read // shorter than it was: never for a sealed segment
-				}
-				buf = buf[:len(buf)+n]
-				data = buf[len(buf)-len(data)-n:]
-				continue
-			}
-			if total > 0 {
-				break // the rest is read by the next call
-			}
-			if r.off >= r.size {
+		if !r.sr.Next() {
+			if err := r.sr.Err(); err != nil {
 				r.close()
-				return dst, buf, fmt.Errorf("%w: read seq %d: segment %s ends before it, and the next segment starts at %d", ErrCorrupt, seq, SegmentName(r.first), r.end)
+				return dst, r.sr.buf, fmt.Errorf("kafkawal: read seq %d: segment %s: %w", r.next, SegmentName(r.first), err)
 			}
-			// The first entry does not fit in buf: grow buf and read
-			// again, unless the file ends before the entry does.
-			if hdr < 0 || read >= r.size || (hdr > 0 && size > uint64(r.size-r.off)) {
+			if r.sr.End() >= r.sr.size {
 				r.close()
-				return dst, buf, fmt.Errorf("%w: read seq %d: entry at offset %d of segment %s runs past its end", ErrCorrupt, seq, r.off, SegmentName(r.first))
+				return dst, r.sr.buf, fmt.Errorf("%w: read seq %d: segment %s ends before it, and the next segment starts at %d", ErrCorrupt, r.next, SegmentName(r.first), r.end)
 			}
-			need := 2 * cap(buf)
-			if hdr > 0 {
-				need = hdr + int(size)
-			}
-			return r.read(l, seq, dst, make([]byte, need), maxBytes)
+			break // buf is full: the rest is read by the next call
 		}
-		ent := data[hdr : hdr+int(size)]
-		data = data[hdr+int(size):]
+		ent := r.sr.Entry()
 		e := Entry{Seq: r.next, Size: len(ent)}
 		if IsHole(ent) {
 			e.Hole = true
 		} else {
 			rec, err := decode(ent, topic)
 			if err != nil {
-				return dst, buf, fmt.Errorf("read seq %d: %w", r.next, err)
+				return dst, r.sr.buf, fmt.Errorf("read seq %d: %w", r.next, err)
 			}
 			topic = rec.Topic
 			e.Record = rec
 		}
 		dst = append(dst, e)
 		total += len(ent)
-		r.off += int64(hdr) + int64(size)
 		r.next++
 	}
+	buf = r.sr.buf
 	if r.next == r.end {
 		r.close() // the next call opens the next segment
 	}
@@ -168,7 +133,8 @@ func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxByte
 }
 
 // seek positions r at seq: where the last read ended, or else in the
-// segment that holds seq, scanning from its start.
+// segment that holds seq, passing over the entries before it from the
+// segment's start.
 func (r *sealedReader) seek(l *Log, seq uint64) error {
 	if r.f != nil && seq == r.next && r.next < r.end {
 		return nil
@@ -188,47 +154,15 @@ func (r *sealedReader) seek(l *Log, seq uint64) error {
 		f.Close()
 		return fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
 	}
-	*r = sealedReader{f: f, first: firsts[i], end: firsts[i+1], size: fi.Size(), next: firsts[i]}
-	return r.skip(seq)
-}
-
-// skip moves r forward over whole entries to seq, within its segment,
-// reading their length prefixes readStep bytes at a time.
-func (r *sealedReader) skip(seq uint64) error {
-	var buf []byte
-	data := buf // unparsed bytes, from off
+	r.f, r.first, r.end, r.next = f, firsts[i], firsts[i+1], firsts[i]
+	r.sr.reset(f, fi.Size())
 	for r.next < seq {
-		size, k := binary.Uvarint(data)
-		if k <= 0 || uint64(len(data)-k) < size {
-			// The entry is not whole in data: skip it straight from its
-			// length if that is whole, else read from off again.
-			if k > 0 && size <= uint64(r.size) && r.off+int64(k)+int64(size) <= r.size {
-				r.off += int64(k) + int64(size)
-				r.next++
-				data = nil
-				continue
+		if !r.sr.Skip() {
+			if err := r.sr.Err(); err != nil {
+				return fmt.Errorf("kafkawal: read seq %d: segment %s: %w", seq, SegmentName(r.first), err)
 			}
-			if k != 0 || r.off+int64(len(data)) >= r.size {
-				if r.off >= r.size {
-					return fmt.Errorf("%w: read seq %d: segment %s ends at seq %d, and the next segment starts at %d", ErrCorrupt, seq, SegmentName(r.first), r.next, r.end)
-				}
-				return fmt.Errorf("%w: read seq %d: entry at offset %d of segment %s runs past its end", ErrCorrupt, r.next, r.off, SegmentName(r.first))
-			}
-			if buf == nil {
-				buf = make([]byte, readStep)
-			}
-			n, err := r.f.ReadAt(buf[:min(int64(len(buf)), r.size-r.off)], r.off)
-			if err != nil && !errors.Is(err, io.EOF) {
-				return fmt.Errorf("kafkawal: read seq %d: %w", seq, err)
-			}
-			if n == 0 {
-				r.size = r.off // shorter than it was: never for a sealed segment
-			}
-			data = buf[:n]
-			continue
+			return fmt.Errorf("%w: read seq %d: segment %s ends at seq %d, and the next segment starts at %d", ErrCorrupt, seq, SegmentName(r.first), r.next, r.end)
 		}
-		data = data[k+int(size):]
-		r.off += int64(k) + int64(size)
 		r.next++
 	}
 	return nil

@@ -109,10 +109,6 @@ func (t *segTracker) totalBytes() int64 {
 	return n
 }
 
-// framedLen is the size tidwall/wal gives an entry of n bytes on disk: a
-// uvarint length prefix and the bytes.
-func framedLen(n int) int64 { return int64(uvarintLen(uint64(n)) + n) }
-
 // segsChanged publishes the writer's segment list to readers (Stats and
 // ReadInto).
 func (l *Log) segsChanged() {

@@ -3,8 +3,8 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
+	"os"
 	"path/filepath"
 
 	"github.com/kafkawal/kafkawal/wal"
@@ -52,37 +52,39 @@ func walkLog(segs []wal.SegmentFile, from uint64, visit func(seq uint64, entry [
 }
 
 func walkSegment(seg wal.SegmentFile, next, from uint64, visit func(uint64, []byte) (bool, error), damaged func(damage)) (bool, error) {
-	sr, err := openSegment(seg.Path)
+	f, err := os.Open(seg.Path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return false, fmt.Errorf("segment %s disappeared while reading (a producer holding the directory deleted acknowledged segments); run again", filepath.Base(seg.Path))
 	}
 	if err != nil {
 		return false, err
 	}
-	defer sr.close()
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return false, err
+	}
+	// The bytes the file has now: a producer appending meanwhile does not
+	// move the end under the reader.
+	sr := wal.NewSegmentReader(f, fi.Size(), nil)
 	seq := seg.First
-	for ; ; seq++ {
-		e, off, err := sr.next()
-		if err == io.EOF {
-			break
-		}
-		var fe *frameError
-		if errors.As(err, &fe) {
-			damaged(damage{Segment: seg.Path, Offset: off, Seq: seq, Tail: fe.Tail && next == 0, Err: fe.Err})
-			return true, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		if seq < from {
-			continue
-		}
-		if more, err := visit(seq, e); err != nil || !more {
+	for ; seq < from && sr.Skip(); seq++ {
+	}
+	for ; seq >= from && sr.Next(); seq++ {
+		if more, err := visit(seq, sr.Entry()); err != nil || !more {
 			return false, err
 		}
 	}
+	var fe *wal.FrameError
+	if errors.As(sr.Err(), &fe) {
+		damaged(damage{Segment: seg.Path, Offset: fe.Offset, Seq: seq, Tail: fe.Tail && next == 0, Err: fe.Err})
+		return true, nil
+	}
+	if err := sr.Err(); err != nil {
+		return false, err
+	}
 	if next != 0 && seq != next {
-		damaged(damage{Segment: seg.Path, Offset: sr.size, Seq: min(seq, next),
+		damaged(damage{Segment: seg.Path, Offset: sr.End(), Seq: min(seq, next),
 			Err: fmt.Errorf("holds %d entries; the next segment's name implies %d", seq-seg.First, next-seg.First)})
 	}
 	return true, nil
