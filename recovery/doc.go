@@ -20,14 +20,13 @@
 //
 // # At Open and by verify
 //
-// A full check reads every byte and decodes every entry. Measured here
-// (BenchmarkScan: 2 GiB of 100-byte records in 8 MiB segments, 2 vCPUs,
-// two segments checked at once): 1.5 s from the page cache (1,460 MB/s),
-// 3.3 s from the disk (650 MB/s). That is more than Open should cost, and
-// it grows with the backlog the log exists to hold. So Repair, by default,
-// checks only the last segment (and, when the last is an empty file fresh
-// from a rotation, the segments back to the last non-empty one), which
-// is where a crash writes: about 2 ms for an 8 MiB tail. Sealed segments
+// A full check reads every byte and decodes every entry: seconds per
+// GiB (BenchmarkScan; bench/HISTORY.md, "Figures that were in code
+// comments"). That is more than Open should cost, and it grows with the
+// backlog the log exists to hold. So Repair, by default, checks only the
+// last segment (and, when the last is an empty file fresh from a rotation,
+// the segments back to the last non-empty one), which is where a crash
+// writes: milliseconds for a default-size tail. Sealed segments
 // were fsync'd by tidwall/wal before the next one was created; damage in
 // them is decay, not a crash. It is found by a full check (Scan with zero
 // ScanOptions, Repair with FullScan), and otherwise when the sender reads

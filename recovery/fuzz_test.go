@@ -15,7 +15,7 @@ import (
 // opens the log and reads every entry, every record outside the fuzzed
 // segment at its own sequence, and a second Repair finds nothing to do.
 //
-// An execution costs ~10 ms (real files, fsyncs), so keep minimization
+// An execution writes real files and fsyncs them, so keep minimization
 // short:
 //
 //	go test -run '^$' -fuzz FuzzRepair -fuzzminimizetime 20x ./recovery/

@@ -147,9 +147,9 @@ func (l *Log) run() {
 				default:
 					// Nothing more waiting: let appenders that are about
 					// to queue run first (once, and only for a small
-					// group). With many concurrent appenders this turns
-					// groups of about 5 records per write(2) into about
-					// 24 at the cost of a scheduler round.
+					// group). With many concurrent appenders, one
+					// scheduler round makes the groups several times
+					// larger (bench/HISTORY.md, "The first profiles").
 					if !yielded && len(batch) < 4 {
 						yielded = true
 						runtime.Gosched()
@@ -334,10 +334,10 @@ func (l *Log) write(batch []*appendReq) {
 		// Read takes, so the sender reads nothing until it is done: that
 		// fsync waits for the writeback in flight and whatever is still
 		// dirty. Sync the tail first, outside that lock, so that tidwall's
-		// fsync finds only this batch's bytes to write. (Even with
-		// startWriteback and the background fsync at three quarters,
-		// 300,000 1 KiB records end to end held the sender's reads
-		// 0.43-0.60 s without this and 0.22-0.26 s with it.)
+		// fsync finds only this batch's bytes to write. (It still halves
+		// the time the sender's reads are held with startWriteback and
+		// the background fsync at three quarters in place:
+		// bench/HISTORY.md, "Figures that were in code comments".)
 		if err := l.syncData(); err != nil {
 			l.fail(err, "fsync")
 			for _, r := range batch {

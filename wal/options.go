@@ -58,7 +58,8 @@ func (p FullPolicy) String() string {
 // Defaults. DefaultSegmentBytes is a trade: tidwall/wal keeps the tail
 // segment and up to two read segments in memory (3 x 8 MiB bounds the WAL's
 // memory), each new segment costs a create, an fsync and a directory fsync,
-// and a cache miss reads a whole segment (about 2.5 ms for 8 MiB here).
+// and a cache miss in tidwall reads a whole segment (bench/HISTORY.md,
+// "Figures that were in code comments").
 const (
 	DefaultSyncInterval    = 100 * time.Millisecond
 	DefaultSegmentBytes    = 8 << 20

@@ -13,12 +13,9 @@ import (
 // Both start empty with every new segment and grow by append: for an 8 MiB
 // segment that is about 40 reallocations, each copying everything so far,
 // and as many large allocations for the garbage collector. That was the
-// largest cost of the append path. Measured on the DurableAppend benchmark
-// (batches of 1000, sender idle, 3 s runs, 2 interleaved pairs), CPU-us per
-// record before -> after: SyncPeriodic 0.81-0.91 -> 0.36-0.37 at 100 B and
-// 4.98-5.02 -> 2.21-2.36 at 1 KiB (1.11-1.25 -> 1.77-1.81 million and
-// 181,000-190,000 -> 263,000-281,000 records/s); SyncAlways 0.99 -> 0.55
-// and 5.3-5.6 -> 2.5-2.6.
+// largest cost of the append path; presizing more than halved the CPU per
+// record appended (bench/HISTORY.md, "tidwall's tail buffers are sized once
+// per segment").
 //
 // tidwall has no option to size them, so presizeTail replaces the tail's
 // two buffers, once per segment, with copies that have their final capacity:

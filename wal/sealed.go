@@ -20,10 +20,9 @@ import (
 // behind the writer (a backlog after an outage, or appends faster than
 // Kafka takes them) would make tidwall read each segment file whole into a
 // new buffer and index every entry. Here a call reads what its entries
-// need (in steps of readStep) into memory the caller reuses.
-// BenchmarkReadSealed, per 100 B record: 285 ns and 209 B allocated
-// through tidwall, 166 ns and 1 B here; per 1 KiB record: 682 ns and
-// 1,112 B, 403 ns and 1 B.
+// need (in steps of readStep) into memory the caller reuses, with no
+// allocation per record (BenchmarkReadSealed; bench/HISTORY.md, "The
+// read-ahead reads old segments from their files").
 //
 // One call reads from one segment at most: it stops at a sealed segment's
 // end, and the next call goes on in the next one.
@@ -52,9 +51,8 @@ const tidwallCached = 2
 // older than the sealed segments tidwall holds in memory (when no reader
 // made it load others). ReadInto reads those, and the tail, through
 // tidwall, without a copy; a pread from the page cache costs more than
-// that near the tail (end to end, 100 B SyncAlways batches, reading them
-// from the files too took 4.1-4.2 us of CPU per record against 3.0-3.8:
-// bench/HISTORY.md).
+// that near the tail (bench/HISTORY.md, "After that run: the segments
+// tidwall holds are read from its memory").
 func (l *Log) filesBelow() uint64 {
 	firsts := *l.segFirsts.Load()
 	return min(l.sealed.Load(), firsts[max(0, len(firsts)-1-tidwallCached)])
