@@ -37,14 +37,16 @@ func BenchmarkScan(b *testing.B) {
 		{"tail/warm", false, ScanOptions{TailOnly: true}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			var bytes int64
+			var bytes, cpu int64
 			for i := 0; i < b.N; i++ {
 				if bc.cold {
 					b.StopTimer()
 					dropCache(b, dir)
 					b.StartTimer()
 				}
+				start := processCPU()
 				rep, err := Scan(dir, bc.opts)
+				cpu += processCPU() - start
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -52,6 +54,7 @@ func BenchmarkScan(b *testing.B) {
 			}
 			secs := b.Elapsed().Seconds()
 			b.ReportMetric(float64(bytes)/secs/1e6, "MB/s")
+			b.ReportMetric(float64(cpu)/float64(bytes)*(1<<30)/1e9, "cpu-s/GiB")
 			if !bc.opts.TailOnly {
 				b.ReportMetric(secs/float64(bytes)*float64(2<<30), "s/2GiB")
 			}
@@ -98,4 +101,15 @@ func dropCache(b *testing.B, dir string) {
 			b.Fatal(errno)
 		}
 	}
+}
+
+// processCPU returns the CPU time the process has used (user and system),
+// in nanoseconds: unlike elapsed time, it does not count the time this
+// process waited for a CPU on a machine others load.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
