@@ -56,8 +56,8 @@ const (
 	QuarantineCorruption = recovery.QuarantineCorruption
 )
 
-// DefaultMaxRecordBytes matches librdkafka's default message.max.bytes.
-const DefaultMaxRecordBytes = 1000000
+// DefaultMaxRecordBytes is librdkafka's default message.max.bytes.
+const DefaultMaxRecordBytes = wal.DefaultMaxRecordBytes
 
 // Config configures a Producer. The zero value of every field but Dir and
 // Kafka["bootstrap.servers"] is a good default.
@@ -177,20 +177,13 @@ func (c Config) walOptions() wal.Options {
 		Logger:          c.Logger,
 	}
 	if o.MaxRecordBytes == 0 {
-		o.MaxRecordBytes = DefaultMaxRecordBytes
-		if v, ok := c.Kafka["message.max.bytes"]; ok {
-			var n int
-			if _, err := fmt.Sscan(fmt.Sprint(v), &n); err == nil && n > 0 {
-				o.MaxRecordBytes = n
-			}
+		// Kafka's limit (librdkafka's default unless set) is the record's,
+		// as far as the WAL's size allows.
+		n := int64(wal.DefaultMaxRecordBytes)
+		if v, ok := kafkaInt(c.Kafka, "message.max.bytes"); ok && v > 0 {
+			n = v
 		}
-		// A small WAL caps the record too (the wal needs room for several
-		// segments of them).
-		maxDisk := c.MaxDiskBytes
-		if maxDisk == 0 {
-			maxDisk = wal.DefaultMaxDiskBytes
-		}
-		o.MaxRecordBytes = int(min(int64(o.MaxRecordBytes), maxDisk/4))
+		o.MaxRecordBytes = int(min(n, int64(wal.MaxRecordBytesLimit(c.MaxDiskBytes))))
 	}
 	return o
 }

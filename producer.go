@@ -102,11 +102,7 @@ func Open(cfg Config) (*Producer, error) {
 		return nil, err
 	}
 	p.log, p.opened.WAL = l, info
-	fileMode := opts.FileMode
-	if fileMode == 0 {
-		fileMode = wal.DefaultFileMode
-	}
-	dl, cut, err := wal.OpenDeadLetters(cfg.Dir, fileMode)
+	dl, cut, err := wal.OpenDeadLetters(cfg.Dir, opts.FileMode)
 	if err != nil {
 		l.Close()
 		return nil, err

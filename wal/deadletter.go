@@ -51,9 +51,13 @@ type DeadLetters struct {
 	path string
 }
 
-// OpenDeadLetters opens dir's dead-letter log for appending. It returns how
-// many bytes of a torn last frame it cut off.
+// OpenDeadLetters opens dir's dead-letter log for appending, creating it
+// with perm (0: DefaultFileMode). It returns how many bytes of a torn last
+// frame it cut off.
 func OpenDeadLetters(dir string, perm os.FileMode) (*DeadLetters, int64, error) {
+	if perm == 0 {
+		perm = DefaultFileMode
+	}
 	path := filepath.Join(dir, DeadLetterFile)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
 	if err != nil {

@@ -60,11 +60,13 @@ func (p FullPolicy) String() string {
 // memory), each new segment costs a create, an fsync and a directory fsync,
 // and a cache miss in tidwall reads a whole segment (bench/HISTORY.md,
 // "Figures that were in code comments").
+// DefaultMaxRecordBytes is librdkafka's default message.max.bytes: Kafka
+// would refuse a larger record anyway.
 const (
 	DefaultSyncInterval    = 100 * time.Millisecond
 	DefaultSegmentBytes    = 8 << 20
 	DefaultMaxDiskBytes    = 1 << 30
-	DefaultMaxRecordBytes  = 1 << 20
+	DefaultMaxRecordBytes  = 1000000
 	DefaultMaxBatchBytes   = 4 << 20
 	DefaultAsyncQueue      = 8192
 	DefaultAsyncQueueBytes = 8 << 20
@@ -99,8 +101,8 @@ type Options struct {
 	// FullPolicy is what Append does at the cap. Default Block.
 	FullPolicy FullPolicy
 	// MaxRecordBytes is the largest encoded record (topic, key, value,
-	// headers plus 20 bytes of framing). Default 1 MiB, or
-	// MaxDiskBytes/4 if that is smaller.
+	// headers plus 20 bytes of framing). Default DefaultMaxRecordBytes
+	// (1000000), or MaxRecordBytesLimit if that is smaller.
 	MaxRecordBytes int
 	// MaxBatchBytes bounds one group-commit write. Default 4 MiB.
 	MaxBatchBytes int
@@ -133,6 +135,16 @@ type Options struct {
 	hooks *hooks // fault injection for this package's tests
 }
 
+// MaxRecordBytesLimit returns the most MaxRecordBytes may be in a log of
+// maxDiskBytes (0: DefaultMaxDiskBytes): truncation frees whole segments
+// only, so the cap must hold several records beside the tail segment.
+func MaxRecordBytesLimit(maxDiskBytes int64) int {
+	if maxDiskBytes == 0 {
+		maxDiskBytes = DefaultMaxDiskBytes
+	}
+	return int(maxDiskBytes / minSegmentsPerCap)
+}
+
 func (o Options) withDefaults() Options {
 	if o.SyncInterval == 0 {
 		o.SyncInterval = DefaultSyncInterval
@@ -144,7 +156,7 @@ func (o Options) withDefaults() Options {
 		o.MaxDiskBytes = DefaultMaxDiskBytes
 	}
 	if o.MaxRecordBytes == 0 {
-		o.MaxRecordBytes = int(min(DefaultMaxRecordBytes, o.MaxDiskBytes/minSegmentsPerCap))
+		o.MaxRecordBytes = min(DefaultMaxRecordBytes, MaxRecordBytesLimit(o.MaxDiskBytes))
 	}
 	if o.MaxBatchBytes == 0 {
 		o.MaxBatchBytes = DefaultMaxBatchBytes
@@ -190,7 +202,7 @@ func (o Options) Validate() error {
 		return fmt.Errorf("kafkawal: config: SegmentBytes: %d is above 1 GiB (a segment is held in memory)", o.SegmentBytes)
 	case o.MaxDiskBytes < minSegmentsPerCap*o.SegmentBytes:
 		return fmt.Errorf("kafkawal: config: MaxDiskBytes: %d is below %d x SegmentBytes (%d)", o.MaxDiskBytes, minSegmentsPerCap, o.SegmentBytes)
-	case o.MaxRecordBytes < 0 || int64(o.MaxRecordBytes) > o.MaxDiskBytes/minSegmentsPerCap:
+	case o.MaxRecordBytes < 0 || o.MaxRecordBytes > MaxRecordBytesLimit(o.MaxDiskBytes):
 		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d must be positive and at most MaxDiskBytes/%d", o.MaxRecordBytes, minSegmentsPerCap)
 	case o.MaxBatchBytes < 0:
 		return fmt.Errorf("kafkawal: config: MaxBatchBytes: %d is negative", o.MaxBatchBytes)
