@@ -18,7 +18,6 @@ import (
 // append order per partition; each callback runs once, in call order,
 // with increasing sequences; Flush covers the calls made before it.
 func TestAppendAsyncDelivered(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "async", 4, nil)
 	cfg := baseConfig(t, b)
@@ -71,7 +70,6 @@ func TestAppendAsyncDelivered(t *testing.T) {
 // waiting for the WAL when it began included; a call after Close gets
 // ErrClosed before AppendAsync returns; bad input reaches the callback.
 func TestAppendAsyncClose(t *testing.T) {
-	checkNoLeak(t)
 	cfg := kafkawal.Config{Dir: t.TempDir(), Kafka: kafka.ConfigMap{"bootstrap.servers": "127.0.0.1:1"}}
 	p := openT(t, cfg)
 	const calls = 5000

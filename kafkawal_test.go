@@ -23,7 +23,6 @@ import (
 // 100k records over 3 topics x 4 partitions: all delivered, per-partition
 // order equal to append order, cursor equal to the last sequence.
 func TestDeliveryAllInOrder(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	topics := []string{"orders", "payments", "events"}
 	for _, tp := range topics {
@@ -145,7 +144,6 @@ func TestTimestampSetAtAppend(t *testing.T) {
 }
 
 func TestBadInput(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	cfg := baseConfig(t, b)
 	cfg.MaxRecordBytes = 1000
@@ -235,7 +233,6 @@ func TestSecondOpenIsLocked(t *testing.T) {
 // Permanent errors: an oversize record at the broker and an unknown topic
 // with auto-create off are dead-lettered; records behind them are delivered.
 func TestPermanentErrorsAreDeadLettered(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "small", 1, map[string]string{"max.message.bytes": "50000"})
 	cfg := baseConfig(t, b)
@@ -307,7 +304,6 @@ func TestPermanentErrorsAreDeadLettered(t *testing.T) {
 // Close with a backlog: what was not delivered stays in the WAL and the
 // next Open delivers it; nothing lost, duplicates counted.
 func TestCloseWithBacklogThenReopen(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{Proxy: true})
 	createTopic(t, b, "backlog", 2, nil)
 	cfg := baseConfig(t, b)

@@ -24,7 +24,6 @@ func TestOutageBlackhole(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			checkNoLeak(t)
 			b := kafkatest.StartT(t, kafkatest.Options{Proxy: true})
 			createTopic(t, b, "outage", 4, nil)
 			cfg := baseConfig(t, b)
@@ -133,7 +132,6 @@ func TestOutageBlackhole(t *testing.T) {
 // Broker killed under load and restarted after a while: appends never fail,
 // nothing is lost, order is kept.
 func TestBrokerKillRestartUnderLoad(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "kill", 3, nil)
 	p := openT(t, baseConfig(t, b))
@@ -199,7 +197,6 @@ func TestBrokerKillRestartUnderLoad(t *testing.T) {
 // the restart is lost. (Apache Kafka 4.4 accepts the producer silently; see
 // docs/brokers.md.)
 func TestBrokerRestartedWithoutData(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{Ephemeral: true, AutoCreateTopics: true, Partitions: 2})
 	createTopic(t, b, "ephemeral", 2, nil)
 	p := openT(t, baseConfig(t, b))

@@ -18,7 +18,6 @@ import (
 // with an independent client. OnDeliveryResult and the deprecated
 // positional OnDelivered see the same outcomes.
 func TestWaitDelivered(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "rec", 3, nil)
 	cfg := baseConfig(t, b)
@@ -106,7 +105,6 @@ func TestWaitDelivered(t *testing.T) {
 // dead-letter log keeps the code and the partition; after a restart,
 // WaitDelivered finds the record in the dead-letter log.
 func TestDeadLetterOutcome(t *testing.T) {
-	checkNoLeak(t)
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "small", 1, map[string]string{"max.message.bytes": "50000"})
 	cfg := baseConfig(t, b)
@@ -169,7 +167,6 @@ func TestDeadLetterOutcome(t *testing.T) {
 // While Kafka is unreachable WaitDelivered waits for its context; Close
 // wakes it with ErrClosed (the record stays in the WAL).
 func TestWaitDeliveredOutage(t *testing.T) {
-	checkNoLeak(t)
 	cfg := kafkawal.Config{Dir: t.TempDir(), Kafka: kafka.ConfigMap{"bootstrap.servers": "127.0.0.1:1"}}
 	p := openT(t, cfg)
 	seq, err := p.Append(testCtx(t, time.Minute), kafkawal.Record{Topic: "t", Value: []byte("v")})

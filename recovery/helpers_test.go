@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/kafkawal/kafkawal/wal"
 )
 
@@ -91,10 +93,18 @@ func templateLog(t testing.TB) string {
 	return template.dir
 }
 
+// TestMain removes the template log after the tests and fails them if any
+// goroutine outlives them.
 func TestMain(m *testing.M) {
 	code := m.Run()
 	if template.dir != "" {
 		os.RemoveAll(template.dir)
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintf(os.Stderr, "goleak: %v\n", err)
+			code = 1
+		}
 	}
 	os.Exit(code)
 }

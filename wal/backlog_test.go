@@ -10,7 +10,6 @@ import (
 // segment the sequence falls in (sealed, tail, before the first after a
 // truncation).
 func TestBytesAfter(t *testing.T) {
-	checkNoLeak(t)
 	dir := t.TempDir()
 	l := openT(t, dir, Options{Sync: SyncNever, SegmentBytes: 64 << 10})
 	defer l.Close()

@@ -14,7 +14,6 @@ import (
 )
 
 func TestGroupCommitConcurrentAppenders(t *testing.T) {
-	checkNoLeak(t)
 	for _, mode := range []SyncMode{SyncAlways, SyncPeriodic, SyncNever} {
 		t.Run(mode.String(), func(t *testing.T) {
 			dir := t.TempDir()

@@ -3,10 +3,10 @@ package wal
 import (
 	"context"
 	"fmt"
-	"runtime"
-	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 func openT(t testing.TB, dir string, opts Options) *Log {
@@ -61,28 +61,8 @@ func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	}
 }
 
-// checkNoLeak fails if goroutines of this package outlive the test.
-func checkNoLeak(t *testing.T) {
-	t.Helper()
-	t.Cleanup(func() {
-		waitForNoGoroutines(t, "kafkawal/wal.(*Log)")
-	})
-}
-
-func waitForNoGoroutines(t testing.TB, marker string) {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		if !strings.Contains(string(buf), marker) {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("goroutine leak: %s still running:\n%s", marker, buf)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+// TestMain fails the package's tests if any goroutine outlives them.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var bg = context.Background()
 

@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/kafkawal/kafkawal/internal/kafkatest"
 )
 
@@ -20,11 +22,13 @@ import (
 // it.
 const envChild = "KAFKAWAL_DRILL_TEST_CHILD"
 
+// TestMain runs the binary as a drill child when asked to, and otherwise
+// the tests, failing them if any goroutine outlives them.
 func TestMain(m *testing.M) {
 	if os.Getenv(envChild) == "1" {
 		os.Exit(ChildMain(os.Args[1:], os.Stderr))
 	}
-	os.Exit(m.Run())
+	goleak.VerifyTestMain(m)
 }
 
 // testCommand runs this test binary as a drill child.
