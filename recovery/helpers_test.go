@@ -276,3 +276,6 @@ func repairHook(opts Options) wal.Options {
 	}
 	return o
 }
+
+// repaired reports whether a Repair changed anything on disk.
+func repaired(r Report) bool { return r.TornTailRepairs > 0 || r.RewrittenSegments > 0 }

@@ -68,8 +68,8 @@ func assertClean(t testing.TB, dir string) {
 	t.Helper()
 	before := snapshot(t, dir)
 	rep, err := Repair(dir, Options{FullScan: true})
-	if err != nil || rep.Repaired() || len(rep.Damage) > 0 {
-		t.Fatalf("second Repair: repaired=%v damage=%v err=%v", rep.Repaired(), rep.Damage, err)
+	if err != nil || repaired(rep) || len(rep.Damage) > 0 {
+		t.Fatalf("second Repair: repaired=%v damage=%v err=%v", repaired(rep), rep.Damage, err)
 	}
 	sameFiles(t, snapshot(t, dir), before)
 	if _, err := Scan(dir, ScanOptions{}); err != nil {
@@ -487,7 +487,7 @@ func TestRepairTailOnlySkipsSealed(t *testing.T) {
 	e := bySegment(lay)[1][10]
 	flip(t, e.seg, e.off+e.framed-1, 0x01)
 	rep, err := Repair(dir, Options{})
-	if err != nil || rep.Repaired() || rep.CheckedSegments != 1 {
+	if err != nil || repaired(rep) || rep.CheckedSegments != 1 {
 		t.Fatalf("tail-only Repair: %+v, %v", rep, err)
 	}
 	entries, err := readBack(t, dir, walOpts)
@@ -575,7 +575,7 @@ func TestRepairNothingToDo(t *testing.T) {
 	t.Run("new_directory", func(t *testing.T) {
 		dir := t.TempDir()
 		rep, err := Repair(dir, Options{})
-		if err != nil || rep.Repaired() {
+		if err != nil || repaired(rep) {
 			t.Fatalf("%+v %v", rep, err)
 		}
 		entries, err := readBack(t, dir, repairHook(Options{}))

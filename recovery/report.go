@@ -53,9 +53,6 @@ type Report struct {
 	RecoveredRecords int64
 }
 
-// Repaired reports whether Repair changed anything on disk.
-func (r *Report) Repaired() bool { return r.TornTailRepairs > 0 || r.RewrittenSegments > 0 }
-
 // Corruption returns the first mid-log damage Report lists, or nil when
 // there is none (a torn tail alone is not corruption).
 func (r *Report) Corruption() *CorruptionError {

@@ -93,7 +93,7 @@ func BenchmarkRawFdatasync(b *testing.B) {
 
 // BenchmarkReadSealed reads records back from sealed segments, as the
 // sender's read-ahead does once it is more than two segments behind the
-// writer (tidwall caches two): through tidwall (ReadShared: it reads each
+// writer (tidwall caches two): through tidwall (readShared: it reads each
 // segment file whole into a new buffer and indexes it) and from the files
 // into three recycled buffers (ReadInto). One op is one record; the log
 // holds 17 segments of 8 MiB; the 14 oldest are read round and round.
@@ -125,7 +125,7 @@ func BenchmarkReadSealed(b *testing.B) {
 					var got []Entry
 					var err error
 					if via == "tidwall" {
-						got, err = l.ReadShared(seq, ents[:0], 1<<20)
+						got, err = l.readShared(seq, ents[:0], 1<<20)
 					} else {
 						got, bufs[i%3], err = l.ReadInto(seq, ents[:0], bufs[i%3], 1<<20)
 					}

@@ -67,11 +67,12 @@
 //
 // # Reading
 //
-// Read and ReadShared go through tidwall/wal, which holds the tail segment
-// and the two segments sealed last in memory and reads an older segment's
-// file whole to serve it. ReadInto, the sender's read-ahead, reads those
-// older segments itself, from their files, into buffers the caller
-// recycles, bounding each segment by the writer's segment list.
+// Read (which copies) and ReadInto go through tidwall/wal, which holds the
+// tail segment and the two segments sealed last in memory and reads an
+// older segment's file whole to serve it. ReadInto, the sender's
+// read-ahead, reads those older segments itself, from their files, into
+// buffers the caller recycles, bounding each segment by the writer's
+// segment list.
 //
 // SegmentReader is the one parser of tidwall's framing (each entry a
 // uvarint length and the bytes): ReadInto, package recovery's integrity

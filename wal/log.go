@@ -201,7 +201,7 @@ func (l *Log) tidwallSegmentBytes() int {
 func (l *Log) openTidwall() error {
 	tl, err := twal.Open(l.segDir, &twal.Options{
 		NoSync:           true, // the writer fsyncs the tail itself, outside tidwall's lock
-		NoCopy:           true, // Read and ReadShared decide what to copy
+		NoCopy:           true, // Read copies, ReadInto does not
 		SegmentSize:      l.tidwallSegmentBytes(),
 		SegmentCacheSize: tidwallCached,
 		AllowEmpty:       true, // truncation may leave only an empty tail segment

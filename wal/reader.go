@@ -29,18 +29,6 @@ func (l *Log) Read(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
 	return l.read(seq, dst, maxBytes, true)
 }
 
-// ReadShared is Read without copying: the records' Key, Value and header
-// values alias the log's in-memory segments, and consecutive records with
-// the same topic share one Topic string. Those bytes are never modified
-// once written (the log only appends, and truncation and repair replace
-// segments rather than rewrite them), so the records stay valid as long as
-// the caller holds them, but the caller must not modify them: a change
-// would be read back by the next reader of the same records (and fail its
-// checksum). Use Record.Clone to hand a record to code you do not control.
-func (l *Log) ReadShared(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
-	return l.read(seq, dst, maxBytes, false)
-}
-
 func (l *Log) read(seq uint64, dst []Entry, maxBytes int, copied bool) ([]Entry, error) {
 	l.readMu.Lock()
 	defer l.readMu.Unlock()

@@ -69,3 +69,9 @@ func TestReadErrorsKeepTheirCause(t *testing.T) {
 		}
 	}
 }
+
+// readShared is Read without copying, as ReadInto reads the segments
+// tidwall holds: the records alias the log's memory.
+func (l *Log) readShared(seq uint64, dst []Entry, maxBytes int) ([]Entry, error) {
+	return l.read(seq, dst, maxBytes, false)
+}

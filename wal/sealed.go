@@ -7,13 +7,19 @@ import (
 	"sort"
 )
 
-// ReadInto is ReadShared for a reader that recycles its memory, such as
-// the sender's read-ahead. Records of sealed segments older than the two
-// tidwall holds in memory are read straight from their files into buf,
-// grown when a record does not fit, and alias it: they are valid until the
-// caller reuses the returned buffer. The others alias the log's memory, as
-// with ReadShared. It returns the entries and the buffer to reuse next
-// time.
+// ReadInto is Read without copying, for a reader that recycles its memory,
+// such as the sender's read-ahead. Records of sealed segments older than
+// the two tidwall holds in memory are read straight from their files into
+// buf, grown when a record does not fit, and alias it: they are valid
+// until the caller reuses the returned buffer. The others alias the log's
+// in-memory segments, whose bytes are never modified once written (the log
+// only appends, and truncation and repair replace segments rather than
+// rewrite them): they stay valid as long as the caller holds them. Either
+// way the caller must not modify them (a change to the log's memory would
+// be read back by the next reader, and fail its checksum); Record.Clone
+// copies a record for code you do not control. Consecutive records with
+// the same topic share one Topic string. It returns the entries and the
+// buffer to reuse next time.
 //
 // tidwall/wal serves a sealed segment from memory only while it is one of
 // the two it caches, and ReadInto reads those through it; a reader further

@@ -64,7 +64,7 @@ func TestTruncationKeepsEverythingAtOrAboveCursor(t *testing.T) {
 // Truncation deletes files without telling tidwall and reopens it only
 // every staleSegmentsMax segments. Across many deletions and reopens,
 // appends and reads keep working, FirstSeq follows the cursor, and records
-// read with ReadShared before a reopen keep their bytes after it.
+// read with readShared before a reopen keep their bytes after it.
 func TestTruncationReopensLazilyAndSharedReadsStayValid(t *testing.T) {
 	dir := t.TempDir()
 	opts := Options{SegmentBytes: 64 << 10, MaxDiskBytes: 64 << 20, Sync: SyncNever}
@@ -85,7 +85,7 @@ func TestTruncationReopensLazilyAndSharedReadsStayValid(t *testing.T) {
 		}
 		if i == 0 {
 			var err error
-			held, err = l.ReadShared(1, make([]Entry, 0, 64), 1<<20)
+			held, err = l.readShared(1, make([]Entry, 0, 64), 1<<20)
 			if err != nil || len(held) != 64 {
 				t.Fatalf("shared read: %d entries, %v", len(held), err)
 			}
@@ -103,7 +103,7 @@ func TestTruncationReopensLazilyAndSharedReadsStayValid(t *testing.T) {
 		if first := l.FirstSeq(); first > cursor+1 {
 			t.Fatalf("round %d: FirstSeq %d beyond cursor+1 %d", i, first, cursor+1)
 		}
-		got, err := l.ReadShared(cursor+1, make([]Entry, 0, 64), 1<<20)
+		got, err := l.readShared(cursor+1, make([]Entry, 0, 64), 1<<20)
 		if err != nil || len(got) != len(batch) {
 			t.Fatalf("round %d: read %d entries from the cursor: %v", i, len(got), err)
 		}
