@@ -53,7 +53,9 @@ func (h Histogram) Quantile(q float64) time.Duration {
 type Latencies struct {
 	// Append: each successful Append or AppendBatch call, from the call to
 	// its return (the records durable under Config.Durability; waiting for
-	// room at the disk cap included). One observation per call.
+	// room at the disk cap included), and each successful AppendAsync
+	// call, from the call to its durable callback. One observation per
+	// call.
 	Append Histogram
 	// Fsync: each fdatasync kafkawal runs on the WAL's tail segment (the
 	// group commit's under SyncAlways, the periodic and sealing ones

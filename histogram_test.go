@@ -80,3 +80,29 @@ func TestHistogramQuantileEmptyAndOverflow(t *testing.T) {
 		t.Errorf("overflow: %v", q)
 	}
 }
+
+// BenchmarkHistogramObserve is the cost of one observation: alone, and
+// from every P at once (appenders contend on the counters' cache lines).
+func BenchmarkHistogramObserve(b *testing.B) {
+	b.Run("serial", func(b *testing.B) {
+		var h histogram
+		for i := 0; b.Loop(); i++ {
+			h.observe(time.Duration(i&0xffff) * time.Microsecond)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		var h histogram
+		b.RunParallel(func(pb *testing.PB) {
+			for i := 0; pb.Next(); i++ {
+				h.observe(time.Duration(i&0xff) * time.Microsecond)
+			}
+		})
+	})
+	b.Run("since+observe", func(b *testing.B) {
+		var h histogram
+		start := time.Now()
+		for b.Loop() {
+			h.observe(time.Since(start))
+		}
+	})
+}

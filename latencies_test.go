@@ -31,6 +31,23 @@ func TestLatencies(t *testing.T) {
 	if _, err := p.Append(ctx, kafkawal.Record{Value: []byte("no topic")}); err == nil {
 		t.Fatal("append without a topic succeeded")
 	}
+	// AppendAsync calls count from the call to their callback, failed ones
+	// not at all.
+	const async = 7
+	done := make(chan error, async+1)
+	for i := range async {
+		p.AppendAsync(ctx, idRecord("lat", 0, uint64(500+i), []byte("a")), func(_ uint64, err error) { done <- err })
+	}
+	p.AppendAsync(ctx, kafkawal.Record{Value: []byte("no topic")}, func(_ uint64, err error) { done <- err })
+	failed := 0
+	for range async + 1 {
+		if err := <-done; err != nil {
+			failed++
+		}
+	}
+	if failed != 1 {
+		t.Fatalf("%d AppendAsync calls failed, want the one without a topic", failed)
+	}
 	// A record whose timestamp says it was created 90 minutes ago: its
 	// delivery latency is above the largest bound (about 72 minutes).
 	old := idRecord("lat", 0, 1000, []byte("old"))
@@ -44,13 +61,13 @@ func TestLatencies(t *testing.T) {
 	// The last reports' observations are made before the watermark that
 	// Flush waits for moves.
 	lat := p.Latencies()
-	if lat.Append.Count != calls+1 {
-		t.Errorf("append observations %d, want %d (one per successful call)", lat.Append.Count, calls+1)
+	if want := uint64(calls + async + 1); lat.Append.Count != want {
+		t.Errorf("append observations %d, want %d (one per successful call)", lat.Append.Count, want)
 	}
 	if lat.Fsync.Count == 0 || lat.Fsync.Sum <= 0 {
 		t.Errorf("no fsync observed: %+v", lat.Fsync)
 	}
-	if n := uint64(calls*batch + 1); lat.Delivery.Count != n {
+	if n := uint64(calls*batch + async + 1); lat.Delivery.Count != n {
 		t.Errorf("delivery observations %d, want %d", lat.Delivery.Count, n)
 	}
 	if c := lat.Delivery.Counts[kafkawal.HistogramBuckets-1]; c != 1 {

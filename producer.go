@@ -86,6 +86,7 @@ func Open(cfg Config) (*Producer, error) {
 	p.noCallback = p.logAsyncError
 	opts := cfg.walOptions()
 	opts.ObserveFsync = p.lat.fsync.observe
+	opts.ObserveAsyncAppend = p.lat.append.observe
 	opts.BeforeOpen = func(dir string) error {
 		rep, err := recovery.Repair(dir, recovery.Options{
 			Policy:   cfg.CorruptionPolicy,

@@ -78,7 +78,7 @@ type hist struct {
 }
 
 var hists = []hist{
-	{"append_duration_seconds", "Append and AppendBatch calls, from the call to the records durable under Config.Durability (waiting at the disk cap included).",
+	{"append_duration_seconds", "Append and AppendBatch calls, from the call to the records durable under Config.Durability (waiting at the disk cap included), and AppendAsync calls, to their callback.",
 		func(l *kafkawal.Latencies) *kafkawal.Histogram { return &l.Append }, 4, 24},
 	{"fsync_duration_seconds", "fdatasync calls on the WAL's tail segment.",
 		func(l *kafkawal.Latencies) *kafkawal.Histogram { return &l.Fsync }, 4, 24},

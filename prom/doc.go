@@ -37,7 +37,7 @@
 //	kafkawal_broker_reachable               1, or 0 while librdkafka reports all brokers down
 //
 //	histograms (recorded inside the library, see kafkawal.Latencies)
-//	kafkawal_append_duration_seconds        Append call to durable, per call; 16µs..16.8s
+//	kafkawal_append_duration_seconds        append call to durable, per call; 16µs..16.8s
 //	kafkawal_fsync_duration_seconds         each fdatasync of the WAL tail; 16µs..16.8s
 //	kafkawal_delivery_latency_seconds       record timestamp to delivery report; 1ms..72min
 //

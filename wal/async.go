@@ -37,6 +37,7 @@ import (
 type asyncSlot struct {
 	durable func(seq uint64, err error)
 	err     error
+	start   int64 // time of the call, Unix nanos (0: unknown), for Options.ObserveAsyncAppend
 }
 
 // asyncReq is what an appendReq carries for asynchronous calls.
@@ -224,7 +225,7 @@ func (q *asyncQueue) add(rec *Record, n int, framed int64, unset int64, durable 
 		r = q.open()
 	}
 	si := q.stail % size
-	q.slots[si] = asyncSlot{durable: durable, err: err}
+	q.slots[si] = asyncSlot{durable: durable, err: err, start: unset}
 	q.stail++
 	r.slots = q.slots[si-uint64(len(r.slots)) : si+1]
 	r.slotEnd = q.stail
@@ -354,6 +355,7 @@ func (l *Log) complete() {
 		}
 		q.mu.Unlock()
 		<-r.done
+		now := time.Now().UnixNano()
 		seq, ok := r.first, uint64(0)
 		for i := range r.slots {
 			s := &r.slots[i]
@@ -361,6 +363,9 @@ func (l *Log) complete() {
 			if err == nil {
 				if err = r.err; err == nil {
 					ok++
+					if s.start != 0 {
+						l.opts.ObserveAsyncAppend(time.Duration(now - s.start))
+					}
 					if s.durable != nil {
 						s.durable(seq, nil)
 					}

@@ -131,6 +131,11 @@ type Options struct {
 	// writer's or the syncer's goroutine: it must be quick and must not
 	// block. Default: none.
 	ObserveFsync func(time.Duration)
+	// ObserveAsyncAppend, if set, is called on the completion goroutine
+	// with the time from each successful AppendAsync call to its callback
+	// (calls given a zero now are not observed): it must be quick.
+	// Default: none.
+	ObserveAsyncAppend func(time.Duration)
 
 	hooks *hooks // fault injection for this package's tests
 }
@@ -182,6 +187,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ObserveFsync == nil {
 		o.ObserveFsync = func(time.Duration) {}
+	}
+	if o.ObserveAsyncAppend == nil {
+		o.ObserveAsyncAppend = func(time.Duration) {}
 	}
 	return o
 }

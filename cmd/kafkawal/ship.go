@@ -145,6 +145,12 @@ func runShip(args []string, stdout, stderr io.Writer) int {
 // ship opens o.dir, delivers its backlog and reports; it returns the exit
 // status.
 func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool) int {
+	// The sender's log events and the progress reach stderr from two
+	// goroutines: a file takes that (and the bar its width from it), any
+	// other writer gets the writes one at a time.
+	if _, ok := stderr.(*os.File); !ok {
+		stderr = &syncWriter{w: stderr}
+	}
 	lvl := zerolog.WarnLevel
 	if o.verbose {
 		lvl = zerolog.InfoLevel
@@ -320,6 +326,18 @@ func shipOpenFailed(o shipOptions, err error, stderr io.Writer) int {
 		return fail(stderr, "ship", fmt.Errorf("%w; nothing was sent", err), exitProblem)
 	}
 	return fail(stderr, "ship", err, exitUsage)
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (w *syncWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(b)
 }
 
 // switchWriter holds what is written until release, then passes it on.
