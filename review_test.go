@@ -2,12 +2,15 @@ package kafkawal_test
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/kafkawal/kafkawal"
 	"github.com/kafkawal/kafkawal/internal/kafkatest"
+	"github.com/kafkawal/kafkawal/wal"
 )
 
 // Review findings (h/review1): each test fails on main 12d6b79.
@@ -104,5 +107,81 @@ func TestReview_Config_QueueKbytesBelowDefaultMaxRecord(t *testing.T) {
 	if err := p.Flush(fctx); err != nil {
 		st := p.Stats()
 		t.Fatalf("Flush: %v; Stats: delivered %d, dead-lettered %d, backlog %d: a 600 KB record Append accepted can never enter librdkafka's 256 KiB queue", err, st.Delivered, st.DeadLettered, st.BacklogRecords)
+	}
+}
+
+// The consequence of wal's sealed reader mislabelling entries after a
+// checksum failure (wal: TestReview_Reader_DecodeErrorShiftsSequences),
+// end to end: a record damaged in a sealed segment (FullScanOnOpen off,
+// the default) is documented to stop delivery there ("it is never sent,
+// delivery stops there, and the error is logged"). Instead the sender's
+// retry reads the next record under the damaged one's sequence, delivery
+// goes on, Flush returns nil, and the damaged record is gone without a
+// trace: not in Kafka, not in Stats.Lost, not dead-lettered, and
+// WaitDelivered reports it delivered.
+func TestReview_Reader_DamagedSealedRecordSkippedSilently(t *testing.T) {
+	b := kafkatest.StartT(t, kafkatest.Options{})
+	createTopic(t, b, "revdmg", 1, nil)
+	dir := t.TempDir()
+	l, _, err := wal.Open(dir, wal.Options{SegmentBytes: 64 << 10, Sync: wal.SyncNever})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := uint64(0)
+	for l.Stats().Segments < 6 {
+		n++
+		if _, err := l.Append(testCtx(t, time.Minute), []wal.Record{idRecord("revdmg", 0, n, make([]byte, 1000))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, err := wal.ListSegments(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Flip the last byte of the third entry of segs[1] (read from its file
+	// by the sender, not from tidwall's memory).
+	data, err := os.ReadFile(segs[1].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sr := wal.NewSegmentBytesReader(data)
+	for range 3 {
+		if !sr.Next() {
+			t.Fatal(sr.Err())
+		}
+	}
+	bad := segs[1].First + 2
+	data[sr.End()-1] ^= 1
+	if err := os.WriteFile(segs[1].Path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := baseConfig(t, b)
+	cfg.Dir = dir
+	cfg.SegmentBytes = 64 << 10
+	p := openT(t, cfg)
+	ctx := testCtx(t, 20*time.Second)
+	if err := p.Flush(ctx); err != nil {
+		t.Logf("Flush: %v (delivery stopped at the damaged record, as documented)", err)
+		return
+	}
+	st := p.Stats()
+	recs, err := kafkatest.ReadAll(testCtx(t, time.Minute), b.Bootstrap(), []string{"revdmg"}, int(n))
+	if err != nil {
+		t.Logf("read back: %v", err)
+	}
+	seen := map[uint64]int{}
+	for _, r := range recs {
+		if id, ok := recordID(r); ok {
+			seen[id]++
+		}
+	}
+	res, werr := p.WaitDelivered(ctx, bad)
+	if seen[bad] == 0 && st.Lost == 0 && st.DeadLettered == 0 {
+		t.Fatalf("Flush returned nil, yet record %d (damaged in %s) is not in Kafka, Stats.Lost %d, DeadLettered %d; WaitDelivered(%d) = offset %d, err %v; %d distinct ids of %d in Kafka, %d records",
+			bad, filepath.Base(segs[1].Path), st.Lost, st.DeadLettered, bad, res.Offset, werr, len(seen), n, len(recs))
 	}
 }
