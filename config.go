@@ -92,7 +92,9 @@ type Config struct {
 	// MaxRecordBytes limits one record as stored (topic + key + value +
 	// headers + ~20 bytes), checked before it enters the WAL. Default
 	// librdkafka's message.max.bytes if set in Kafka, else 1000000; at most
-	// MaxDiskBytes/4.
+	// MaxDiskBytes/4 and Kafka[queue.buffering.max.kbytes] (librdkafka
+	// never takes a record larger than its queue). A value set above
+	// message.max.bytes (or its default) or the queue is refused by Open.
 	MaxRecordBytes int
 
 	// AsyncQueue bounds AppendAsync calls whose callbacks have not
@@ -182,6 +184,9 @@ func (c Config) walOptions() wal.Options {
 		n := int64(wal.DefaultMaxRecordBytes)
 		if v, ok := kafkaInt(c.Kafka, "message.max.bytes"); ok && v > 0 {
 			n = v
+		}
+		if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && kb > 0 {
+			n = min(n, kb<<10)
 		}
 		o.MaxRecordBytes = int(min(n, int64(wal.MaxRecordBytesLimit(c.MaxDiskBytes))))
 	}

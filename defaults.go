@@ -24,6 +24,10 @@ import (
 //     the larger of them if that is more.
 //   - MaxInFlight, given Kafka[queue.buffering.max.messages]: 32768, or
 //     that value if smaller (librdkafka refuses records beyond it).
+//   - MaxRecordBytes: Kafka[message.max.bytes] (librdkafka's default
+//     1000000 when unset), at most MaxDiskBytes/4 and
+//     Kafka[queue.buffering.max.kbytes] (librdkafka never takes a record
+//     larger than its queue).
 //   - MaxInFlightBytes: 32 MiB, or 4 x MaxRecordBytes (or
 //     Kafka[message.max.bytes]) if that is more, so that large records
 //     still travel several at a time; at most
@@ -77,8 +81,18 @@ func (c Config) contradictions() error {
 	if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && c.MaxInFlightBytes > 0 && c.MaxInFlightBytes > kb<<10 {
 		return fmt.Errorf("kafkawal: config: MaxInFlightBytes: %d is above Kafka[queue.buffering.max.kbytes] (%d KiB): librdkafka would refuse records the window allows", c.MaxInFlightBytes, kb)
 	}
-	if n, ok := kafkaInt(c.Kafka, "message.max.bytes"); ok && c.MaxRecordBytes > 0 && int64(c.MaxRecordBytes) > n {
-		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[message.max.bytes] (%d): records in between would be accepted, then refused by librdkafka and dead-lettered", c.MaxRecordBytes, n)
+	if c.MaxRecordBytes > 0 {
+		n, ok := kafkaInt(c.Kafka, "message.max.bytes")
+		what := "Kafka[message.max.bytes]"
+		if !ok {
+			n, what = wal.DefaultMaxRecordBytes, "librdkafka's default message.max.bytes (set Kafka[message.max.bytes] too)"
+		}
+		if int64(c.MaxRecordBytes) > n {
+			return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above %s (%d): records in between would be accepted, then refused by librdkafka and dead-lettered", c.MaxRecordBytes, what, n)
+		}
+		if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && int64(c.MaxRecordBytes) > kb<<10 {
+			return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[queue.buffering.max.kbytes] (%d KiB): librdkafka would never take such a record, and delivery would stop behind it", c.MaxRecordBytes, kb)
+		}
 	}
 	return nil
 }

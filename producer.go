@@ -65,6 +65,9 @@ type OpenReport struct {
 	Replay uint64
 	// DeadLetterBytesCut counts a torn dead-letter frame cut off at open.
 	DeadLetterBytesCut int64
+	// DeadLetterDamage lists damaged ranges inside the dead-letter log, with
+	// intact frames after them (left in place; readers skip them).
+	DeadLetterDamage []wal.DeadLetterDamage
 }
 
 // Open opens (or creates) the WAL in cfg.Dir, repairs a torn tail left by a
@@ -111,6 +114,11 @@ func Open(cfg Config) (*Producer, error) {
 	p.dl, p.opened.DeadLetterBytesCut = dl, cut
 	if cut > 0 {
 		lg.Warn().Int64("bytes", cut).Msg("kafkawal: cut a torn dead-letter frame")
+	}
+	for _, d := range dl.Damage() {
+		p.opened.DeadLetterDamage = append(p.opened.DeadLetterDamage, d)
+		lg.Error().Int64("offset", d.Offset).Int64("bytes", d.Bytes).
+			Msg("kafkawal: dead-letter log damaged; at least one dead letter there cannot be read (the frames after it are kept)")
 	}
 	if fi, err := os.Stat(filepath.Join(cfg.Dir, wal.DeadLetterFile)); err == nil && fi.Size() > 0 {
 		p.deadAtOpen = true

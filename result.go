@@ -196,7 +196,7 @@ func (p *Producer) deadLettersIn(from, to uint64) (*DeadLetterError, error) {
 		e.Count++
 		return nil
 	})
-	if err != nil {
+	if err != nil && !errors.Is(err, wal.ErrCorrupt) { // damage: reported by Open
 		return nil, err
 	}
 	return e, nil

@@ -2,9 +2,11 @@ package wal
 
 import (
 	"encoding/binary"
+	"errors"
 	"hash/crc32"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 )
@@ -83,4 +85,85 @@ func TestDeadLettersVersion1(t *testing.T) {
 	}
 	assertRecordEqual(t, got[0].Record, r)
 	assertRecordEqual(t, got[1].Record, r)
+}
+
+// One damaged frame in the middle of the dead-letter log must not take the
+// intact frames after it (their records' only copies) with it: Open keeps
+// them in place and reports the damage, readers skip it and say so at the
+// end, and new dead letters go after them. Found by review: the damaged
+// frame was taken for a torn tail and everything from it on was cut.
+func TestDeadLettersMidFileDamageKeepsLaterFrames(t *testing.T) {
+	dir := t.TempDir()
+	d, _, err := OpenDeadLetters(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		if err := d.Add(DeadLetter{Seq: uint64(i), Time: time.Now(), Err: "refused", Record: rec("t", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	path := filepath.Join(dir, DeadLetterFile)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[12] ^= 1 // inside the first frame's payload
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, cut, err := OpenDeadLetters(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := int64(binary.BigEndian.Uint32(data)) + deadLetterHeader
+	if dmg := d.Damage(); cut != 0 || len(dmg) != 1 || dmg[0] != (DeadLetterDamage{Offset: 0, Bytes: first}) {
+		t.Fatalf("OpenDeadLetters cut %d bytes and found damage %+v; want nothing cut and [{0 %d}]", cut, dmg, first)
+	}
+	if err := d.Add(DeadLetter{Seq: 4, Time: time.Now(), Err: "refused", Record: rec("t", 4)}); err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	var seqs []uint64
+	err = ReadDeadLetters(dir, func(dl DeadLetter) error { seqs = append(seqs, dl.Seq); return nil })
+	if !errors.Is(err, ErrCorrupt) || !slices.Equal(seqs, []uint64{2, 3, 4}) {
+		t.Fatalf("ReadDeadLetters read %v, err %v; want [2 3 4] and an error matching ErrCorrupt", seqs, err)
+	}
+	if fi, _ := os.Stat(path); fi.Size() <= int64(len(data)) {
+		t.Fatalf("dead-letter log is %d bytes, was %d before the fourth frame: something was cut", fi.Size(), len(data))
+	}
+}
+
+// A damaged last frame is a torn tail: cut, counted, and the log goes on.
+func TestDeadLettersTornTailCut(t *testing.T) {
+	dir := t.TempDir()
+	d, _, err := OpenDeadLetters(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		if err := d.Add(DeadLetter{Seq: uint64(i), Time: time.Now(), Err: "refused", Record: rec("t", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d.Close()
+	path := filepath.Join(dir, DeadLetterFile)
+	data, _ := os.ReadFile(path)
+	if err := os.WriteFile(path, data[:len(data)-3], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d, cut, err := OpenDeadLetters(dir, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Close()
+	second := int64(len(data)) - (int64(binary.BigEndian.Uint32(data)) + deadLetterHeader)
+	if cut != second-3 || len(d.Damage()) != 0 {
+		t.Fatalf("cut %d bytes, damage %+v; want the torn second frame (%d bytes) cut and no damage", cut, d.Damage(), second-3)
+	}
+	var seqs []uint64
+	if err := ReadDeadLetters(dir, func(dl DeadLetter) error { seqs = append(seqs, dl.Seq); return nil }); err != nil || !slices.Equal(seqs, []uint64{1}) {
+		t.Fatalf("ReadDeadLetters read %v, err %v; want [1]", seqs, err)
+	}
 }

@@ -171,6 +171,13 @@ func (l *Log) run() {
 				// go when it ends (one write(2) per fsync, not per wakeup).
 				held = append(held, group...)
 			} else {
+				if len(held) > 0 {
+					// Held requests came first: they take the lower
+					// sequences.
+					l.write(held)
+					clear(held)
+					held = held[:0]
+				}
 				l.write(group)
 			}
 			clear(group)

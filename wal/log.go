@@ -173,6 +173,13 @@ func (l *Log) open() (info OpenInfo, err error) {
 		l.log.Warn().Uint64("cursor", acked).Uint64("last_seq", last).
 			Msg("wal: cursor beyond the last record on disk (unsynced records lost by an OS crash); lowering it")
 		acked = last
+		// Durably, before anything is appended: the next records reuse the
+		// sequences above last, and a cursor file still saying they were
+		// delivered would skip them at the next Open (and let recovery call
+		// damage in them delivered).
+		if err := cur.store(acked); err != nil {
+			return info, fmt.Errorf("kafkawal: lower the cursor to %d: %w", acked, err)
+		}
 	}
 	if st.Damaged > 0 {
 		l.log.Warn().Int("damaged_slots", st.Damaged).Uint64("cursor", acked).

@@ -120,7 +120,12 @@ func (r *sealedReader) read(l *Log, seq uint64, dst []Entry, buf []byte, maxByte
 		} else {
 			rec, err := decode(ent, topic)
 			if err != nil {
-				return dst, r.sr.buf, fmt.Errorf("read seq %d: %w", r.next, err)
+				// Forget the position: it is already past the bad entry, and
+				// the retry must find it again, not read the next record
+				// under its sequence.
+				buf = r.sr.buf
+				r.close()
+				return dst, buf, fmt.Errorf("read seq %d: %w", r.next, err)
 			}
 			topic = rec.Topic
 			e.Record = rec

@@ -13,15 +13,16 @@ import (
 	"github.com/kafkawal/kafkawal/wal"
 )
 
-// Review findings (h/review1): each test fails on main 12d6b79;
-// TestReview_Prom_AppendAsyncNotObserved passes since 01de3b8 (fixed
+// Regression tests for the findings of a review of the second wave (each
+// failed on 12d6b79, before its fix).
+// TestAppendAsyncObservedInLatencies passes since 01de3b8 (fixed
 // meanwhile) and stays as a regression test.
 
 // Latencies.Append (and kafkawal_append_duration_seconds, whose help says
 // so too) documents "each successful AppendAsync call, from the call to
 // its durable callback": AppendAsync never observes anything, so a
 // service that appends only asynchronously exports an empty histogram.
-func TestReview_Prom_AppendAsyncNotObserved(t *testing.T) {
+func TestAppendAsyncObservedInLatencies(t *testing.T) {
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "revlat", 1, nil)
 	p := openT(t, baseConfig(t, b))
@@ -51,7 +52,7 @@ func TestReview_Prom_AppendAsyncNotObserved(t *testing.T) {
 // and a record between the two is accepted by Append (contract 8 says a
 // record over the limit fails before it enters the WAL) and then
 // dead-lettered by librdkafka's own size check.
-func TestReview_Config_MaxRecordBytesAboveLibrdkafkaDefault(t *testing.T) {
+func TestMaxRecordBytesAboveLibrdkafkaDefaultRefused(t *testing.T) {
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "revbig", 1, nil)
 	cfg := baseConfig(t, b)
@@ -82,7 +83,7 @@ func TestReview_Config_MaxRecordBytesAboveLibrdkafkaDefault(t *testing.T) {
 // than librdkafka's whole queue. librdkafka answers every Produce of it
 // with ErrQueueFull, which the sender retries forever: delivery stops at
 // that record and every later record waits behind it.
-func TestReview_Config_QueueKbytesBelowDefaultMaxRecord(t *testing.T) {
+func TestQueueKbytesBoundsMaxRecordBytes(t *testing.T) {
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "revq", 1, nil)
 	cfg := baseConfig(t, b)
@@ -113,7 +114,7 @@ func TestReview_Config_QueueKbytesBelowDefaultMaxRecord(t *testing.T) {
 }
 
 // The consequence of wal's sealed reader mislabelling entries after a
-// checksum failure (wal: TestReview_Reader_DecodeErrorShiftsSequences),
+// checksum failure (wal: TestSealedDecodeErrorKeepsSequences),
 // end to end: a record damaged in a sealed segment (FullScanOnOpen off,
 // the default) is documented to stop delivery there ("it is never sent,
 // delivery stops there, and the error is logged"). Instead the sender's
@@ -121,7 +122,7 @@ func TestReview_Config_QueueKbytesBelowDefaultMaxRecord(t *testing.T) {
 // goes on, Flush returns nil, and the damaged record is gone without a
 // trace: not in Kafka, not in Stats.Lost, not dead-lettered, and
 // WaitDelivered reports it delivered.
-func TestReview_Reader_DamagedSealedRecordSkippedSilently(t *testing.T) {
+func TestDamagedSealedRecordStopsDelivery(t *testing.T) {
 	b := kafkatest.StartT(t, kafkatest.Options{})
 	createTopic(t, b, "revdmg", 1, nil)
 	dir := t.TempDir()

@@ -9,7 +9,8 @@ import (
 	"github.com/kafkawal/kafkawal/wal"
 )
 
-// Review findings (h/review1): each test fails on main 12d6b79.
+// Regression tests for the findings of a review of the second wave (each
+// failed on 12d6b79, before its fix).
 
 // Damage "at or below the durable cursor" is repaired under every policy
 // as already delivered. The cursor judged is the file's, and wal.Open
@@ -19,7 +20,7 @@ import (
 // cursor; if none is delivered before the next Open (Kafka down), damage in
 // them is judged Delivered: FailOnCorruption repairs it silently, counts
 // nothing lost, and the records are never sent.
-func TestReview_Triage_StaleCursorAfterClampJudgesNewRecordsDelivered(t *testing.T) {
+func TestClampedCursorNeverJudgesNewRecordsDelivered(t *testing.T) {
 	dir := t.TempDir()
 	opts := wal.Options{SegmentBytes: 64 << 10}
 	l, _, err := wal.Open(dir, opts)

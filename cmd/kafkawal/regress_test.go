@@ -11,7 +11,8 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
-// Review findings (h/review1): fails on main 12d6b79; passes since
+// Regression test for a finding of a review of the second wave: failed on
+// 12d6b79; passes since
 // 42b2349 (ship serializes a stderr that is not a file) and stays as a
 // regression test.
 
@@ -41,7 +42,7 @@ func (w *overlapWriter) Write(b []byte) (int, error) {
 // switchWriter, whose mutex only orders the log lines among themselves:
 // the two write at once (the data race `go test -race -run TestShip`
 // reports on a bytes.Buffer; interleaved lines on a terminal).
-func TestReview_Ship_StderrWrittenConcurrently(t *testing.T) {
+func TestShipStderrWritesDoNotOverlap(t *testing.T) {
 	dir := t.TempDir()
 	writeShipBacklog(t, dir, 1<<20)
 	stderr := &overlapWriter{}
