@@ -173,9 +173,9 @@ func (p *Producer) AppendBatch(ctx context.Context, rs []Record) (uint64, error)
 // AppendAsync queues r for the WAL and returns at once; durable is called
 // exactly once, with r's sequence when r is durable under
 // Config.Durability, or with the error that kept it out of the WAL
-// (nothing written): ErrTooLarge or a field error for bad input, ErrFull
-// at the disk cap, ErrClosed once Close has begun, ctx's error (see
-// below). A background goroutine then delivers r to Kafka, as after
+// (nothing written): ErrInvalidRecord (ErrTooLarge among them) for bad
+// input, ErrFull at the disk cap, ErrClosed once Close has begun, ctx's
+// error (see below). A background goroutine then delivers r to Kafka, as after
 // Append.
 //
 // Calls from one goroutine get increasing sequences, and their callbacks
