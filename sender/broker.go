@@ -27,6 +27,7 @@ func (s *Sender) brokerError(e kafka.Error) {
 
 func (s *Sender) reachable() {
 	if s.stats.unreachable.Swap(false) {
+		s.rt.retryMetaNow()
 		st := s.wal.Stats()
 		s.lg.Info().Dur("outage", time.Since(s.outageSince)).Uint64("backlog_records", st.LastSeq-s.win.low+1).
 			Msg("sender: Kafka reachable again; draining the backlog")

@@ -228,7 +228,7 @@ func (s *Sender) run() {
 		case lg := <-s.logs:
 			s.logLibrdkafka(lg)
 		case a := <-s.meta.out:
-			s.rt.setMeta(a.topic, a.md, a.err)
+			s.rt.setMeta(a.topic, a.md, a.err, s.stats.unreachable.Load())
 		case b := <-reads:
 			s.take(b)
 		case <-tick.C:
