@@ -307,6 +307,7 @@ func TestCloseWithBacklogThenReopen(t *testing.T) {
 	b := kafkatest.StartT(t, kafkatest.Options{Proxy: true})
 	createTopic(t, b, "backlog", 2, nil)
 	cfg := baseConfig(t, b)
+	logs := logTo(&cfg)
 	p := openT(t, cfg)
 	ctx := testCtx(t, 2*time.Minute)
 	var acked []uint64
@@ -333,6 +334,11 @@ func TestCloseWithBacklogThenReopen(t *testing.T) {
 		t.Fatal("Close reported everything delivered during a blackhole")
 	}
 	t.Logf("Close during outage: %v", err)
+	// The operator is told, at warn level, how many records wait.
+	closed := logs.lines("kafkawal: closed with records undelivered; they stay in the WAL and the next Open sends them")
+	if len(closed) != 1 || closed[0]["level"] != "warn" || closed[0]["undelivered_records"] != float64(500) {
+		t.Fatalf("close log %v, want one warning counting 500 undelivered records", closed)
+	}
 	b.Proxy().Heal()
 	p = openT(t, cfg)
 	if rep := p.OpenReport(); rep.Replay != 500 {

@@ -294,7 +294,12 @@ func (p *Producer) closeAll(ctx context.Context, last uint64) error {
 		errs = append(errs, err)
 	}
 	st := p.log.Stats()
-	p.lg.Info().Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).Msg("kafkawal: closed")
+	if n := st.LastSeq - min(st.LastSeq, max(st.Cursor, st.FirstSeq-1)); n > 0 {
+		p.lg.Warn().Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).Uint64("undelivered_records", n).
+			Msg("kafkawal: closed with records undelivered; they stay in the WAL and the next Open sends them")
+	} else {
+		p.lg.Info().Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).Msg("kafkawal: closed")
+	}
 	return errors.Join(errs...)
 }
 
