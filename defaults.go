@@ -1,6 +1,7 @@
 package kafkawal
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -77,11 +78,27 @@ func (c Config) contradictions() error {
 	if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && c.MaxInFlightBytes > 0 && c.MaxInFlightBytes > kb<<10 {
 		return fmt.Errorf("kafkawal: config: MaxInFlightBytes: %d is above Kafka[queue.buffering.max.kbytes] (%d KiB): librdkafka would refuse records the window allows", c.MaxInFlightBytes, kb)
 	}
-	if n, ok := kafkaInt(c.Kafka, "message.max.bytes"); ok && c.MaxRecordBytes > 0 && int64(c.MaxRecordBytes) > n {
-		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[message.max.bytes] (%d): records in between would be accepted, then refused by librdkafka and dead-lettered", c.MaxRecordBytes, n)
+	n, set := kafkaInt(c.Kafka, "message.max.bytes")
+	if !set {
+		n = librdkafkaMessageMaxBytes
+	}
+	if c.MaxRecordBytes > 0 && int64(c.MaxRecordBytes) > n {
+		unset := ""
+		if !set {
+			unset = ", librdkafka's default"
+		}
+		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[message.max.bytes] (%d)%s: records in between would be accepted, then refused by librdkafka and dead-lettered; lower MaxRecordBytes or raise message.max.bytes (and the topics' max.message.bytes)", c.MaxRecordBytes, n, unset)
+	}
+	if v, ok := kafkaInt(c.Kafka, "message.timeout.ms"); ok && v != 0 && !c.AllowWeakerDelivery {
+		return errors.New("kafkawal: config: Kafka[message.timeout.ms]: a finite timeout lets librdkafka give records up and " +
+			"accept later records of their partition first, breaking per-partition order; leave it unset " +
+			"(kafkawal sets 0: never give up; the WAL holds the backlog) or set AllowWeakerDelivery")
 	}
 	return nil
 }
+
+// librdkafkaMessageMaxBytes is librdkafka's default message.max.bytes.
+const librdkafkaMessageMaxBytes = 1000000
 
 // kafkaInt reads an integer librdkafka setting given as a number or a
 // string; ok is false when it is absent or not an integer (librdkafka
