@@ -1,7 +1,6 @@
 package kafkawal
 
 import (
-	"fmt"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"

@@ -80,7 +80,7 @@ func (c Config) contradictions() error {
 	}
 	n, set := kafkaInt(c.Kafka, "message.max.bytes")
 	if !set {
-		n = librdkafkaMessageMaxBytes
+		n = DefaultMaxRecordBytes // librdkafka's default message.max.bytes
 	}
 	if c.MaxRecordBytes > 0 && int64(c.MaxRecordBytes) > n {
 		unset := ""
@@ -96,9 +96,6 @@ func (c Config) contradictions() error {
 	}
 	return nil
 }
-
-// librdkafkaMessageMaxBytes is librdkafka's default message.max.bytes.
-const librdkafkaMessageMaxBytes = 1000000
 
 // kafkaInt reads an integer librdkafka setting given as a number or a
 // string; ok is false when it is absent or not an integer (librdkafka
