@@ -1,8 +1,6 @@
 package kafkawal
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -69,10 +67,12 @@ type Config struct {
 	// TLS/SASL settings pass through untouched; values are never logged.
 	// kafkawal sets, unless given: enable.idempotence=true, acks=all,
 	// linger.ms=5, message.timeout.ms=0 (never give up on a record; the
-	// WAL holds the backlog). It rejects acks other than all and
-	// enable.idempotence=false unless AllowWeakerDelivery is set, and the
-	// keys it must own (go.delivery.report.fields, go.events.channel.size,
-	// go.logs.channel.enable, transactional.id).
+	// WAL holds the backlog). It rejects acks other than all,
+	// enable.idempotence=false and a finite message.timeout.ms unless
+	// AllowWeakerDelivery is set, the keys it must own
+	// (go.delivery.report.fields, go.events.channel.size,
+	// go.logs.channel.enable, transactional.id), and whatever librdkafka
+	// itself refuses (Validate).
 	Kafka kafka.ConfigMap
 
 	// Durability: when Append returns. Default SyncAlways.
@@ -122,8 +122,11 @@ type Config struct {
 	// after a crash at most this much delivered data is sent again.
 	// Default 100ms; under SyncPeriodic, SyncInterval if that is longer.
 	CursorSyncInterval time.Duration
-	// AllowWeakerDelivery permits acks other than all and
-	// enable.idempotence=false. Default false.
+	// AllowWeakerDelivery permits acks other than all,
+	// enable.idempotence=false and a finite message.timeout.ms, each of
+	// which can lose or reorder records in Kafka (a timeout: librdkafka
+	// gives records up and may accept later ones of their partition
+	// first; kafkawal re-sends them, out of order). Default false.
 	AllowWeakerDelivery bool
 
 	// CorruptionPolicy: see the constants. Default FailOnCorruption.
@@ -203,79 +206,4 @@ func (c Config) senderConfig() sender.Config {
 		AllowWeakerDelivery: c.AllowWeakerDelivery,
 		Logger:              c.Logger,
 	}
-}
-
-// hookOutcomes installs the sender's callbacks: each outcome is
-// remembered for WaitDelivered, counted, and passed on to the
-// application's callbacks.
-func (p *Producer) hookOutcomes(sc *sender.Config) {
-	cfg := p.cfg
-	sc.OnDelivered = func(seq uint64, topic string, partition int32, offset int64) {
-		p.out.record(seq, outcomeDelivered, topic, partition, offset, nil)
-		if cfg.OnDelivered != nil {
-			cfg.OnDelivered(seq, topic, partition, offset)
-		}
-		if cfg.OnDeliveryResult != nil {
-			cfg.OnDeliveryResult(DeliveryResult{Seq: seq, Topic: topic, Partition: partition, Offset: offset})
-		}
-	}
-	sc.OnDeadLetter = func(dl DeadLetter) {
-		p.out.record(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl)
-		if cfg.OnDeadLetter != nil {
-			cfg.OnDeadLetter(dl)
-		}
-		if cfg.OnDeliveryResult != nil {
-			cfg.OnDeliveryResult(result(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl))
-		}
-	}
-	sc.OnHole = func(seq uint64) {
-		p.out.record(seq, outcomeLost, "", -1, -1, nil)
-		if p.lostAtOpen == nil || !p.lostAtOpen(seq) {
-			p.lostLater.Add(1)
-		}
-		if cfg.OnDeliveryResult != nil {
-			cfg.OnDeliveryResult(result(seq, outcomeLost, "", -1, -1, nil))
-		}
-	}
-}
-
-// lostAtOpen returns the sequence ranges the repair at Open replaced by
-// holes and counted lost, so that the sender does not count them again
-// when it skips them.
-func lostAtOpen(rep recovery.Report) func(seq uint64) bool {
-	type span struct{ from, to uint64 }
-	var spans []span
-	for _, d := range rep.Damage {
-		if !d.TornTail && !d.Delivered && d.Seq != 0 && d.LastSeq >= d.Seq {
-			spans = append(spans, span{d.Seq, d.LastSeq})
-		}
-	}
-	if len(spans) == 0 {
-		return nil
-	}
-	return func(seq uint64) bool {
-		for _, s := range spans {
-			if seq >= s.from && seq <= s.to {
-				return true
-			}
-		}
-		return false
-	}
-}
-
-// Validate reports the first invalid field, by name. Open calls it.
-func (c Config) Validate() error {
-	if c.Dir == "" {
-		return errors.New("kafkawal: config: Dir: required")
-	}
-	if c.CorruptionPolicy != FailOnCorruption && c.CorruptionPolicy != QuarantineCorruption {
-		return fmt.Errorf("kafkawal: config: CorruptionPolicy: unknown policy %d", c.CorruptionPolicy)
-	}
-	if err := c.contradictions(); err != nil {
-		return err
-	}
-	if err := c.walOptions().Validate(); err != nil {
-		return err
-	}
-	return c.senderConfig().Validate()
 }

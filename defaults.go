@@ -1,6 +1,7 @@
 package kafkawal
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -81,18 +82,24 @@ func (c Config) contradictions() error {
 	if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && c.MaxInFlightBytes > 0 && c.MaxInFlightBytes > kb<<10 {
 		return fmt.Errorf("kafkawal: config: MaxInFlightBytes: %d is above Kafka[queue.buffering.max.kbytes] (%d KiB): librdkafka would refuse records the window allows", c.MaxInFlightBytes, kb)
 	}
-	if c.MaxRecordBytes > 0 {
-		n, ok := kafkaInt(c.Kafka, "message.max.bytes")
-		what := "Kafka[message.max.bytes]"
-		if !ok {
-			n, what = wal.DefaultMaxRecordBytes, "librdkafka's default message.max.bytes (set Kafka[message.max.bytes] too)"
+	n, set := kafkaInt(c.Kafka, "message.max.bytes")
+	if !set {
+		n = DefaultMaxRecordBytes // librdkafka's default message.max.bytes
+	}
+	if c.MaxRecordBytes > 0 && int64(c.MaxRecordBytes) > n {
+		unset := ""
+		if !set {
+			unset = ", librdkafka's default"
 		}
-		if int64(c.MaxRecordBytes) > n {
-			return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above %s (%d): records in between would be accepted, then refused by librdkafka and dead-lettered", c.MaxRecordBytes, what, n)
-		}
-		if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && int64(c.MaxRecordBytes) > kb<<10 {
-			return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[queue.buffering.max.kbytes] (%d KiB): librdkafka would never take such a record, and delivery would stop behind it", c.MaxRecordBytes, kb)
-		}
+		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[message.max.bytes] (%d)%s: records in between would be accepted, then refused by librdkafka and dead-lettered; lower MaxRecordBytes or raise message.max.bytes (and the topics' max.message.bytes)", c.MaxRecordBytes, n, unset)
+	}
+	if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && c.MaxRecordBytes > 0 && int64(c.MaxRecordBytes) > kb<<10 {
+		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[queue.buffering.max.kbytes] (%d KiB): librdkafka would never take such a record, and delivery would stop behind it", c.MaxRecordBytes, kb)
+	}
+	if v, ok := kafkaInt(c.Kafka, "message.timeout.ms"); ok && v != 0 && !c.AllowWeakerDelivery {
+		return errors.New("kafkawal: config: Kafka[message.timeout.ms]: a finite timeout lets librdkafka give records up and " +
+			"accept later records of their partition first, breaking per-partition order; leave it unset " +
+			"(kafkawal sets 0: never give up; the WAL holds the backlog) or set AllowWeakerDelivery")
 	}
 	return nil
 }

@@ -200,9 +200,22 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 		{"negative in flight", kafkawal.Config{Dir: dir, Kafka: good, MaxInFlight: -1}, "MaxInFlight"},
 		{"bad durability", kafkawal.Config{Dir: dir, Kafka: good, Durability: 7}, "Durability"},
 		{"bad librdkafka key", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "no.such.setting": 1}}, "no.such.setting"},
+		{"bad librdkafka value", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "batch.num.messages": "many"}}, "batch.num.messages"},
+		{"finite message timeout", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "message.timeout.ms": 30000}}, "message.timeout.ms"},
+		{"record over message.max.bytes", kafkawal.Config{Dir: dir, Kafka: good, MaxRecordBytes: 3 << 20, MaxDiskBytes: 64 << 20}, "MaxRecordBytes"},
+		{"record over a lowered message.max.bytes", kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "message.max.bytes": 100000},
+			MaxRecordBytes: 200000}, "MaxRecordBytes"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
+			// Validate says so too, before anything exists; and a failed
+			// Open creates nothing.
+			if err := c.cfg.Validate(); err == nil || !strings.Contains(err.Error(), c.field) {
+				t.Fatalf("Validate: %v, want an error naming %s", err, c.field)
+			}
+			if c.cfg.Dir != "" {
+				c.cfg.Dir = filepath.Join(dir, strings.ReplaceAll(c.name, " ", "_"))
+			}
 			p, err := kafkawal.Open(c.cfg)
 			if err == nil {
 				p.Close(context.Background())
@@ -211,7 +224,20 @@ func TestConfigErrorsNameTheField(t *testing.T) {
 			if !strings.Contains(err.Error(), c.field) {
 				t.Fatalf("error %q does not name %s", err, c.field)
 			}
+			if _, err := os.Stat(c.cfg.Dir); c.cfg.Dir != "" && !os.IsNotExist(err) {
+				t.Fatalf("a failed Open left %s behind (%v)", c.cfg.Dir, err)
+			}
 		})
+	}
+	// The same settings made consistent are accepted.
+	for name, cfg := range map[string]kafkawal.Config{
+		"finite timeout, weaker delivery allowed": {Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "message.timeout.ms": 30000}, AllowWeakerDelivery: true},
+		"record within a raised message.max.bytes": {Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "message.max.bytes": 4000000},
+			MaxRecordBytes: 3 << 20, MaxDiskBytes: 64 << 20},
+	} {
+		if err := cfg.Validate(); err != nil {
+			t.Errorf("%s: Validate: %v", name, err)
+		}
 	}
 	// A password never appears in an error.
 	_, err := kafkawal.Open(kafkawal.Config{Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": "x:1", "sasl.password": "hunter2", "acks": 0}})
@@ -307,6 +333,7 @@ func TestCloseWithBacklogThenReopen(t *testing.T) {
 	b := kafkatest.StartT(t, kafkatest.Options{Proxy: true})
 	createTopic(t, b, "backlog", 2, nil)
 	cfg := baseConfig(t, b)
+	logs := logTo(&cfg)
 	p := openT(t, cfg)
 	ctx := testCtx(t, 2*time.Minute)
 	var acked []uint64
@@ -333,6 +360,11 @@ func TestCloseWithBacklogThenReopen(t *testing.T) {
 		t.Fatal("Close reported everything delivered during a blackhole")
 	}
 	t.Logf("Close during outage: %v", err)
+	// The operator is told, at warn level, how many records wait.
+	closed := logs.lines("kafkawal: closed with records undelivered; they stay in the WAL and the next Open sends them")
+	if len(closed) != 1 || closed[0]["level"] != "warn" || closed[0]["undelivered_records"] != float64(500) {
+		t.Fatalf("close log %v, want one warning counting 500 undelivered records", closed)
+	}
 	b.Proxy().Heal()
 	p = openT(t, cfg)
 	if rep := p.OpenReport(); rep.Replay != 500 {

@@ -181,9 +181,9 @@ func (p *Producer) AppendBatch(ctx context.Context, rs []Record) (uint64, error)
 // AppendAsync queues r for the WAL and returns at once; durable is called
 // exactly once, with r's sequence when r is durable under
 // Config.Durability, or with the error that kept it out of the WAL
-// (nothing written): ErrTooLarge or a field error for bad input, ErrFull
-// at the disk cap, ErrClosed once Close has begun, ctx's error (see
-// below). A background goroutine then delivers r to Kafka, as after
+// (nothing written): ErrInvalidRecord (ErrTooLarge among them) for bad
+// input, ErrFull at the disk cap, ErrClosed once Close has begun, ctx's
+// error (see below). A background goroutine then delivers r to Kafka, as after
 // Append.
 //
 // Calls from one goroutine get increasing sequences, and their callbacks
@@ -302,7 +302,12 @@ func (p *Producer) closeAll(ctx context.Context, last uint64) error {
 		errs = append(errs, err)
 	}
 	st := p.log.Stats()
-	p.lg.Info().Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).Msg("kafkawal: closed")
+	if n := st.LastSeq - min(st.LastSeq, max(st.Cursor, st.FirstSeq-1)); n > 0 {
+		p.lg.Warn().Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).Uint64("undelivered_records", n).
+			Msg("kafkawal: closed with records undelivered; they stay in the WAL and the next Open sends them")
+	} else {
+		p.lg.Info().Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).Msg("kafkawal: closed")
+	}
 	return errors.Join(errs...)
 }
 

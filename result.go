@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/kafkawal/kafkawal/recovery"
+	"github.com/kafkawal/kafkawal/sender"
 	"github.com/kafkawal/kafkawal/wal"
 )
 
@@ -218,4 +220,62 @@ func (p *Producer) deadLettered(from, to uint64) error {
 		return nil
 	}
 	return e
+}
+
+// hookOutcomes installs the sender's callbacks: each outcome is
+// remembered for WaitDelivered, counted, and passed on to the
+// application's callbacks.
+func (p *Producer) hookOutcomes(sc *sender.Config) {
+	cfg := p.cfg
+	sc.OnDelivered = func(seq uint64, topic string, partition int32, offset int64) {
+		p.out.record(seq, outcomeDelivered, topic, partition, offset, nil)
+		if cfg.OnDelivered != nil {
+			cfg.OnDelivered(seq, topic, partition, offset)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(DeliveryResult{Seq: seq, Topic: topic, Partition: partition, Offset: offset})
+		}
+	}
+	sc.OnDeadLetter = func(dl DeadLetter) {
+		p.out.record(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl)
+		if cfg.OnDeadLetter != nil {
+			cfg.OnDeadLetter(dl)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(result(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl))
+		}
+	}
+	sc.OnHole = func(seq uint64) {
+		p.out.record(seq, outcomeLost, "", -1, -1, nil)
+		if p.lostAtOpen == nil || !p.lostAtOpen(seq) {
+			p.lostLater.Add(1)
+		}
+		if cfg.OnDeliveryResult != nil {
+			cfg.OnDeliveryResult(result(seq, outcomeLost, "", -1, -1, nil))
+		}
+	}
+}
+
+// lostAtOpen returns the sequence ranges the repair at Open replaced by
+// holes and counted lost, so that the sender does not count them again
+// when it skips them.
+func lostAtOpen(rep recovery.Report) func(seq uint64) bool {
+	type span struct{ from, to uint64 }
+	var spans []span
+	for _, d := range rep.Damage {
+		if !d.TornTail && !d.Delivered && d.Seq != 0 && d.LastSeq >= d.Seq {
+			spans = append(spans, span{d.Seq, d.LastSeq})
+		}
+	}
+	if len(spans) == 0 {
+		return nil
+	}
+	return func(seq uint64) bool {
+		for _, s := range spans {
+			if seq >= s.from && seq <= s.to {
+				return true
+			}
+		}
+		return false
+	}
 }

@@ -26,7 +26,7 @@ type Stats struct {
 	// the disk lied.
 	Lost uint64 `json:"lost"`
 	// Repairs counts torn tails repaired at Open.
-	Repairs int `json:"repairs"`
+	Repairs uint64 `json:"repairs"`
 	// ProducerRebuilds counts librdkafka producers replaced after a fatal
 	// error.
 	ProducerRebuilds uint64 `json:"producer_rebuilds"`
@@ -46,6 +46,11 @@ type Stats struct {
 	// DiskBytes is the size of the WAL's segment files; MaxDiskBytes its cap.
 	DiskBytes    int64 `json:"disk_bytes"`
 	MaxDiskBytes int64 `json:"max_disk_bytes"`
+	// FullErrors counts appends answered with an error matching ErrFull
+	// since Open: refused at MaxDiskBytes (Reject), given up waiting for
+	// room (Block), or failed for lack of disk space. The log says when
+	// the WAL became full and when it had room again.
+	FullErrors uint64 `json:"full_errors"`
 	// Cursor: every sequence <= Cursor is delivered or dead-lettered (in
 	// memory; persisted every CursorSyncInterval).
 	Cursor uint64 `json:"cursor"`
@@ -53,14 +58,25 @@ type Stats struct {
 	LastSeq uint64 `json:"last_seq"`
 	// InFlight counts records handed to librdkafka without a report yet.
 	InFlight int `json:"in_flight"`
-	// OldestUnacknowledgedAge is how long the oldest record in flight has
-	// waited since it was appended; 0 when nothing is in flight.
-	// In JSON: nanoseconds.
+	// OldestBacklogAge is how long the oldest record not yet acknowledged
+	// has waited since it was appended (its Timestamp), whether it is in
+	// flight or still only in the WAL; 0 when the backlog is empty (and,
+	// briefly, before the sender has read it after Open). It is what
+	// `kafkawal inspect` shows as the oldest backlog record. In JSON:
+	// nanoseconds.
+	OldestBacklogAge time.Duration `json:"oldest_backlog_age_ns"`
+	// OldestInFlightAge is the same for records handed to librdkafka
+	// only; 0 when nothing is in flight.
+	OldestInFlightAge time.Duration `json:"oldest_in_flight_age_ns"`
+	// OldestUnacknowledgedAge is OldestInFlightAge, under its old name.
+	//
+	// Deprecated: its name suggested the whole backlog; use
+	// OldestInFlightAge, or OldestBacklogAge for the backlog.
 	OldestUnacknowledgedAge time.Duration `json:"oldest_unacknowledged_age_ns"`
 	// BrokerReachable is false while librdkafka reports all brokers down.
 	// librdkafka notices a silent network only after its socket timeouts
-	// (socket.timeout.ms, 60s by default, twice); OldestUnacknowledgedAge
-	// shows a stall sooner.
+	// (socket.timeout.ms, 60s by default, twice); OldestBacklogAge shows
+	// a stall sooner.
 	BrokerReachable bool `json:"broker_reachable"`
 }
 
@@ -75,11 +91,12 @@ func (p *Producer) Stats() Stats {
 		Resent:           ss.Resent,
 		Replayed:         p.opened.Replay,
 		Lost:             uint64(p.opened.Recovery.LostRecords) + p.lostLater.Load(),
-		Repairs:          p.opened.Recovery.TornTailRepairs,
+		Repairs:          uint64(p.opened.Recovery.TornTailRepairs),
 		ProducerRebuilds: ss.Rebuilds,
 		ReportAnomalies:  ss.ReportAnomalies,
 		DiskBytes:        ws.DiskBytes,
 		MaxDiskBytes:     ws.MaxDiskBytes,
+		FullErrors:       ws.FullAnswers,
 		Cursor:           ss.Acked,
 		LastSeq:          ws.LastSeq,
 		InFlight:         ss.InFlight,
@@ -89,8 +106,13 @@ func (p *Producer) Stats() Stats {
 		st.BacklogRecords = st.LastSeq - st.Cursor
 		st.BacklogBytes = p.log.BytesAfter(st.Cursor)
 	}
+	now := time.Now()
 	if !ss.OldestUnacked.IsZero() {
-		st.OldestUnacknowledgedAge = time.Since(ss.OldestUnacked)
+		st.OldestInFlightAge = now.Sub(ss.OldestUnacked)
+		st.OldestUnacknowledgedAge = st.OldestInFlightAge
+	}
+	if !ss.OldestBacklog.IsZero() && st.BacklogRecords > 0 {
+		st.OldestBacklogAge = now.Sub(ss.OldestBacklog)
 	}
 	return st
 }

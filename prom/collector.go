@@ -51,8 +51,8 @@ var scalars = []scalar{
 		func(s *kafkawal.Stats) float64 { return float64(s.MaxDiskBytes) }},
 	{"in_flight_records", "Records handed to librdkafka without a delivery report yet.", prometheus.GaugeValue,
 		func(s *kafkawal.Stats) float64 { return float64(s.InFlight) }},
-	{"oldest_unacknowledged_age_seconds", "Age of the oldest record in flight (since its timestamp); 0 when nothing is in flight.", prometheus.GaugeValue,
-		func(s *kafkawal.Stats) float64 { return s.OldestUnacknowledgedAge.Seconds() }},
+	{"oldest_unacknowledged_age_seconds", "Age of the oldest record not yet acknowledged, in flight or still in the WAL (since its timestamp); 0 when the backlog is empty.", prometheus.GaugeValue,
+		func(s *kafkawal.Stats) float64 { return s.OldestBacklogAge.Seconds() }},
 	{"broker_reachable", "1 while Kafka is reachable, 0 while librdkafka reports all brokers down.", prometheus.GaugeValue,
 		func(s *kafkawal.Stats) float64 {
 			if s.BrokerReachable {

@@ -17,8 +17,9 @@ func (s *Sender) brokerError(e kafka.Error) {
 		if !s.stats.unreachable.Swap(true) {
 			s.outageSince = time.Now()
 			st := s.wal.Stats()
-			s.lg.Warn().Str("err", e.String()).Uint64("backlog_records", st.LastSeq-s.win.low+1).
-				Msg("sender: Kafka unreachable; records wait in the WAL")
+			ev := s.lg.Warn().Str("err", e.String()).Uint64("backlog_records", s.backlogRecords(st.LastSeq)).
+				Int64("backlog_bytes", st.BacklogBytes).Int64("disk_bytes", st.DiskBytes).Int64("max_disk_bytes", st.MaxDiskBytes)
+			oldestField(ev, s.win.oldest(), s.outageSince).Msg("sender: Kafka unreachable; records wait in the WAL")
 		}
 	default:
 		s.lg.Debug().Str("err", e.String()).Msg("sender: librdkafka error event")
@@ -27,8 +28,10 @@ func (s *Sender) brokerError(e kafka.Error) {
 
 func (s *Sender) reachable() {
 	if s.stats.unreachable.Swap(false) {
+		s.rt.retryMetaNow()
 		st := s.wal.Stats()
-		s.lg.Info().Dur("outage", time.Since(s.outageSince)).Uint64("backlog_records", st.LastSeq-s.win.low+1).
+		s.lg.Info().Float64("outage_seconds", time.Since(s.outageSince).Seconds()).
+			Uint64("backlog_records", s.backlogRecords(st.LastSeq)).Int64("backlog_bytes", st.BacklogBytes).
 			Msg("sender: Kafka reachable again; draining the backlog")
 	}
 }

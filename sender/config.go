@@ -45,7 +45,8 @@ type Config struct {
 	CursorSyncInterval time.Duration
 	// AllowWeakerDelivery permits acks other than all and
 	// enable.idempotence=false, which can lose or reorder records in Kafka
-	// itself. Default false: Open rejects them.
+	// itself. Default false: Open rejects them. (kafkawal.Config also
+	// checks message.timeout.ms against it.)
 	AllowWeakerDelivery bool
 	// Logger receives events. Default: none.
 	Logger *zerolog.Logger

@@ -168,8 +168,9 @@ func fnv1a(key []byte) uint32 {
 }
 
 // Partition metadata is refreshed this often while a topic is produced
-// to; a failed request is retried after metaRetry, with the last known
-// count (partitions are never removed) or Opaque in the meantime.
+// to; a failed request is retried after a backoff (metaBackoff), with the
+// last known count (partitions are never removed) or Opaque in the
+// meantime.
 const (
 	metaRefresh = 30 * time.Second
 	metaRetry   = time.Second
@@ -182,7 +183,8 @@ type topicRoute struct {
 	avail    []int32 // partitions with a leader
 	sticky   int32
 	stickyAt time.Time
-	fetchAt  time.Time // next metadata request
+	fetchAt  time.Time     // next metadata request
+	retry    time.Duration // after the last failed request; 0 after a success
 	fetching bool
 	fifos    map[int32]*fifo
 	lastFifo *fifo // fifos[lastPart], for runs of one partition
@@ -331,16 +333,19 @@ func (r *router) reset() {
 	}
 }
 
-// setMeta records a metadata answer for topic name.
-func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error) {
+// setMeta records a metadata answer for topic name. unreachable says
+// librdkafka reports every broker down (see metaBackoff).
+func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreachable bool) {
 	t := r.topic(name)
 	t.fetching = false
 	r.tick()
 	now := r.now
 	if err != nil || md == nil || md.Error.Code() != kafka.ErrNoError || len(md.Partitions) == 0 {
-		t.fetchAt = now.Add(metaRetry)
+		t.retry = metaBackoff(t.retry, unreachable)
+		t.fetchAt = now.Add(t.retry)
 		return
 	}
+	t.retry = 0
 	t.fetchAt = now.Add(metaRefresh)
 	// A topic deleted and re-created with fewer partitions is the one way
 	// the count falls; take whatever the cluster says.

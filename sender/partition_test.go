@@ -123,7 +123,7 @@ func TestStickyAndRandomPartitions(t *testing.T) {
 		t.Fatal("a partition chosen before the partition count is known")
 	}
 	r.setMeta("t", &kafka.TopicMetadata{Topic: "t", Partitions: []kafka.PartitionMetadata{
-		{ID: 0, Leader: -1}, {ID: 1, Leader: 1}, {ID: 2, Leader: -1}, {ID: 3, Leader: 1}}}, nil)
+		{ID: 0, Leader: -1}, {ID: 1, Leader: 1}, {ID: 2, Leader: -1}, {ID: 3, Leader: 1}}}, nil, false)
 	first, _ := r.partition(tr, nil)
 	seen := map[int32]bool{}
 	for i := 0; i < 200; i++ {
@@ -149,7 +149,7 @@ func TestStickyAndRandomPartitions(t *testing.T) {
 	if len(seen) != 2 || !seen[1] || !seen[3] {
 		t.Fatalf("random partitions %v, want both partitions with a leader", seen)
 	}
-	r.setMeta("t", nil, errors.New("timed out"))
+	r.setMeta("t", nil, errors.New("timed out"), false)
 	if p, ok := r.partition(tr, []byte("k")); !ok || p < 0 || p > 3 {
 		t.Fatal("a failed metadata refresh dropped the known partition count")
 	}

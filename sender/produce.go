@@ -182,7 +182,10 @@ func (s *Sender) route(e *wal.Entry) (int32, *fifo) {
 	t := s.rt.topic(r.Topic)
 	p := r.Partition
 	if p == wal.PartitionAny {
-		if !t.fetching && !s.rt.now.Before(t.fetchAt) {
+		// No request while every broker is down: it could not be
+		// answered, and it would make librdkafka try to connect at once
+		// (metabackoff.go).
+		if !t.fetching && !s.rt.now.Before(t.fetchAt) && !s.stats.unreachable.Load() {
 			if s.meta.ask(r.Topic) {
 				t.fetching = true
 			} else {

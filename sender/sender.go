@@ -58,6 +58,7 @@ type Sender struct {
 	persistAt      time.Time
 	persistBackoff time.Duration
 	outageSince    time.Time
+	outage         outageLog
 	// isolateUntil: sequences below it are produced one at a time. A
 	// "record too large" answer applies to librdkafka's whole batch, so a
 	// permanent error is only believed for a record sent alone.
@@ -95,6 +96,7 @@ type counters struct {
 	acked                                            atomic.Uint64 // in-memory watermark
 	inFlight                                         atomic.Int64
 	oldest                                           atomic.Int64 // Unix nanos of the oldest unacknowledged record in flight
+	oldestBacklog                                    atomic.Int64 // the same, or the next record to produce when none is in flight
 	unreachable                                      atomic.Bool
 }
 
@@ -114,6 +116,10 @@ type Stats struct {
 	Acked           uint64 // every sequence <= Acked is delivered or dead-lettered
 	InFlight        int
 	OldestUnacked   time.Time // zero when nothing is in flight
+	// OldestBacklog is OldestUnacked, or, with nothing in flight, the
+	// timestamp of the next record to produce once it has been read;
+	// zero when the backlog is empty.
+	OldestBacklog   time.Time
 	BrokerReachable bool
 }
 
@@ -228,11 +234,12 @@ func (s *Sender) run() {
 		case lg := <-s.logs:
 			s.logLibrdkafka(lg)
 		case a := <-s.meta.out:
-			s.rt.setMeta(a.topic, a.md, a.err)
+			s.rt.setMeta(a.topic, a.md, a.err, s.stats.unreachable.Load())
 		case b := <-reads:
 			s.take(b)
-		case <-tick.C:
+		case now := <-tick.C:
 			s.persist()
+			s.summarize(now)
 		case <-retry:
 		case req := <-closeCh:
 			closing, closeCh, closeDone = &req, nil, req.ctx.Done()
@@ -256,6 +263,9 @@ func (s *Sender) Stats() Stats {
 	}
 	if ts := s.stats.oldest.Load(); ts != 0 {
 		st.OldestUnacked = time.Unix(0, ts)
+	}
+	if ts := s.stats.oldestBacklog.Load(); ts != 0 {
+		st.OldestBacklog = time.Unix(0, ts)
 	}
 	return st
 }

@@ -10,7 +10,14 @@ import (
 // published makes the new watermark visible to Stats and Flush.
 func (s *Sender) published() {
 	s.stats.inFlight.Store(int64(s.win.produced))
-	s.stats.oldest.Store(s.win.oldest())
+	oldest := s.win.oldest()
+	s.stats.oldest.Store(oldest)
+	if p := s.pending; oldest == 0 && len(p) > 0 && p[0].Seq == s.win.low && !p[0].Hole && !p[0].Record.Timestamp.IsZero() {
+		// Nothing in flight: the oldest record of the backlog is the next
+		// one to produce, already read ahead.
+		oldest = p[0].Record.Timestamp.UnixNano()
+	}
+	s.stats.oldestBacklog.Store(oldest)
 	if acked := s.win.low - 1; acked != s.stats.acked.Load() {
 		s.stats.acked.Store(acked)
 		s.notifyM.Lock()
@@ -33,7 +40,7 @@ func (s *Sender) persist() {
 		interval := s.cfg.CursorSyncInterval
 		s.persistBackoff = min(max(2*s.persistBackoff, interval), max(maxBackoff, interval))
 		s.persistAt = time.Now().Add(s.persistBackoff)
-		s.lg.Error().Err(err).Uint64("cursor", acked).Dur("retry_in", s.persistBackoff).
+		s.lg.Error().Err(err).Uint64("cursor", acked).Float64("retry_in_seconds", s.persistBackoff.Seconds()).
 			Msg("sender: cannot persist the cursor")
 		return
 	}

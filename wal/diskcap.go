@@ -2,8 +2,10 @@ package wal
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 )
 
 // diskCap accounts the bytes of segment files (used) plus bytes promised to
@@ -16,6 +18,19 @@ type diskCap struct {
 	max      int64
 	waiting  int           // appenders blocked in reserve (Block policy)
 	freed    chan struct{} // closed and replaced when bytes are freed while appenders wait
+	// A full episode runs from the first append refused (or made to wait)
+	// at the cap to the next one that fits; onFull and onRoom, if set,
+	// are called at its start and end, outside the lock.
+	full    episode
+	onFull  func()
+	onRoom  func(episode)
+	answers uint64 // appends answered ErrFull by reserve, ever
+}
+
+// episode is one stretch of time the log was full.
+type episode struct {
+	since   time.Time // zero: not full
+	refused uint64    // appends answered ErrFull in it
 }
 
 func newDiskCap(used, max int64) *diskCap {
@@ -30,16 +45,33 @@ func (d *diskCap) reserve(ctx context.Context, n int64, policy FullPolicy, done 
 		d.mu.Lock()
 		if d.used+d.reserved+n <= d.max {
 			d.reserved += n
+			ended := d.full
+			d.full = episode{}
 			d.mu.Unlock()
+			if !ended.since.IsZero() && d.onRoom != nil {
+				d.onRoom(ended)
+			}
 			return nil
 		}
 		used, ch := d.used+d.reserved, d.freed
+		started := d.full.since.IsZero()
+		if started {
+			d.full.since = time.Now()
+		}
 		if policy == Reject {
+			d.full.refused++
+			d.answers++
 			d.mu.Unlock()
+			if started && d.onFull != nil {
+				d.onFull()
+			}
 			return fmt.Errorf("%w: %d bytes in use, %d more do not fit under MaxDiskBytes %d", ErrFull, used, n, d.max)
 		}
 		d.waiting++
 		d.mu.Unlock()
+		if started && d.onFull != nil {
+			d.onFull()
+		}
 		pressure()
 		var err error
 		select {
@@ -51,11 +83,22 @@ func (d *diskCap) reserve(ctx context.Context, n int64, policy FullPolicy, done 
 		}
 		d.mu.Lock()
 		d.waiting--
+		if errors.Is(err, ErrFull) {
+			d.full.refused++
+			d.answers++
+		}
 		d.mu.Unlock()
 		if err != nil {
 			return err
 		}
 	}
+}
+
+// fullAnswers returns how many appends reserve answered ErrFull.
+func (d *diskCap) fullAnswers() uint64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.answers
 }
 
 // waiters returns how many appenders are blocked at the cap.

@@ -426,6 +426,7 @@ func (l *Log) checkTail() error {
 }
 
 func (l *Log) answer(r *appendReq, err error) {
+	l.countFull(r, err)
 	l.disk.release(r.bytes)
 	r.err = err
 	r.done <- struct{}{}

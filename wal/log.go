@@ -60,8 +60,11 @@ type Log struct {
 	async   asyncQueue
 	// appendedOK counts records whose append succeeded.
 	appendedOK atomic.Uint64
-	truncCh    chan struct{}
-	appended   chan struct{}
+	// writeFull counts appends answered ErrFull because the disk itself
+	// was full (ENOSPC); the disk cap counts those refused at MaxDiskBytes.
+	writeFull atomic.Uint64
+	truncCh   chan struct{}
+	appended  chan struct{}
 
 	closeMu    sync.RWMutex
 	closed     bool
@@ -191,6 +194,7 @@ func (l *Log) open() (info OpenInfo, err error) {
 	l.sealed.Store(segs[len(segs)-1].First)
 	l.segsChanged()
 	l.disk = newDiskCap(l.w.segs.totalBytes(), l.opts.MaxDiskBytes)
+	l.watchFull()
 	info.FirstSeq, info.LastSeq, info.Cursor = first, last, st
 	return info, nil
 }
@@ -249,12 +253,19 @@ type Stats struct {
 	// succeeded since Open.
 	Appended                uint64
 	DiskBytes, MaxDiskBytes int64
-	Segments                int
+	// BacklogBytes is the size of the records after the cursor
+	// (BytesAfter).
+	BacklogBytes int64
+	Segments     int
+	// FullAnswers counts appends answered ErrFull since Open: refused at
+	// MaxDiskBytes, given up waiting for room, or failed for lack of disk
+	// space.
+	FullAnswers uint64
 }
 
 // Stats returns current counters. It is cheap and safe from any goroutine.
 func (l *Log) Stats() Stats {
-	return Stats{
+	st := Stats{
 		FirstSeq:     l.first.Load(),
 		LastSeq:      l.visible.Load(),
 		Cursor:       l.acked.Load(),
@@ -262,7 +273,10 @@ func (l *Log) Stats() Stats {
 		MaxDiskBytes: l.opts.MaxDiskBytes,
 		Segments:     int(l.segCount.Load()),
 		Appended:     l.appendedOK.Load(),
+		FullAnswers:  l.disk.fullAnswers() + l.writeFull.Load(),
 	}
+	st.BacklogBytes = l.BytesAfter(st.Cursor)
+	return st
 }
 
 // SetCursor persists acked (every seq <= acked was delivered) and lets the

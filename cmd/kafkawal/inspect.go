@@ -436,11 +436,11 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 	if o := b.Oldest; o != nil {
 		switch {
 		case o.Error != "":
-			row("oldest unacked", "seq %d: unreadable: %s", o.Seq, o.Error)
+			row("oldest backlog", "seq %d: unreadable: %s", o.Seq, o.Error)
 		case o.Timestamp == nil:
-			row("oldest unacked", "seq %d, no timestamp (topic %s, partition %s)", o.Seq, o.Topic, o.Partition)
+			row("oldest backlog", "seq %d, no timestamp (topic %s, partition %s)", o.Seq, o.Topic, o.Partition)
 		default:
-			row("oldest unacked", "seq %d, %s, %s (topic %s, partition %s)", o.Seq, o.Timestamp.Format(time.RFC3339), age(*o.AgeSeconds), o.Topic, o.Partition)
+			row("oldest backlog", "seq %d, %s, %s (topic %s, partition %s)", o.Seq, o.Timestamp.Format(time.RFC3339), age(*o.AgeSeconds), o.Topic, o.Partition)
 		}
 	}
 

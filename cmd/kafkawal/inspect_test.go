@@ -198,7 +198,7 @@ func TestInspectTable(t *testing.T) {
 		"lock            free",
 		"cursor          100 (generation 1)",
 		"backlog         200 records",
-		"oldest unacked  seq 101, 2023-11-14T22:15:00Z",
+		"oldest backlog  seq 101, 2023-11-14T22:15:00Z",
 		"dead letters    1 ",
 		"Broker: Message size too large (seq 5)",
 		"quarantine      none",
