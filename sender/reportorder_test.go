@@ -43,6 +43,10 @@ func TestNoSuccessOvertakesAnEarlierReport(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
+			// The held request's sleep ends with the test, before the
+			// cluster closes: goleak checks for it after the package.
+			stop := make(chan struct{})
+			defer close(stop)
 			var mu sync.Mutex
 			requests := 0
 			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
@@ -53,7 +57,12 @@ func TestNoSuccessOvertakesAnEarlierReport(t *testing.T) {
 				mu.Unlock()
 				if tc.stall {
 					if k == 20 {
-						c.SleepControl(func() { time.Sleep(4 * time.Second) })
+						c.SleepControl(func() {
+							select {
+							case <-time.After(4 * time.Second):
+							case <-stop:
+							}
+						})
 					}
 					return nil, nil, false
 				}
