@@ -35,7 +35,7 @@ func newCA(cn string) (*certAuthority, error) {
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: cn},
-		NotBefore:             now.Add(-time.Hour),
+		NotBefore:             now.Add(-72 * time.Hour), // before any certificate it issues, expired ones too
 		NotAfter:              now.Add(7 * 24 * time.Hour),
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,

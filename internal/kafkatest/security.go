@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
@@ -269,11 +270,28 @@ func (s *Security) serverTLS(l Listener) (*tls.Config, error) {
 }
 
 // adminTLS is the TLS configuration of kafkatest's own clients on l: they
-// trust the CA and, on MTLS, present a client certificate of their own.
+// trust the CA, whatever the broker certificate's validity period (a test
+// may give the broker an expired one, SetBrokerCert, and still needs to
+// reach it), and on MTLS present a client certificate of their own.
 func (s *Security) adminTLS(l Listener) (*tls.Config, error) {
 	pool := x509.NewCertPool()
 	pool.AddCert(s.ca.cert)
-	c := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool, ServerName: "127.0.0.1"}
+	c := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		// Verified below, at a time inside the certificate's validity.
+		InsecureSkipVerify: true,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			if len(raw) == 0 {
+				return errors.New("kafkatest: broker sent no certificate")
+			}
+			leaf, err := x509.ParseCertificate(raw[0])
+			if err != nil {
+				return err
+			}
+			_, err = leaf.Verify(x509.VerifyOptions{Roots: pool, DNSName: "127.0.0.1", CurrentTime: leaf.NotBefore.Add(time.Minute)})
+			return err
+		},
+	}
 	if l == MTLS {
 		admin, err := s.ca.issue("kafkatest-admin", false, false)
 		if err != nil {
