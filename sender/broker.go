@@ -8,17 +8,20 @@ import (
 )
 
 func (s *Sender) brokerError(e kafka.Error) {
+	auth := authFailure(e.Code(), e.String())
+	if auth {
+		s.authFailed(e)
+	}
 	if e.IsFatal() {
 		s.startRebuild(e)
 		return
 	}
-	switch e.Code() {
-	case kafka.ErrAllBrokersDown:
+	switch {
+	case auth:
+	case e.Code() == kafka.ErrAllBrokersDown:
 		if !s.stats.unreachable.Swap(true) {
-			s.outageSince = time.Now()
-			st := s.wal.Stats()
-			s.lg.Warn().Str("err", e.String()).Uint64("backlog_records", st.LastSeq-s.win.low+1).
-				Msg("sender: Kafka unreachable; records wait in the WAL")
+			// Logged by outageTick if it lasts.
+			s.outageSince, s.outageErr, s.outageLogged = time.Now(), e.String(), false
 		}
 	default:
 		s.lg.Debug().Str("err", e.String()).Msg("sender: librdkafka error event")
@@ -26,7 +29,8 @@ func (s *Sender) brokerError(e kafka.Error) {
 }
 
 func (s *Sender) reachable() {
-	if s.stats.unreachable.Swap(false) {
+	s.authRecovered()
+	if s.stats.unreachable.Swap(false) && s.outageLogged {
 		st := s.wal.Stats()
 		s.lg.Info().Dur("outage", time.Since(s.outageSince)).Uint64("backlog_records", st.LastSeq-s.win.low+1).
 			Msg("sender: Kafka reachable again; draining the backlog")
@@ -43,5 +47,20 @@ func (s *Sender) logLibrdkafka(e kafka.LogEvent) {
 	case e.Level == 5:
 		lvl = zerolog.InfoLevel
 	}
-	s.lg.WithLevel(lvl).Str("source", "librdkafka").Str("tag", e.Tag).Msg(e.Message)
+	var held int
+	if lvl >= zerolog.WarnLevel {
+		if e.Tag == "FAIL" && authFailureLine(e.Message) {
+			lvl = zerolog.DebugLevel // the error event says it, once per repeatEvery
+		} else {
+			var ok bool
+			if ok, held = s.rdLines.allow(lineKey(e.Tag, e.Message), time.Now()); !ok {
+				return
+			}
+		}
+	}
+	ev := s.lg.WithLevel(lvl).Str("source", "librdkafka").Str("tag", e.Tag)
+	if held > 0 {
+		ev = ev.Int("suppressed", held)
+	}
+	ev.Msg(e.Message)
 }
