@@ -415,15 +415,15 @@ func TestCredentialsRotatedWhileRunning(t *testing.T) {
 
 // TestSetSASLCredentialsNeedsSASL: on a configuration without SASL (or
 // with a mechanism that takes no password) the call fails, naming the
-// setting, and changes nothing.
+// setting, and changes nothing. (No broker needed: nothing is sent.)
 func TestSetSASLCredentialsNeedsSASL(t *testing.T) {
-	b := kafkatest.StartT(t, kafkatest.Options{})
-	p := openT(t, baseConfig(t, b))
+	cfg := kafkawal.Config{Dir: t.TempDir(), Kafka: kafka.ConfigMap{"bootstrap.servers": "127.0.0.1:1"}}
+	p := openT(t, cfg)
 	err := p.SetSASLCredentials("u", "p")
 	if err == nil || !strings.Contains(err.Error(), "security.protocol") {
 		t.Fatalf("SetSASLCredentials on PLAINTEXT: %v, want an error naming security.protocol", err)
 	}
-	cfg := baseConfig(t, b)
+	cfg = kafkawal.Config{Dir: t.TempDir(), Kafka: kafka.ConfigMap{"bootstrap.servers": "127.0.0.1:1"}}
 	cfg.Kafka["security.protocol"] = "SASL_PLAINTEXT"
 	cfg.Kafka["sasl.mechanism"] = "OAUTHBEARER"
 	q := openT(t, cfg)
@@ -541,9 +541,14 @@ func TestNoWriteAnywhere(t *testing.T) {
 
 // TestSecureConfigErrors: a secure configuration librdkafka cannot use
 // fails Open with an error that names the setting and holds no secret,
-// and leaves the directory free for the next Open.
+// and leaves the directory free for the next Open. Open connects to no
+// broker, so the embedded one (for its TLS material) serves both tiers.
 func TestSecureConfigErrors(t *testing.T) {
-	b := kafkatest.StartT(t, kafkatest.Options{Secure: true, Listener: kafkatest.MTLS})
+	b, err := kafkatest.StartEmbedded(testCtx(t, time.Minute), kafkatest.Options{Secure: true, Listener: kafkatest.MTLS})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
 	sec := b.Security()
 	garbage := filepath.Join(t.TempDir(), "garbage.key")
 	if err := os.WriteFile(garbage, []byte("not a key\n"), 0o600); err != nil {
