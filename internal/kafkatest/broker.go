@@ -9,6 +9,13 @@
 //	KAFKAWAL_BROKER="real"         Apache Kafka 4.x (see scripts/kafka)
 //
 // A scenario that cannot reach its broker fails; it is never skipped.
+//
+// Options.Secure gives a broker TLS material generated at start (a CA,
+// broker and client certificates, a rogue CA and client for failure
+// tests), a SASL user and listeners for SSL, mutual TLS, SASL_SSL with
+// SCRAM-SHA-512 and SASL_PLAINTEXT with PLAIN, with ACLs enforced.
+// ClientConfig returns librdkafka settings for a listener, GrantProducer
+// the ACLs a producer needs, AdminOpts a super user's kgo options.
 package kafkatest
 
 import (
