@@ -34,7 +34,9 @@ type secretsScenario struct {
 	Allowed string `json:"allowed,omitempty"`
 	Denied  string `json:"denied,omitempty"`
 	// AuthFails: the configured credentials are refused; the child waits
-	// for Stats to say so, then sets FixUser/FixPassword.
+	// for Stats to say so, then sets FixUser/FixPassword. At the last
+	// level it uses the refused ones again and leaves its records in the
+	// WAL, for `kafkawal ship`.
 	AuthFails   bool   `json:"auth_fails,omitempty"`
 	FixUser     string `json:"fix_user,omitempty"`
 	FixPassword string `json:"fix_password,omitempty"`
@@ -118,6 +120,36 @@ func TestSecretsNeverWritten(t *testing.T) {
 			captured := map[string][]byte{"child stdout+stderr": out.Bytes()}
 			if !strings.Contains(out.String(), "SECRETS-CHILD-DONE") {
 				t.Fatalf("the child did not finish:\n%s", tail(out.String(), 60))
+			}
+			if sc.AuthFails {
+				// The child left records behind, with the refused
+				// password: ship them with it (refused, NOT COMPLETE),
+				// then with the right one.
+				ship := func(password string, want int, timeout string) {
+					args := []string{"ship", sc.Dir, "-v", "--timeout", timeout}
+					for k, v := range sc.Kafka {
+						if k == "sasl.password" {
+							v = password
+						}
+						args = append(args, "-X", fmt.Sprintf("%s=%v", k, v))
+					}
+					cmd := exec.CommandContext(ctx, cli, args...)
+					o, _ := cmd.CombinedOutput()
+					captured[fmt.Sprintf("kafkawal ship (exit %d)", cmd.ProcessState.ExitCode())] = o
+					if got := cmd.ProcessState.ExitCode(); got != want {
+						t.Errorf("kafkawal ship: exit %d, want %d:\n%s", got, want, tail(string(o), 20))
+					}
+				}
+				ship(wrongPassword, 1, "5s")
+				ship(sec.Password, 0, "1m")
+				for what, o := range captured {
+					if strings.HasPrefix(what, "kafkawal ship (exit 1)") {
+						t.Logf("%s:\n%s", what, tail(string(o), 4))
+					}
+					if strings.HasPrefix(what, "kafkawal ship (exit 1)") && !strings.Contains(string(o), "authentication with Kafka failed") {
+						t.Errorf("%s does not say authentication failed:\n%s", what, tail(string(o), 20))
+					}
+				}
 			}
 			if !sc.OpenFails {
 				for _, args := range [][]string{{"inspect", "--json", sc.Dir}, {"verify", sc.Dir}, {"dump", sc.Dir}, {"dump", "--dead", sc.Dir}} {
@@ -225,6 +257,7 @@ func secretsChild(file string, stdout, stderr io.Writer) error {
 		return err
 	}
 	levels := []zerolog.Level{zerolog.TraceLevel, zerolog.DebugLevel, zerolog.InfoLevel, zerolog.WarnLevel, zerolog.ErrorLevel}
+	refused := sc.Kafka["sasl.password"]
 	id := uint64(0)
 	for _, level := range levels {
 		fmt.Fprintf(stdout, "=== %s at %s\n", sc.Name, level)
@@ -266,6 +299,21 @@ func secretsChild(file string, stdout, stderr io.Writer) error {
 				}
 			}
 		}
+		if sc.AuthFails && level == levels[len(levels)-1] {
+			// Refused again, and closed with the records in the WAL.
+			for !p.Stats().BrokerAuthFailed {
+				if ctx.Err() != nil {
+					cancel()
+					return fmt.Errorf("authentication did not fail")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			cctx, ccancel := context.WithTimeout(ctx, time.Second)
+			fmt.Fprintf(stdout, "close while refused: %v\n", p.Close(cctx))
+			ccancel()
+			cancel()
+			continue
+		}
 		if sc.AuthFails && level == levels[0] {
 			for !p.Stats().BrokerAuthFailed {
 				if ctx.Err() != nil {
@@ -291,9 +339,13 @@ func secretsChild(file string, stdout, stderr io.Writer) error {
 		}
 		cancel()
 		// The next level reopens the directory: with refused credentials
-		// fixed only by SetSASLCredentials, it is refused again.
+		// fixed only by SetSASLCredentials, it would be refused again.
 		if sc.AuthFails {
-			sc.Kafka["sasl.password"] = sc.FixPassword
+			if level == levels[len(levels)-2] {
+				sc.Kafka["sasl.password"] = refused
+			} else {
+				sc.Kafka["sasl.password"] = sc.FixPassword
+			}
 		}
 	}
 	return nil
