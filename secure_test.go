@@ -3,6 +3,7 @@ package kafkawal_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -454,8 +455,8 @@ func TestTopicAuthorizationDeadLetters(t *testing.T) {
 	cfg.OnDeadLetter = func(d kafkawal.DeadLetter) {
 		mu.Lock()
 		defer mu.Unlock()
-		if !strings.Contains(d.Err, "Topic authorization failed") {
-			t.Errorf("dead letter %d on %s: %q, want TOPIC_AUTHORIZATION_FAILED", d.Seq, d.Record.Topic, d.Err)
+		if !strings.Contains(d.Err, "Topic authorization failed") || kafka.ErrorCode(d.Code) != kafka.ErrTopicAuthorizationFailed {
+			t.Errorf("dead letter %d on %s: %q (code %d), want TOPIC_AUTHORIZATION_FAILED", d.Seq, d.Record.Topic, d.Err, d.Code)
 		}
 		dead[d.Record.Topic]++
 	}
@@ -474,8 +475,11 @@ func TestTopicAuthorizationDeadLetters(t *testing.T) {
 			}
 		}
 	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatalf("Flush: %v (stats %+v)", err, p.Stats())
+	// Flush returns once every record is delivered or dead-lettered, and
+	// says how many were dead-lettered.
+	var dle *kafkawal.DeadLetterError
+	if err := p.Flush(ctx); !errors.As(err, &dle) || dle.Count != 2*perTopic {
+		t.Fatalf("Flush: %v, want a DeadLetterError for %d records (stats %+v)", err, 2*perTopic, p.Stats())
 	}
 	st := p.Stats()
 	mu.Lock()
