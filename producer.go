@@ -226,6 +226,20 @@ func (p *Producer) logAsyncError(_ uint64, err error) {
 	}
 }
 
+// SetSASLCredentials replaces the SASL username and password (mechanism
+// PLAIN or SCRAM) the producer authenticates with, from its next
+// connection to each broker on; connections already authenticated stay.
+// Use it to rotate credentials without a restart: see "Secure clusters" in
+// the README. Neither value is logged. It fails with ErrClosed after
+// Close, and with an error naming the setting when Config.Kafka does not
+// use SASL with PLAIN or SCRAM.
+func (p *Producer) SetSASLCredentials(username, password string) error {
+	if p == nil {
+		return fmt.Errorf("%w: nil *Producer", ErrClosed)
+	}
+	return p.snd.SetSASLCredentials(username, password)
+}
+
 // Flush waits until every record appended before the call (with
 // AppendAsync: every call that returned before it) is delivered to Kafka
 // or dead-lettered, or ctx ends (an error wrapping ctx's). When records

@@ -78,6 +78,20 @@ type Stats struct {
 	// (socket.timeout.ms, 60s by default, twice); OldestBacklogAge shows
 	// a stall sooner.
 	BrokerReachable bool `json:"broker_reachable"`
+	// BrokerAuthFailed is true from an authentication failure until the
+	// next delivery: the brokers refused the SASL credentials, a TLS
+	// handshake failed (the broker's certificate untrusted or expired, or
+	// the client's certificate refused by the broker), or the principal
+	// may not produce at all (no WRITE on any topic). Nothing is lost:
+	// records wait in the WAL. librdkafka keeps reconnecting, so a fix on
+	// the broker's side is picked up by itself; a fix on the client's
+	// side needs a restart with the new Config, or SetSASLCredentials.
+	// BrokerReachable is false meanwhile.
+	BrokerAuthFailed bool `json:"broker_auth_failed"`
+	// BrokerAuthError is librdkafka's description of the last
+	// authentication failure (which broker, SASL or TLS, why), "" when
+	// BrokerAuthFailed is false. It holds no secret.
+	BrokerAuthError string `json:"broker_auth_error,omitempty"`
 }
 
 // Stats returns the current counters. It is cheap and safe to call often.
@@ -101,6 +115,8 @@ func (p *Producer) Stats() Stats {
 		LastSeq:          ws.LastSeq,
 		InFlight:         ss.InFlight,
 		BrokerReachable:  ss.BrokerReachable,
+		BrokerAuthFailed: ss.BrokerAuthFailed,
+		BrokerAuthError:  ss.BrokerAuthError,
 	}
 	if st.LastSeq > st.Cursor {
 		st.BacklogRecords = st.LastSeq - st.Cursor

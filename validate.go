@@ -3,8 +3,6 @@ package kafkawal
 import (
 	"errors"
 	"fmt"
-
-	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 )
 
 // Validate reports the first invalid field, by name: a value out of range,
@@ -40,26 +38,5 @@ func (c Config) validate() error {
 }
 
 // checkLibrdkafka asks librdkafka whether it accepts the configuration the
-// sender would give it. Without bootstrap.servers the probe producer knows
-// no broker, so it opens no connection; librdkafka still checks every key
-// and value (and loads TLS material) as it will at Open. Its errors name
-// the key and never echo the value.
-func (c Config) checkLibrdkafka() error {
-	kcfg, err := c.senderConfig().KafkaConfig()
-	if err != nil {
-		return err
-	}
-	probe := kafka.ConfigMap{}
-	for k, v := range kcfg {
-		probe[k] = v
-	}
-	delete(probe, "bootstrap.servers")
-	delete(probe, "go.logs.channel.enable")
-	probe["log_level"] = 0 // no "no bootstrap.servers" warning on stderr
-	p, err := kafka.NewProducer(&probe)
-	if err != nil {
-		return fmt.Errorf("kafkawal: config: Kafka: %w", err)
-	}
-	p.Close()
-	return nil
-}
+// sender would give it (sender.Config.Probe: no connection is opened).
+func (c Config) checkLibrdkafka() error { return c.senderConfig().Probe() }

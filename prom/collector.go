@@ -60,6 +60,13 @@ var scalars = []scalar{
 			}
 			return 0
 		}},
+	{"broker_auth_failed", "1 while the cluster and the client do not accept each other (SASL credentials, TLS certificates, or no WRITE ACL anywhere), until the next delivery; Stats.BrokerAuthError says why.", prometheus.GaugeValue,
+		func(s *kafkawal.Stats) float64 {
+			if s.BrokerAuthFailed {
+				return 1
+			}
+			return 0
+		}},
 	// Partition isolation (DESIGN.md, "Partial outages") adds here, from
 	// the Stats fields it brings: kafkawal_stalled_partitions and
 	// kafkawal_parked_partitions (gauges). examples/prometheus/alerts.yml

@@ -39,6 +39,7 @@ var exported = map[string]dto.MetricType{
 	"kafkawal_in_flight_records":                 dto.MetricType_GAUGE,
 	"kafkawal_oldest_unacknowledged_age_seconds": dto.MetricType_GAUGE,
 	"kafkawal_broker_reachable":                  dto.MetricType_GAUGE,
+	"kafkawal_broker_auth_failed":                dto.MetricType_GAUGE,
 	"kafkawal_append_duration_seconds":           dto.MetricType_HISTOGRAM,
 	"kafkawal_fsync_duration_seconds":            dto.MetricType_HISTOGRAM,
 	"kafkawal_delivery_latency_seconds":          dto.MetricType_HISTOGRAM,
@@ -160,6 +161,7 @@ func TestCollector(t *testing.T) {
 	check("kafkawal_backlog_bytes", 0)
 	check("kafkawal_in_flight_records", 0)
 	check("kafkawal_broker_reachable", 1)
+	check("kafkawal_broker_auth_failed", 0)
 	check("kafkawal_disk_max_bytes", float64(st.MaxDiskBytes))
 	check("kafkawal_disk_bytes", float64(st.DiskBytes))
 	check("kafkawal_lost_records_total", 0)

@@ -35,6 +35,7 @@
 //	kafkawal_in_flight_records              handed to librdkafka, no report yet
 //	kafkawal_oldest_unacknowledged_age_seconds
 //	kafkawal_broker_reachable               1, or 0 while librdkafka reports all brokers down
+//	kafkawal_broker_auth_failed             1 while authentication fails (SASL, TLS, no WRITE anywhere)
 //
 //	histograms (recorded inside the library, see kafkawal.Latencies)
 //	kafkawal_append_duration_seconds        append call to durable, per call; 16µs..16.8s

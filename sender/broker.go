@@ -8,18 +8,20 @@ import (
 )
 
 func (s *Sender) brokerError(e kafka.Error) {
+	auth := authFailure(e.Code(), e.String())
+	if auth {
+		s.authFailed(e)
+	}
 	if e.IsFatal() {
 		s.startRebuild(e)
 		return
 	}
-	switch e.Code() {
-	case kafka.ErrAllBrokersDown:
+	switch {
+	case auth:
+	case e.Code() == kafka.ErrAllBrokersDown:
 		if !s.stats.unreachable.Swap(true) {
-			s.outageSince = time.Now()
-			st := s.wal.Stats()
-			ev := s.lg.Warn().Str("err", e.String()).Uint64("backlog_records", s.backlogRecords(st.LastSeq)).
-				Int64("backlog_bytes", st.BacklogBytes).Int64("disk_bytes", st.DiskBytes).Int64("max_disk_bytes", st.MaxDiskBytes)
-			oldestField(ev, s.win.oldest(), s.outageSince).Msg("sender: Kafka unreachable; records wait in the WAL")
+			// Logged by outageTick if it lasts.
+			s.outageSince, s.outageErr, s.outageLogged = time.Now(), e.String(), false
 		}
 	default:
 		s.lg.Debug().Str("err", e.String()).Msg("sender: librdkafka error event")
@@ -27,8 +29,12 @@ func (s *Sender) brokerError(e kafka.Error) {
 }
 
 func (s *Sender) reachable() {
+	s.authRecovered()
 	if s.stats.unreachable.Swap(false) {
 		s.rt.retryMetaNow()
+		if !s.outageLogged {
+			return // too short to have been logged: no end either
+		}
 		st := s.wal.Stats()
 		s.lg.Info().Float64("outage_seconds", time.Since(s.outageSince).Seconds()).
 			Uint64("backlog_records", s.backlogRecords(st.LastSeq)).Int64("backlog_bytes", st.BacklogBytes).
@@ -46,5 +52,20 @@ func (s *Sender) logLibrdkafka(e kafka.LogEvent) {
 	case e.Level == 5:
 		lvl = zerolog.InfoLevel
 	}
-	s.lg.WithLevel(lvl).Str("source", "librdkafka").Str("tag", e.Tag).Msg(e.Message)
+	var held int
+	if lvl >= zerolog.WarnLevel {
+		if e.Tag == "FAIL" && authFailureLine(e.Message) {
+			lvl = zerolog.DebugLevel // the error event says it, once per repeatEvery
+		} else {
+			var ok bool
+			if ok, held = s.rdLines.allow(lineKey(e.Tag, e.Message), time.Now()); !ok {
+				return
+			}
+		}
+	}
+	ev := s.lg.WithLevel(lvl).Str("source", "librdkafka").Str("tag", e.Tag)
+	if held > 0 {
+		ev = ev.Int("suppressed", held)
+	}
+	ev.Msg(e.Message)
 }

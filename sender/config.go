@@ -2,6 +2,7 @@ package sender
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"time"
 
@@ -140,6 +141,9 @@ func (c Config) KafkaConfig() (kafka.ConfigMap, error) {
 			return nil, fmt.Errorf("kafkawal: config: Kafka[acks]: only all (-1) keeps delivered records through a broker failure; set AllowWeakerDelivery to opt out")
 		}
 	}
+	if proto := strings.ToUpper(fmt.Sprint(m["security.protocol"])); strings.HasPrefix(proto, "SASL_") && saslMechanism(m) == nil {
+		return nil, fmt.Errorf("kafkawal: config: Kafka[sasl.mechanism]: required with security.protocol=%s (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512, OAUTHBEARER, or GSSAPI for Kerberos)", proto)
+	}
 	for _, k := range []string{"transactional.id", "go.delivery.reports", "go.delivery.report.fields", "go.events.channel.size", "go.logs.channel.enable", "go.logs.channel"} {
 		if _, ok := c.Kafka[k]; ok {
 			return nil, fmt.Errorf("kafkawal: config: Kafka[%s]: set by kafkawal, must not be set", k)
@@ -154,6 +158,68 @@ func (c Config) KafkaConfig() (kafka.ConfigMap, error) {
 	m["go.events.channel.size"] = 2*c.MaxInFlight + 1000
 	m["go.logs.channel.enable"] = true
 	return m, nil
+}
+
+// saslMechanism is sasl.mechanism or its alias sasl.mechanisms; nil when
+// neither is set.
+func saslMechanism(m kafka.ConfigMap) kafka.ConfigValue {
+	if v, ok := m["sasl.mechanism"]; ok {
+		return v
+	}
+	return m["sasl.mechanisms"]
+}
+
+// Probe asks librdkafka whether it accepts the configuration the sender
+// would give it. Without bootstrap.servers the probe producer knows no
+// broker, so it opens no connection; librdkafka still checks every key and
+// value (and loads TLS material) as it will when the sender starts. Its
+// errors name the setting and never echo a value.
+func (c Config) Probe() error {
+	kcfg, err := c.KafkaConfig()
+	if err != nil {
+		return err
+	}
+	probe := kafka.ConfigMap{}
+	for k, v := range kcfg {
+		probe[k] = v
+	}
+	delete(probe, "bootstrap.servers")
+	delete(probe, "go.logs.channel.enable")
+	probe["log_level"] = 0 // no "no bootstrap.servers" warning on stderr
+	p, err := kafka.NewProducer(&probe)
+	if err != nil {
+		return configError(kcfg, err)
+	}
+	p.Close()
+	return nil
+}
+
+// configError is the error for a configuration librdkafka refused. Its
+// message names the setting ("ssl.ca.location failed: ...") and never
+// echoes a value; the error names it the way kafkawal's own do, and for a
+// file setting adds why the file cannot be read, which librdkafka reduces
+// to "system lib".
+func configError(m kafka.ConfigMap, err error) error {
+	msg := err.Error()
+	key := ""
+	for k := range m {
+		if len(k) > len(key) && strings.Contains(msg, k) {
+			key = k
+		}
+	}
+	if key == "" {
+		return fmt.Errorf("kafkawal: config: Kafka: %w", err)
+	}
+	if strings.HasSuffix(key, ".location") || key == "sasl.kerberos.keytab" {
+		if path, ok := m[key].(string); ok && path != "" && path != "probe" {
+			f, ferr := os.Open(path)
+			if ferr != nil {
+				return fmt.Errorf("kafkawal: config: Kafka[%s]: %w (%v)", key, err, ferr)
+			}
+			f.Close()
+		}
+	}
+	return fmt.Errorf("kafkawal: config: Kafka[%s]: %w", key, err)
 }
 
 func truthy(v kafka.ConfigValue) bool {

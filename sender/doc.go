@@ -36,6 +36,15 @@
 //     and replaced, and every record not acknowledged is re-sent in order.
 //     Counted in Stats.Rebuilds; re-sent records in Stats.Resent.
 //
+// Failures of the connection itself are not a record's: librdkafka keeps
+// the records and reconnects, for ever with message.timeout.ms=0. The
+// sender tells authentication failures (SASL refused, a failed TLS
+// handshake, a client certificate the broker refuses, no WRITE anywhere)
+// apart from an unreachable cluster (brokererr.go): Stats says which,
+// each is logged once and then at most every 5 minutes, and librdkafka's
+// own repeated lines are held back the same way. SetSASLCredentials
+// replaces the SASL credentials of the producer and of every rebuilt one.
+//
 // Close delivers until everything appended is acknowledged or its context
 // ends, then purges librdkafka (never closing it with records inside: Close
 // does not flush), collects the reports and persists the cursor; the rest

@@ -1,7 +1,7 @@
 package sender
 
 import (
-	"fmt"
+	"errors"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -14,10 +14,10 @@ func (s *Sender) newProducer() error {
 	}
 	p, err := kafka.NewProducer(&cfg)
 	if err != nil {
-		// librdkafka names the offending key; it does not echo values.
-		return fmt.Errorf("kafkawal: config: Kafka: %w", err)
+		return configError(s.kcfg, err)
 	}
 	s.p, s.events, s.logs = p, p.Events(), p.Logs()
+	s.builtAt = time.Now()
 	s.meta = startMeta(p)
 	s.rt.restartFetches()
 	return nil
@@ -30,9 +30,24 @@ func (s *Sender) startRebuild(cause error) {
 		return
 	}
 	s.mode = rebuilding
-	s.rebuildBy = time.Now().Add(purgeWait)
-	s.lg.Error().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced).
-		Msg("sender: fatal producer error; rebuilding the producer and re-sending unacknowledged records")
+	now := time.Now()
+	s.rebuildBy = now.Add(purgeWait)
+	s.rebuildPaced(now)
+	key := cause.Error()
+	var kerr kafka.Error
+	if errors.As(cause, &kerr) {
+		key = kerr.Code().String()
+	}
+	if ok, held := s.rebuildLog.allow(key, now); ok {
+		ev := s.lg.Error().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced)
+		if held > 0 {
+			ev = ev.Int("suppressed", held)
+		}
+		if s.rebuildPause > 0 {
+			ev = ev.Dur("pause", s.rebuildPause)
+		}
+		ev.Msg("sender: fatal producer error; rebuilding the producer and re-sending unacknowledged records")
+	}
 	s.purge()
 }
 
@@ -49,7 +64,8 @@ func (s *Sender) purge() {
 }
 
 func (s *Sender) checkRebuild() {
-	if s.mode != rebuilding || (s.win.produced > 0 && time.Now().Before(s.rebuildBy)) {
+	now := time.Now()
+	if s.mode != rebuilding || (s.win.produced > 0 && now.Before(s.rebuildBy)) || now.Before(s.rebuildNotBefore) {
 		return
 	}
 	if s.win.produced > 0 {

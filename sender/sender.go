@@ -59,6 +59,16 @@ type Sender struct {
 	persistBackoff time.Duration
 	outageSince    time.Time
 	outage         outageLog
+	outageErr      string // the all-brokers-down event's text
+	outageLogged   bool   // outageTick has handled the outage
+	// when the current producer was built, the pause before its rebuild
+	// and the earliest time for it (brokererr.go)
+	builtAt          time.Time
+	rebuildPause     time.Duration
+	rebuildNotBefore time.Time
+	authLog          limiter   // "authentication with Kafka failed"
+	rebuildLog       *limiters // "fatal producer error", per error code
+	rdLines          *limiters // librdkafka's log lines at warning and above
 	// isolateUntil: sequences below it are produced one at a time. A
 	// "record too large" answer applies to librdkafka's whole batch, so a
 	// permanent error is only believed for a record sent alone.
@@ -73,6 +83,7 @@ type Sender struct {
 	notify  chan struct{} // closed and replaced when the watermark advances
 
 	closeCh chan closeReq
+	credsCh chan credsReq
 	done    chan struct{}
 	runErr  error
 }
@@ -98,6 +109,8 @@ type counters struct {
 	oldest                                           atomic.Int64 // Unix nanos of the oldest unacknowledged record in flight
 	oldestBacklog                                    atomic.Int64 // the same, or the next record to produce when none is in flight
 	unreachable                                      atomic.Bool
+	authFailed                                       atomic.Bool
+	authError                                        atomic.Pointer[string]
 }
 
 // Stats are the sender's counters since New.
@@ -121,6 +134,11 @@ type Stats struct {
 	// zero when the backlog is empty.
 	OldestBacklog   time.Time
 	BrokerReachable bool
+	// BrokerAuthFailed is set by an authentication failure (see
+	// authFailure) and cleared by the next delivery; BrokerAuthError is
+	// librdkafka's text of the last one.
+	BrokerAuthFailed bool
+	BrokerAuthError  string
 }
 
 // New creates a sender that starts at the WAL's cursor. It fails with an
@@ -157,7 +175,11 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		// keep order).
 		positional: truthy(kcfg["enable.idempotence"]),
 		notify:     make(chan struct{}),
+		authLog:    limiter{every: repeatEvery},
+		rebuildLog: newLimiters(repeatEvery),
+		rdLines:    newLimiters(repeatEvery),
 		closeCh:    make(chan closeReq),
+		credsCh:    make(chan credsReq),
 		done:       make(chan struct{}),
 	}
 	s.persisted = s.win.low - 1
@@ -213,7 +235,7 @@ func (s *Sender) run() {
 		if !s.retryAt.IsZero() || s.mode == rebuilding {
 			at := s.retryAt
 			if s.mode == rebuilding {
-				at = s.rebuildBy
+				at = s.rebuildWake()
 			}
 			timer.Reset(max(time.Until(at), time.Millisecond))
 			retry = timer.C
@@ -239,8 +261,11 @@ func (s *Sender) run() {
 			s.take(b)
 		case now := <-tick.C:
 			s.persist()
+			s.outageTick(now)
 			s.summarize(now)
 		case <-retry:
+		case r := <-s.credsCh:
+			s.setCredentials(r)
 		case req := <-closeCh:
 			closing, closeCh, closeDone = &req, nil, req.ctx.Done()
 		case <-closeDone:
@@ -251,15 +276,19 @@ func (s *Sender) run() {
 // Stats returns the sender's counters.
 func (s *Sender) Stats() Stats {
 	st := Stats{
-		Delivered:       s.stats.delivered.Load(),
-		DeadLettered:    s.stats.deadLettered.Load(),
-		Resent:          s.stats.resent.Load(),
-		Holes:           s.stats.holes.Load(),
-		Rebuilds:        s.stats.rebuilds.Load(),
-		ReportAnomalies: s.stats.anomalies.Load(),
-		Acked:           s.stats.acked.Load(),
-		InFlight:        int(s.stats.inFlight.Load()),
-		BrokerReachable: !s.stats.unreachable.Load(),
+		Delivered:        s.stats.delivered.Load(),
+		DeadLettered:     s.stats.deadLettered.Load(),
+		Resent:           s.stats.resent.Load(),
+		Holes:            s.stats.holes.Load(),
+		Rebuilds:         s.stats.rebuilds.Load(),
+		ReportAnomalies:  s.stats.anomalies.Load(),
+		Acked:            s.stats.acked.Load(),
+		InFlight:         int(s.stats.inFlight.Load()),
+		BrokerReachable:  !s.stats.unreachable.Load(),
+		BrokerAuthFailed: s.stats.authFailed.Load(),
+	}
+	if e := s.stats.authError.Load(); e != nil {
+		st.BrokerAuthError = *e
 	}
 	if ts := s.stats.oldest.Load(); ts != 0 {
 		st.OldestUnacked = time.Unix(0, ts)

@@ -224,7 +224,10 @@ func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool
 		case st.BacklogRecords == 0:
 			reason = "the cursor was not persisted; delivered records would be sent again"
 		}
-		if !st.BrokerReachable {
+		switch {
+		case st.BrokerAuthFailed:
+			reason += "; authentication with Kafka failed: " + st.BrokerAuthError
+		case !st.BrokerReachable:
 			reason += "; Kafka was unreachable"
 		}
 		fmt.Fprintf(stdout, "ship: NOT COMPLETE: delivered %d of %d records in %s; %d left in %s (%s); run ship again to continue\n",

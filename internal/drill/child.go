@@ -2,6 +2,7 @@ package drill
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -41,13 +42,16 @@ const maxBatch = 1000
 // ChildConfig is one run of the load generator. Its flags are the child's
 // command line (Args, parseChildArgs).
 type ChildConfig struct {
-	Dir        string
-	Bootstrap  string
-	Topics     []string
-	Partitions int
-	Rate       float64
-	Size       int
-	Durability string
+	Dir       string
+	Bootstrap string
+	// KafkaConfig, if set, is a JSON object of librdkafka settings (a
+	// secure listener's) that the child adds to its Config.Kafka.
+	KafkaConfig string
+	Topics      []string
+	Partitions  int
+	Rate        float64
+	Size        int
+	Durability  string
 	// Run numbers the child's life; ids are Run<<32 | counter.
 	Run   uint32
 	Nonce string
@@ -61,6 +65,7 @@ type ChildConfig struct {
 func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
 	fs.StringVar(&c.Dir, "dir", c.Dir, "WAL directory")
 	fs.StringVar(&c.Bootstrap, "bootstrap", c.Bootstrap, "bootstrap.servers")
+	fs.StringVar(&c.KafkaConfig, "kafka-config", c.KafkaConfig, "JSON file of librdkafka settings to add")
 	fs.Func("topics", "comma-separated topics", func(s string) error {
 		c.Topics = strings.Split(s, ",")
 		return nil
@@ -86,6 +91,7 @@ func (c ChildConfig) Args() []string {
 	return []string{
 		"--dir", c.Dir,
 		"--bootstrap", c.Bootstrap,
+		"--kafka-config", c.KafkaConfig,
 		"--topics", strings.Join(c.Topics, ","),
 		"--partitions", strconv.Itoa(c.Partitions),
 		"--rate", strconv.FormatFloat(c.Rate, 'g', -1, 64),
@@ -170,6 +176,19 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 		OnDeliveryResult: func(kafkawal.DeliveryResult) {
 			first.Do(func() { _ = lw.line(lineDelivered, time.Now().UnixNano()) })
 		},
+	}
+	if c.KafkaConfig != "" {
+		js, err := os.ReadFile(c.KafkaConfig)
+		if err != nil {
+			return fmt.Errorf("--kafka-config: %w", err)
+		}
+		var m map[string]string
+		if err := json.Unmarshal(js, &m); err != nil {
+			return fmt.Errorf("--kafka-config %s: %w", c.KafkaConfig, err)
+		}
+		for k, v := range m {
+			cfg.Kafka[k] = v
+		}
 	}
 	start := time.Now()
 	p, err := kafkawal.Open(cfg)

@@ -17,7 +17,7 @@ import (
 
 func TestChildArgsRoundTrip(t *testing.T) {
 	c := ChildConfig{
-		Dir: "/tmp/w", Bootstrap: "127.0.0.1:9092", Topics: []string{"a", "b"}, Partitions: 3,
+		Dir: "/tmp/w", Bootstrap: "127.0.0.1:9092", KafkaConfig: "/tmp/k.json", Topics: []string{"a", "b"}, Partitions: 3,
 		Rate: 12.5, Size: 7, Durability: "periodic", Run: 7, Nonce: "abc",
 		Drain: true, DrainRecords: 9, DrainTimeout: 3 * time.Second,
 	}
@@ -108,6 +108,8 @@ func TestParseArgs(t *testing.T) {
 		{[]string{"--durability", "sometimes"}, "--durability"},
 		{[]string{"--bootstrap", "x:1", "--net-cuts", "1"}, "--net-cuts"},
 		{[]string{"--broker", "imaginary"}, "--broker"},
+		{[]string{"--listener", "carrier-pigeon"}, "--listener"},
+		{[]string{"--bootstrap", "x:1", "--listener", "sasl_ssl"}, "--listener"},
 		{[]string{"--rate", "0"}, "--rate"},
 		{[]string{"--partitions", "0"}, "--partitions"},
 		{[]string{"--topics", "a,,b"}, "--topics"},

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/kafkawal/kafkawal"
+	"github.com/kafkawal/kafkawal/internal/kafkatest"
 )
 
 // Defaults of Config's zero fields.
@@ -57,6 +58,12 @@ type Config struct {
 	// topics must have at least Partitions partitions, and records of
 	// other drills in them are ignored (each drill tags its records).
 	Bootstrap string
+	// Listener is the kind of listener the children produce through:
+	// "plaintext" (default), or ssl, mtls, sasl_ssl, sasl_plaintext on a
+	// Secure broker the drill starts (kafkatest.Options.Secure), as a
+	// principal granted WRITE on the topics only. The read-back goes
+	// through the broker's admin client.
+	Listener string
 	// Topics are created with Partitions partitions each. Default "drill".
 	Topics []string
 	// Partitions per topic; records go round-robin over topics and
@@ -126,6 +133,9 @@ func (c Config) withDefaults() Config {
 	if c.Broker == "" {
 		c.Broker = "embedded"
 	}
+	if c.Listener == "" {
+		c.Listener = string(kafkatest.Plaintext)
+	}
 	if c.Partitions == 0 {
 		c.Partitions = DefaultPartitions
 	}
@@ -182,6 +192,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drill: --broker: %q is neither embedded nor real", c.Broker)
 	case c.Bootstrap != "" && (c.BrokerRestarts > 0 || c.NetCuts > 0):
 		return errors.New("drill: --broker-restarts and --net-cuts need a broker the drill starts, not --bootstrap")
+	case c.Bootstrap != "" && c.Listener != string(kafkatest.Plaintext):
+		return errors.New("drill: --listener needs a broker the drill starts, not --bootstrap")
 	case c.Partitions < 1:
 		return fmt.Errorf("drill: --partitions: %d, want at least 1", c.Partitions)
 	case c.Rate <= 0:
@@ -211,6 +223,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := parseDurability(c.Durability); err != nil {
 		return err
+	}
+	if _, err := kafkatest.ParseListener(c.Listener); err != nil {
+		return fmt.Errorf("drill: --listener: %q is not plaintext, ssl, mtls, sasl_ssl or sasl_plaintext", c.Listener)
 	}
 	return nil
 }

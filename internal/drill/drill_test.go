@@ -134,6 +134,64 @@ func TestDrillShort(t *testing.T) {
 	}
 }
 
+// TestDrillSecureListener: the drill in miniature through SASL_SSL with
+// SCRAM-SHA-512, as a principal granted WRITE on its topic only, with a
+// network cut through the proxy in front of that listener: nothing lost or
+// reordered, and the credentials file is gone afterwards.
+func TestDrillSecureListener(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	var pids pidRecorder
+	var files []string
+	cfg := Config{
+		Broker:        kafkatest.Kind(),
+		Listener:      string(kafkatest.SASLSSL),
+		Partitions:    2,
+		Rate:          300,
+		Size:          64,
+		Kills:         3,
+		KillAfterMin:  300 * time.Millisecond,
+		KillAfterMax:  time.Second,
+		Seed:          7,
+		NetCuts:       1,
+		CutFor:        time.Second,
+		DrainRecords:  50,
+		DrainTimeout:  time.Minute,
+		VerifyTimeout: time.Minute,
+		Command: func(args []string) *exec.Cmd {
+			for i, a := range args {
+				if a == "--kafka-config" && i+1 < len(args) {
+					files = append(files, args[i+1])
+				}
+			}
+			return testCommand(args)
+		},
+		Log:          logWriter{t},
+		onChildStart: pids.add,
+	}
+	rep, err := Run(ctx, cfg)
+	pids.checkDead(t)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	var b strings.Builder
+	rep.WriteText(&b)
+	t.Logf("%s", b.String())
+	if !rep.OK || rep.Lost != 0 || rep.OrderViolations != 0 || rep.Kills != 3 || rep.NetCuts != 1 || rep.Acknowledged < 100 {
+		t.Fatalf("ok %v, lost %d, order violations %d, kills %d, net cuts %d, acknowledged %d: %v",
+			rep.OK, rep.Lost, rep.OrderViolations, rep.Kills, rep.NetCuts, rep.Acknowledged, rep.Failures)
+	}
+	if rep.Listener != "sasl_ssl" || !strings.Contains(b.String(), "(sasl_ssl)") {
+		t.Errorf("report listener %q, want sasl_ssl", rep.Listener)
+	}
+	if len(files) == 0 || files[0] == "" {
+		t.Fatal("children got no --kafka-config")
+	}
+	if _, err := os.Stat(files[0]); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the credentials file %s outlived the drill: %v", files[0], err)
+	}
+}
+
 // TestDrillCancelKillsChild: a drill cancelled while a child runs returns
 // the context's error, and the child and the broker are gone.
 func TestDrillCancelKillsChild(t *testing.T) {

@@ -50,6 +50,7 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.Usage = func() {}
 	fs.StringVar(&cfg.Broker, "broker", "embedded", "broker to start: embedded (kfake, in process) or real (Apache Kafka via scripts/kafka/kafka.sh)")
 	fs.StringVar(&cfg.Bootstrap, "bootstrap", "", "use this cluster instead of starting one (no broker restarts or network cuts)")
+	fs.StringVar(&cfg.Listener, "listener", "plaintext", "listener to produce through: plaintext, or on a secure broker ssl, mtls, sasl_ssl (SCRAM-SHA-512), sasl_plaintext (PLAIN)")
 	fs.Func("topics", "comma-separated topics to create and produce to (default \""+DefaultTopic+"\")", func(s string) error {
 		cfg.Topics = strings.Split(s, ",")
 		return nil
@@ -92,7 +93,7 @@ func ParseArgs(args []string) (Config, Output, error) {
 	var zero error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "kills", "seed", "broker-restarts", "net-cuts", "bootstrap", "dir", "json", "v":
+		case "kills", "seed", "broker-restarts", "net-cuts", "bootstrap", "dir", "json", "v", "listener":
 			return
 		}
 		if g, ok := f.Value.(flag.Getter); ok && zero == nil {

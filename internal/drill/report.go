@@ -22,6 +22,7 @@ type Report struct {
 
 	Broker     string   `json:"broker"`
 	Bootstrap  string   `json:"bootstrap"`
+	Listener   string   `json:"listener"`
 	Topics     []string `json:"topics"`
 	Partitions int      `json:"partitions"`
 	Durability string   `json:"durability"`
@@ -268,7 +269,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	row := func(k, format string, args ...any) {
 		fmt.Fprintf(&b, "  %-32s %s\n", k, fmt.Sprintf(format, args...))
 	}
-	row("broker", "%s at %s; topics %s x %d partitions", r.Broker, r.Bootstrap, strings.Join(r.Topics, ","), r.Partitions)
+	row("broker", "%s at %s (%s); topics %s x %d partitions", r.Broker, r.Bootstrap, r.Listener, strings.Join(r.Topics, ","), r.Partitions)
 	row("load", "%g records/s of %d bytes, durability %s", r.Rate, r.Size, r.Durability)
 	row("seed", "%d", r.Seed)
 	row("kills (SIGKILL)", "%d of %d, %v..%v after start", r.Kills, r.KillsRequested, dur(r.KillAfterMinMS), dur(r.KillAfterMaxMS))

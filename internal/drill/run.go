@@ -4,14 +4,17 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkawal/kafkawal/internal/kafkatest"
 )
@@ -30,6 +33,7 @@ type drill struct {
 	ledgers   map[int]*runLedger
 
 	broker     kafkatest.Broker // nil for --bootstrap
+	kafkaFile  string           // the children's security settings (0600, removed by tearDown); "" for plaintext
 	faults     *faultRunner     // nil without faults
 	stopFaults context.CancelFunc
 }
@@ -56,7 +60,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	}
 	d := &drill{cfg: cfg, t0: time.Now()}
 	d.rep = &Report{
-		Broker: cfg.Broker, Topics: cfg.Topics, Partitions: cfg.Partitions,
+		Broker: cfg.Broker, Listener: cfg.Listener, Topics: cfg.Topics, Partitions: cfg.Partitions,
 		Durability: cfg.Durability, Rate: cfg.Rate, Size: cfg.Size, Seed: cfg.Seed, Nonce: nonce,
 		KillsRequested: cfg.Kills, KillAfterMinMS: ms(cfg.KillAfterMin), KillAfterMaxMS: ms(cfg.KillAfterMax),
 		Runs: []RunReport{},
@@ -157,7 +161,11 @@ func (d *drill) setUpBroker(ctx context.Context) error {
 		}
 		return nil
 	}
-	opts := kafkatest.Options{Partitions: int32(cfg.Partitions), Proxy: cfg.NetCuts > 0}
+	l, err := kafkatest.ParseListener(cfg.Listener)
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	opts := kafkatest.Options{Partitions: int32(cfg.Partitions), Proxy: cfg.NetCuts > 0, Secure: l != kafkatest.Plaintext, Listener: l}
 	start := kafkatest.StartEmbedded
 	if cfg.Broker == "real" {
 		start = kafkatest.StartReal
@@ -173,6 +181,11 @@ func (d *drill) setUpBroker(ctx context.Context) error {
 			return fmt.Errorf("drill: %w", err)
 		}
 	}
+	if sec := b.Security(); sec != nil {
+		if err := d.secure(ctx, b, l); err != nil {
+			return err
+		}
+	}
 	d.bootstrap = b.Bootstrap()
 	d.rep.Bootstrap = d.bootstrap
 	via := ""
@@ -181,6 +194,40 @@ func (d *drill) setUpBroker(ctx context.Context) error {
 	}
 	d.logf("%s broker at %s%s up in %v; topics %v x %d partitions; WAL %s",
 		cfg.Broker, d.bootstrap, via, time.Since(t).Round(time.Millisecond), cfg.Topics, cfg.Partitions, d.cfg.Dir)
+	return nil
+}
+
+// secure grants the client identities WRITE on the topics (nothing else)
+// and writes the children's librdkafka settings for listener l to a file
+// only this user can read: credentials stay off command lines and out of
+// the WAL directory.
+func (d *drill) secure(ctx context.Context, b kafkatest.Broker, l kafkatest.Listener) error {
+	sec := b.Security()
+	for _, p := range []string{sec.UserPrincipal, sec.ClientPrincipal} {
+		if err := kafkatest.GrantProducer(ctx, b, p, d.cfg.Topics...); err != nil {
+			return fmt.Errorf("drill: %w", err)
+		}
+	}
+	cm, err := b.ClientConfig(l)
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	m := make(map[string]string, len(cm))
+	for k, v := range cm {
+		m[k] = fmt.Sprint(v)
+	}
+	js, err := json.Marshal(m)
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	dir, err := os.MkdirTemp("", "kafkawal-drill-kafka-")
+	if err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
+	d.kafkaFile = filepath.Join(dir, "kafka.json")
+	if err := os.WriteFile(d.kafkaFile, js, 0o600); err != nil {
+		return fmt.Errorf("drill: %w", err)
+	}
 	return nil
 }
 
@@ -199,6 +246,9 @@ func (d *drill) tearDown() error {
 		if err := d.broker.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("drill: close %s broker: %w", d.broker.Kind(), err))
 		}
+	}
+	if d.kafkaFile != "" {
+		errs = append(errs, os.RemoveAll(filepath.Dir(d.kafkaFile)))
 	}
 	return errors.Join(errs...)
 }
@@ -293,7 +343,11 @@ func (d *drill) verify(ctx context.Context) error {
 	// Every child is dead: nothing is in flight any more, so read what
 	// the topics hold now (up to their end offsets), not until a count
 	// that a lost record would never let arrive.
-	recs, err := kafkatest.ReadAll(vctx, d.bootstrap, d.cfg.Topics, 0)
+	admin := []kgo.Opt{kgo.SeedBrokers(d.bootstrap)}
+	if d.broker != nil {
+		admin = d.broker.AdminOpts()
+	}
+	recs, err := kafkatest.ReadAllWith(vctx, admin, d.cfg.Topics, 0)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -310,7 +364,7 @@ func (d *drill) startChild(run int, drain bool) (*child, error) {
 	cc := ChildConfig{
 		Dir: d.cfg.Dir, Bootstrap: d.bootstrap, Topics: d.cfg.Topics, Partitions: d.cfg.Partitions,
 		Rate: d.cfg.Rate, Size: d.cfg.Size, Durability: d.cfg.Durability,
-		Run: uint32(run), Nonce: d.rep.Nonce,
+		Run: uint32(run), Nonce: d.rep.Nonce, KafkaConfig: d.kafkaFile,
 		Drain: drain, DrainRecords: d.cfg.DrainRecords, DrainTimeout: d.cfg.DrainTimeout,
 	}
 	c, err := startChild(run, d.cfg.Command, cc.Args(), d.cfg.ChildStderr)

@@ -9,12 +9,23 @@
 //	KAFKAWAL_BROKER="real"         Apache Kafka 4.x (see scripts/kafka)
 //
 // A scenario that cannot reach its broker fails; it is never skipped.
+//
+// Options.Secure gives a broker TLS material generated at start (a CA,
+// broker and client certificates, a rogue CA and client for failure
+// tests), a SASL user and listeners for SSL, mutual TLS, SASL_SSL with
+// SCRAM-SHA-512 and SASL_PLAINTEXT with PLAIN, with ACLs enforced.
+// ClientConfig returns librdkafka settings for a listener, GrantProducer
+// the ACLs a producer needs, AdminOpts a super user's kgo options.
 package kafkatest
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 // EnvBroker names the environment variable that selects the broker kind.
@@ -35,13 +46,52 @@ type Options struct {
 	// fails fatally; Apache Kafka 4.4 accepts it silently (docs/brokers.md).
 	// Default false: data survives Kill/Restart.
 	Ephemeral bool
+	// Secure generates TLS material and SASL users for the broker
+	// (Broker.Security) and gives it listeners beyond Plaintext. The real
+	// broker gets every one of SecureListeners besides PLAINTEXT, and
+	// enforces ACLs (StandardAuthorizer; the only super user is
+	// User:ANONYMOUS, which PLAINTEXT and SSL clients are). The embedded
+	// broker (kfake) has one listener only, Listener, and enforces ACLs on
+	// SASL listeners (docs/brokers.md lists what it lacks). Default false.
+	Secure bool
+	// Listener is the listener Bootstrap returns and the proxy fronts.
+	// Default Plaintext; any other needs Secure.
+	Listener Listener
+}
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Partitions <= 0 {
+		o.Partitions = 1
+	}
+	if o.Listener == "" {
+		o.Listener = Plaintext
+	}
+	if _, err := ParseListener(string(o.Listener)); err != nil {
+		return o, err
+	}
+	if o.Listener != Plaintext && !o.Secure {
+		return o, fmt.Errorf("kafkatest: Options.Listener %s needs Options.Secure", o.Listener)
+	}
+	return o, nil
 }
 
 // Broker is a running Kafka cluster of one node.
 type Broker interface {
-	// Bootstrap is the bootstrap.servers value for clients (the proxy's
-	// address when Options.Proxy is set).
+	// Bootstrap is the bootstrap.servers value for clients of
+	// Options.Listener (the proxy's address when Options.Proxy is set).
 	Bootstrap() string
+	// ClientConfig returns librdkafka settings for a client of listener l:
+	// bootstrap.servers and the security settings of the default client
+	// identity (Security.User on SASL listeners, the client certificate on
+	// MTLS). It fails if the broker has no such listener.
+	ClientConfig(l Listener) (kafka.ConfigMap, error)
+	// Security is the TLS material and users of a Secure broker, nil
+	// otherwise.
+	Security() *Security
+	// AdminOpts are kgo options that reach the broker as a super user,
+	// bypassing the proxy: for creating topics, granting ACLs and reading
+	// records back (ReadAllWith).
+	AdminOpts() []kgo.Opt
 	// Kind is "embedded" or "real".
 	Kind() string
 	// CreateTopic creates a topic and waits until it accepts produces.

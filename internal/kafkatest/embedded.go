@@ -2,6 +2,7 @@ package kafkatest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -11,9 +12,11 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
 // embedded is a one-node kfake cluster in the test process.
@@ -24,6 +27,8 @@ type embedded struct {
 	proxy   *Proxy // nil without Options.Proxy
 	direct  kgo.Opt
 	reserve net.Listener // the first start's listener, handed to kfake once
+	sec     *Security    // nil without Options.Secure
+	admin   []kgo.Opt
 
 	mu      sync.Mutex
 	cluster *kfake.Cluster // nil while killed or closed
@@ -40,9 +45,17 @@ type embedded struct {
 // Kill closes the cluster: every client connection drops and in-flight
 // requests go unanswered. Unlike kill -9 of a real broker, kfake saves its
 // state on the way down, so Kill never loses what the broker acknowledged.
+//
+// With opts.Secure the cluster's one listener is opts.Listener: TLS
+// (kfake.TLS), SASL users (EnableSASL, User; kafkatest's own clients are a
+// Superuser) and, on SASL listeners, ACLs (EnableACLs).
 func StartEmbedded(ctx context.Context, opts Options) (Broker, error) {
-	if opts.Partitions <= 0 {
-		opts.Partitions = 1
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if opts.Secure && opts.Listener == Plaintext {
+		return nil, errors.New("kafkatest: an embedded Secure broker has one listener: set Options.Listener")
 	}
 	e := &embedded{opts: opts}
 
@@ -67,6 +80,13 @@ func StartEmbedded(ctx context.Context, opts Options) (Broker, error) {
 		}
 	}
 	e.direct = directDialer(e.Bootstrap(), e.addr)
+	e.admin = []kgo.Opt{kgo.SeedBrokers(e.addr), e.direct}
+	if opts.Secure {
+		if err := e.secure(); err != nil {
+			e.Close()
+			return nil, err
+		}
+	}
 
 	if err := e.start(ctx); err != nil {
 		e.Close()
@@ -96,6 +116,83 @@ func (e *embedded) Bootstrap() string {
 }
 
 func (e *embedded) Kind() string { return "embedded" }
+
+// secure generates the cluster's TLS material and users, and the admin
+// options that reach it as a super user.
+func (e *embedded) secure() error {
+	dir, err := os.MkdirTemp("", "kafkawal-kfake-tls-")
+	if err != nil {
+		return fmt.Errorf("kafkatest: embedded broker TLS dir: %w", err)
+	}
+	if e.sec, err = newSecurity(dir); err != nil {
+		os.RemoveAll(dir)
+		return err
+	}
+	l := e.opts.Listener
+	var tc *tls.Config
+	if l.tls() {
+		if tc, err = e.sec.adminTLS(l); err != nil {
+			return err
+		}
+	}
+	e.admin = []kgo.Opt{kgo.SeedBrokers(e.addr), adminDialer(e.Bootstrap(), e.addr, tc)}
+	if l.sasl() {
+		e.admin = append(e.admin, kgo.SASL(scram.Auth{User: e.sec.adminUser, Pass: e.sec.adminPassword}.AsSha512Mechanism()))
+	}
+	return nil
+}
+
+// adminDialer is directDialer over TLS when tc is not nil.
+func adminDialer(advertised, real string, tc *tls.Config) kgo.Opt {
+	return kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
+		if host == advertised {
+			host = real
+		}
+		if tc == nil {
+			var d net.Dialer
+			return d.DialContext(ctx, network, host)
+		}
+		d := tls.Dialer{Config: tc}
+		return d.DialContext(ctx, network, host)
+	})
+}
+
+// secureOpts are the kfake options of a Secure cluster.
+func (e *embedded) secureOpts() ([]kfake.Opt, error) {
+	l := e.opts.Listener
+	var kopts []kfake.Opt
+	if l.tls() {
+		tc, err := e.sec.serverTLS(l)
+		if err != nil {
+			return nil, err
+		}
+		kopts = append(kopts, kfake.TLS(tc))
+	}
+	if l.sasl() {
+		kopts = append(kopts,
+			kfake.EnableSASL(),
+			kfake.EnableACLs(),
+			kfake.Superuser("SCRAM-SHA-512", e.sec.adminUser, e.sec.adminPassword),
+			kfake.User("SCRAM-SHA-512", e.sec.User, e.sec.Password),
+			kfake.User("PLAIN", e.sec.User, e.sec.Password),
+		)
+	}
+	return kopts, nil
+}
+
+func (e *embedded) ClientConfig(l Listener) (kafka.ConfigMap, error) {
+	if l != e.opts.Listener {
+		return nil, fmt.Errorf("kafkatest: the embedded broker has one listener, %s, not %s", e.opts.Listener, l)
+	}
+	if e.sec == nil {
+		return kafka.ConfigMap{"bootstrap.servers": e.Bootstrap()}, nil
+	}
+	return e.sec.clientConfig(l, e.Bootstrap()), nil
+}
+
+func (e *embedded) Security() *Security { return e.sec }
+
+func (e *embedded) AdminOpts() []kgo.Opt { return e.admin }
 
 func (e *embedded) Proxy() *Proxy { return e.proxy }
 
@@ -127,6 +224,13 @@ func (e *embedded) start(ctx context.Context) error {
 	if e.opts.AutoCreateTopics {
 		kopts = append(kopts, kfake.AllowAutoTopicCreation())
 	}
+	if e.sec != nil {
+		sopts, err := e.secureOpts()
+		if err != nil {
+			return err
+		}
+		kopts = append(kopts, sopts...)
+	}
 
 	// The port can stay busy for a moment after a Kill; past
 	// portRetry something else owns it and waiting will not help.
@@ -143,7 +247,7 @@ func (e *embedded) start(ctx context.Context) error {
 	}
 	ctx, cancel = context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
-	if err := ping(ctx, e.addr, e.direct); err != nil {
+	if err := ping(ctx, e.admin...); err != nil {
 		c.Close()
 		return fmt.Errorf("kafkatest: embedded broker on %s: %w", e.addr, err)
 	}
@@ -184,7 +288,7 @@ func (e *embedded) CreateTopic(ctx context.Context, name string, partitions int3
 	if partitions <= 0 {
 		partitions = e.opts.Partitions
 	}
-	return createTopics(ctx, []kgo.Opt{kgo.SeedBrokers(e.addr), e.direct}, partitions, configs, name)
+	return createTopics(ctx, e.admin, partitions, configs, name)
 }
 
 func (e *embedded) Kill() error {
@@ -221,13 +325,16 @@ func (e *embedded) Close() error {
 	if e.dir != "" {
 		errs = append(errs, os.RemoveAll(e.dir))
 	}
+	if e.sec != nil {
+		errs = append(errs, os.RemoveAll(e.sec.Dir))
+	}
 	return errors.Join(errs...)
 }
 
-// ping waits until the broker at seed answers a metadata request that
-// lists it.
-func ping(ctx context.Context, seed string, opts ...kgo.Opt) error {
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seed)}, opts...)...)
+// ping waits until the broker that opts reach answers a metadata request
+// that lists it.
+func ping(ctx context.Context, opts ...kgo.Opt) error {
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return err
 	}

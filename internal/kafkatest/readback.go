@@ -32,15 +32,20 @@ type topicPartition struct {
 // If ctx ends first, ReadAll returns what it read with an error that wraps
 // ctx's error and says how many records it had.
 func ReadAll(ctx context.Context, bootstrap string, topics []string, want int) ([]*kgo.Record, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(bootstrap),
+	return ReadAllWith(ctx, []kgo.Opt{kgo.SeedBrokers(bootstrap)}, topics, want)
+}
+
+// ReadAllWith is ReadAll through a client made of opts, such as a broker's
+// AdminOpts (a secure broker's listeners need TLS or SASL settings).
+func ReadAllWith(ctx context.Context, opts []kgo.Opt, topics []string, want int) ([]*kgo.Record, error) {
+	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
 		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		// Control records count in the end offsets; seeing them lets
 		// us tell when a partition is fully read.
 		kgo.KeepControlRecords(),
 		kgo.FetchMaxWait(quietPeriod/2),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafkatest: read back %v: %w", topics, err)
 	}

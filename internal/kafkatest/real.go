@@ -15,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -43,6 +44,8 @@ type realBroker struct {
 	addr   string // 127.0.0.1:port
 	proxy  *Proxy // nil without Options.Proxy
 	direct kgo.Opt
+	ports  map[Listener]int // every listener's port, PLAINTEXT's included
+	sec    *Security        // nil without Options.Secure
 
 	mu      sync.Mutex
 	running bool
@@ -64,28 +67,31 @@ type realBroker struct {
 // unless opts.Ephemeral, where Restart wipes the data and formats anew.
 // If the test process dies without Close, kafka.sh kills the broker.
 func StartReal(ctx context.Context, opts Options) (Broker, error) {
-	if opts.Partitions <= 0 {
-		opts.Partitions = 1
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
 	}
 	script, err := kafkaScript()
 	if err != nil {
 		return nil, err
 	}
-	r := &realBroker{opts: opts, script: script}
-	if r.port, err = freeLoopbackPort(); err != nil {
+	r := &realBroker{opts: opts, script: script, ports: make(map[Listener]int)}
+	listeners := []Listener{Plaintext}
+	if opts.Secure {
+		listeners = append(listeners, SecureListeners...)
+	}
+	ports, err := freeLoopbackPorts(len(listeners) + 1)
+	if err != nil {
 		return nil, err
 	}
-	if r.cport, err = freeLoopbackPort(); err != nil {
-		return nil, err
+	for i, l := range listeners {
+		r.ports[l] = ports[i]
 	}
-	for r.cport == r.port {
-		if r.cport, err = freeLoopbackPort(); err != nil {
-			return nil, err
-		}
-	}
+	r.port, r.cport = ports[0], ports[len(listeners)]
 	r.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
 	if opts.Proxy {
-		if r.proxy, err = NewProxy("127.0.0.1:0", r.addr); err != nil {
+		target := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.ports[opts.Listener]))
+		if r.proxy, err = NewProxy("127.0.0.1:0", target); err != nil {
 			return nil, err
 		}
 	}
@@ -93,6 +99,12 @@ func StartReal(ctx context.Context, opts Options) (Broker, error) {
 	if r.dir, err = os.MkdirTemp("", "kafkawal-kafka-"); err != nil {
 		r.Close()
 		return nil, fmt.Errorf("kafkatest: real broker dir: %w", err)
+	}
+	if opts.Secure {
+		if r.sec, err = newSecurity(filepath.Join(r.dir, "tls")); err != nil {
+			r.Close()
+			return nil, err
+		}
 	}
 	if err := r.start(ctx, false); err != nil {
 		r.Close()
@@ -105,7 +117,33 @@ func (r *realBroker) Bootstrap() string {
 	if r.proxy != nil {
 		return r.proxy.Addr()
 	}
-	return r.addr
+	return r.listenerAddr(r.opts.Listener)
+}
+
+func (r *realBroker) listenerAddr(l Listener) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.ports[l]))
+}
+
+func (r *realBroker) ClientConfig(l Listener) (kafka.ConfigMap, error) {
+	if _, ok := r.ports[l]; !ok {
+		return nil, fmt.Errorf("kafkatest: real broker has no %s listener (Options.Secure is %v)", l, r.opts.Secure)
+	}
+	bootstrap := r.listenerAddr(l)
+	if l == r.opts.Listener {
+		bootstrap = r.Bootstrap()
+	}
+	if r.sec == nil {
+		return kafka.ConfigMap{"bootstrap.servers": bootstrap}, nil
+	}
+	return r.sec.clientConfig(l, bootstrap), nil
+}
+
+func (r *realBroker) Security() *Security { return r.sec }
+
+// AdminOpts reach the PLAINTEXT listener, whose clients are User:ANONYMOUS,
+// the super user.
+func (r *realBroker) AdminOpts() []kgo.Opt {
+	return []kgo.Opt{kgo.SeedBrokers(r.addr), r.direct}
 }
 
 func (r *realBroker) Kind() string { return "real" }
@@ -150,6 +188,17 @@ func (r *realBroker) start(ctx context.Context, fresh bool) error {
 	if fresh {
 		args = append(args, "--fresh")
 	}
+	if r.sec != nil {
+		for _, l := range SecureListeners {
+			args = append(args, "--listener", fmt.Sprintf("%s=%d", l, r.ports[l]))
+		}
+		args = append(args,
+			"--advertise-listener", string(r.opts.Listener),
+			"--tls-dir", r.sec.Dir,
+			"--scram", r.sec.User+":"+r.sec.Password,
+			"--plain", r.sec.User+":"+r.sec.Password,
+			"--authorizer")
+	}
 	// From here on a broker may exist: mark it so that Kill and Close act
 	// even if the start fails half-way.
 	r.running = true
@@ -157,7 +206,7 @@ func (r *realBroker) start(ctx context.Context, fresh bool) error {
 		r.killLocked()
 		return fmt.Errorf("kafkatest: start real broker in %s: %w", r.dir, err)
 	}
-	if err := ping(ctx, r.addr, r.direct); err != nil {
+	if err := ping(ctx, r.AdminOpts()...); err != nil {
 		r.killLocked()
 		return fmt.Errorf("kafkatest: real broker on %s does not answer: %w%s", r.addr, err, r.logTail())
 	}
@@ -170,7 +219,7 @@ func (r *realBroker) CreateTopic(ctx context.Context, name string, partitions in
 	}
 	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(r.addr), r.direct)
+	cl, err := kgo.NewClient(r.AdminOpts()...)
 	if err != nil {
 		return fmt.Errorf("kafkatest: create topic %q: %w", name, err)
 	}
@@ -356,12 +405,23 @@ func kafkaScript() (string, error) {
 	}
 }
 
-// freeLoopbackPort returns a port that was free on 127.0.0.1 a moment ago.
-func freeLoopbackPort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("kafkatest: pick a free port: %w", err)
+// freeLoopbackPorts returns n distinct ports that were free on 127.0.0.1 a
+// moment ago.
+func freeLoopbackPorts(n int) ([]int, error) {
+	lns := make([]net.Listener, 0, n)
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	ports := make([]int, 0, n)
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, fmt.Errorf("kafkatest: pick a free port: %w", err)
+		}
+		lns = append(lns, ln)
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return ports, nil
 }

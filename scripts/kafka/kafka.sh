@@ -13,6 +13,9 @@
 #   kafka.sh start --dir DIR --port P [--controller-port C] [--advertise HOST:PORT]
 #                  [--auto-create true|false] [--partitions N] [--fresh]
 #                  [--owner-pid PID] [--timeout SECONDS]
+#                  [--listener NAME=PORT]... [--advertise-listener NAME]
+#                  [--tls-dir TLS] [--scram USER:PASSWORD]... [--plain USER:PASSWORD]...
+#                  [--authorizer]
 #       Write DIR/server.properties, format DIR/data unless already formatted
 #       (so a restart keeps the data; --fresh wipes it first), start the broker
 #       in the background (output in DIR/broker.log, pid in DIR/broker.pid) and
@@ -21,6 +24,24 @@
 #       does not leak a JVM). --timeout (default 90) bounds the whole command,
 #       classpath resolution included. The controller port and the cluster id
 #       are kept in DIR and reused on the next start when not given.
+#
+#       Secure listeners (see docs/brokers.md), beside PLAINTEXT on --port:
+#         --listener ssl=P             SSL, server certificate only
+#         --listener mtls=P            SSL, client certificate required
+#         --listener sasl_ssl=P        SASL_SSL, SCRAM-SHA-512
+#         --listener sasl_plaintext=P  SASL_PLAINTEXT, PLAIN and SCRAM-SHA-512
+#       --advertise applies to the PLAINTEXT listener unless
+#       --advertise-listener names another one (the one behind a proxy).
+#       --tls-dir TLS holds ca.pem (the CAs the broker trusts for client
+#       certificates) and broker.pem (an unencrypted PKCS#8 key followed by
+#       the certificate chain); required by ssl, mtls and sasl_ssl.
+#       --scram adds a SCRAM-SHA-512 credential when DIR/data is formatted
+#       (Kafka's own StorageTool --add-scram); later starts keep those in
+#       the metadata log. --plain adds a PLAIN user to sasl_plaintext.
+#       --authorizer turns on ACLs (StandardAuthorizer) with User:ANONYMOUS
+#       (PLAINTEXT, CONTROLLER and SSL without a client certificate) as the
+#       only super user. Listeners, --tls-dir, --plain and --authorizer are
+#       kept in DIR and reused on the next start when none of them is given.
 #
 #   kafka.sh stop   --dir DIR    SIGTERM, wait (30 s), then SIGKILL
 #   kafka.sh kill   --dir DIR    SIGKILL now (crash simulation)
@@ -202,8 +223,94 @@ new_cluster_id() {
 
 # ---------------------------------------------------------------- commands
 
+# security_props ADVERTISE ADV_LISTENER TLS AUTHORIZER LISTENER... -- PLAIN...
+# prints the listener and security part of server.properties, PLAINTEXT
+# (with ADVERTISE when ADV_LISTENER is plaintext) and CONTROLLER included.
+# Reads $port and $cport.
+security_props() {
+	local advertise=$1 adv_listener=$2 tls=$3 authorizer=$4
+	shift 4
+	local names=() ports=() arg
+	while (($#)); do
+		arg=$1
+		shift
+		[[ "$arg" != -- ]] || break
+		[[ "$arg" =~ ^(ssl|mtls|sasl_ssl|sasl_plaintext)=([0-9]+)$ ]] ||
+			die "start: bad --listener $arg (want ssl|mtls|sasl_ssl|sasl_plaintext=PORT)"
+		names+=("${BASH_REMATCH[1]}")
+		ports+=("${BASH_REMATCH[2]}")
+	done
+	local plain=("$@")
+	local ls="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+	local adv="" map="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+	local need_tls=false have_plain_listener=false found=false i up a
+	if [[ "$adv_listener" == plaintext ]]; then
+		adv="PLAINTEXT://$advertise"
+		found=true
+	else
+		adv="PLAINTEXT://127.0.0.1:$port"
+	fi
+	for i in "${!names[@]}"; do
+		up=${names[$i]^^}
+		a="127.0.0.1:${ports[$i]}"
+		if [[ "${names[$i]}" == "$adv_listener" ]]; then
+			a=$advertise
+			found=true
+		fi
+		ls+=",$up://127.0.0.1:${ports[$i]}"
+		adv+=",$up://$a"
+		case "${names[$i]}" in
+		ssl) map+=",SSL:SSL"; need_tls=true ;;
+		mtls) map+=",MTLS:SSL"; need_tls=true ;;
+		sasl_ssl) map+=",SASL_SSL:SASL_SSL"; need_tls=true ;;
+		sasl_plaintext) map+=",SASL_PLAINTEXT:SASL_PLAINTEXT"; have_plain_listener=true ;;
+		esac
+	done
+	[[ "$found" == true ]] || die "start: --advertise-listener $adv_listener is not a listener of this broker"
+	printf 'listeners=%s\nadvertised.listeners=%s\nlistener.security.protocol.map=%s\n' "$ls" "$adv" "$map"
+	if [[ "$need_tls" == true ]]; then
+		[[ -n "$tls" ]] || die "start: --tls-dir is required by the ssl, mtls and sasl_ssl listeners"
+		tls=$(cd "$tls" && pwd) || die "start: no such directory: --tls-dir $tls"
+		[[ -r "$tls/ca.pem" && -r "$tls/broker.pem" ]] || die "start: --tls-dir $tls must hold ca.pem and broker.pem"
+		cat <<EOF
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/broker.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+ssl.client.auth=none
+listener.name.mtls.ssl.client.auth=required
+EOF
+	fi
+	cat <<EOF
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN,SCRAM-SHA-512
+listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+EOF
+	local jaas="" cred re='^([A-Za-z0-9._-]+):([^,"\\[:space:]]+)$'
+	for cred in "${plain[@]}"; do
+		[[ "$cred" =~ $re ]] || die "start: bad --plain (want USER:PASSWORD, user [A-Za-z0-9._-], no comma, quote, backslash or space)"
+		jaas+=" user_${BASH_REMATCH[1]}=\"${BASH_REMATCH[2]}\""
+	done
+	if [[ "$have_plain_listener" == true ]]; then
+		printf 'listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required%s;\n' "$jaas"
+	fi
+	if [[ "$authorizer" == true ]]; then
+		cat <<EOF
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+super.users=User:ANONYMOUS
+allow.everyone.if.no.acl.found=false
+EOF
+	fi
+	local IFS=,
+	printf '# kafkawal bookkeeping of the security options (see kafka.sh start)\n'
+	printf 'kafkawal.listeners=%s\n' "$(for i in "${!names[@]}"; do printf '%s=%s,' "${names[$i]}" "${ports[$i]}"; done | sed 's/,$//')"
+	printf 'kafkawal.advertise.listener=%s\nkafkawal.tls.dir=%s\nkafkawal.authorizer=%s\nkafkawal.plain=%s\n' "$adv_listener" "$tls" "$authorizer" "${plain[*]}"
+}
+
 cmd_start() {
 	local port="" cport="" advertise="" autocreate=false partitions=1 fresh=false owner="" timeout=90
+	local listeners=() adv_listener="" tls="" scram=() plain=() authorizer=false secure_given=false
 	while (($#)); do
 		case "$1" in
 		--dir) DIR=$2; shift 2 ;;
@@ -215,6 +322,12 @@ cmd_start() {
 		--fresh) fresh=true; shift ;;
 		--owner-pid) owner=$2; shift 2 ;;
 		--timeout) timeout=$2; shift 2 ;;
+		--listener) listeners+=("$2"); secure_given=true; shift 2 ;;
+		--advertise-listener) adv_listener=$2; shift 2 ;;
+		--tls-dir) tls=$2; secure_given=true; shift 2 ;;
+		--scram) scram+=("$2"); shift 2 ;;
+		--plain) plain+=("$2"); secure_given=true; shift 2 ;;
+		--authorizer) authorizer=true; secure_given=true; shift ;;
 		*) die "start: unknown argument $1" ;;
 		esac
 	done
@@ -236,6 +349,17 @@ cmd_start() {
 	[[ "$timeout" =~ ^[1-9][0-9]*$ ]] || die "start: bad --timeout $timeout"
 	local deadline=$((SECONDS + timeout)) begin=$SECONDS
 	[[ -n "$advertise" ]] || advertise="127.0.0.1:$port"
+	if [[ "$secure_given" == false && -f "$props" ]]; then
+		local v
+		v=$(prop "$props" kafkawal.listeners)
+		[[ -z "$v" ]] || read -r -a listeners <<<"${v//,/ }"
+		tls=$(prop "$props" kafkawal.tls.dir)
+		v=$(prop "$props" kafkawal.plain)
+		[[ -z "$v" ]] || read -r -a plain <<<"${v//,/ }"
+		[[ "$(prop "$props" kafkawal.authorizer)" != true ]] || authorizer=true
+		[[ -n "$adv_listener" ]] || adv_listener=$(prop "$props" kafkawal.advertise.listener)
+	fi
+	[[ -n "$adv_listener" ]] || adv_listener=plaintext
 
 	local pid
 	if pid=$(broker_pid); then
@@ -246,6 +370,13 @@ cmd_start() {
 	wait_port_free "$port" 10 || die "port $port is already in use"
 	wait_port_free "$cport" 10 || die "controller port $cport is already in use"
 
+	local l
+	for l in "${listeners[@]}"; do
+		wait_port_free "${l#*=}" 10 || die "port ${l#*=} (--listener $l) is already in use"
+	done
+	local secure_props
+	secure_props=$(security_props "$advertise" "$adv_listener" "$tls" "$authorizer" "${listeners[@]}" -- "${plain[@]}") || exit 1
+
 	local cpfile cp
 	cpfile=$(classpath_file)
 	cp=$(<"$cpfile")
@@ -255,9 +386,6 @@ cmd_start() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
-advertised.listeners=PLAINTEXT://$advertise
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$data
@@ -281,10 +409,12 @@ broker.heartbeat.interval.ms=1000
 num.network.threads=2
 num.io.threads=4
 num.recovery.threads.per.data.dir=1
+$secure_props
 # kafkawal bookkeeping (ignored by Kafka, read back by kafka.sh on restart)
 kafkawal.port=$port
 kafkawal.controller.port=$cport
 EOF
+	chmod 600 "$props"
 
 	local level=${KAFKAWAL_KAFKA_LOG_LEVEL:-WARN}
 	cat >"$DIR/log4j2.properties" <<EOF
@@ -326,8 +456,13 @@ EOF
 	if [[ ! -f "$data/meta.properties" ]]; then
 		mkdir -p "$data"
 		# A short-lived JVM: C1 only and the serial GC start it faster.
+		local add_scram=() cred re='^([A-Za-z0-9._-]+):([^,"\\[:space:]]+)$'
+		for cred in "${scram[@]}"; do
+			[[ "$cred" =~ $re ]] || die "start: bad --scram (want USER:PASSWORD, user [A-Za-z0-9._-], no comma, quote, backslash or space)"
+			add_scram+=(--add-scram "SCRAM-SHA-512=[name=${BASH_REMATCH[1]},password=\"${BASH_REMATCH[2]}\"]")
+		done
 		if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "${jvm_log[@]}" -cp "$cp" kafka.tools.StorageTool \
-			format --standalone -t "$cluster_id" -c "$props" >>"$LOG" 2>&1 </dev/null; then
+			format --standalone -t "$cluster_id" -c "$props" "${add_scram[@]}" >>"$LOG" 2>&1 </dev/null; then
 			die "formatting $data failed"
 		fi
 	fi
