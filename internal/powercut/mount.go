@@ -1,0 +1,299 @@
+package powercut
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/hanwen/go-fuse/v2/fuse"
+	"golang.org/x/sys/unix"
+)
+
+// EnvRequireFUSE, when set, makes tests fail instead of skipping when
+// Available says FUSE cannot be mounted (CI sets it).
+const EnvRequireFUSE = "KAFKAWAL_REQUIRE_FUSE"
+
+// Available reports why this process cannot mount the filesystem, or nil.
+func Available() error {
+	if os.Geteuid() != 0 {
+		return errors.New("powercut: mounting FUSE directly needs root")
+	}
+	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("powercut: /dev/fuse: %w", err)
+	}
+	syscall.Close(fd)
+	return nil
+}
+
+// fsType is the filesystem type in /proc/self/mountinfo.
+const fsType = "fuse.powercut"
+
+// maxWrite bounds one FUSE write request (the kernel splits larger
+// writes).
+const maxWrite = 128 << 10
+
+// Mount loads the backing directory and mounts it at opts.Mountpoint.
+// Unmount must follow; a process that dies first leaves the unmounting to
+// the watchdog.
+func Mount(opts Options) (*FS, error) {
+	opts, err := opts.validate()
+	if err != nil {
+		return nil, err
+	}
+	sweepStale()
+	if mounted(opts.Mountpoint) {
+		return nil, fmt.Errorf("powercut: %s is already a mount point", opts.Mountpoint)
+	}
+	f := &FS{
+		opts:     opts,
+		storeDir: filepath.Join(opts.Backing, storeDirName),
+		rng:      mrand.New(mrand.NewPCG(opts.Seed, opts.Seed^0x2545f4914f6cdd1d)),
+		cutCh:    make(chan struct{}),
+		dirs:     map[uint64][]fuse.DirEntry{},
+		served:   make(chan struct{}),
+	}
+	if err := f.load(); err != nil {
+		return nil, err
+	}
+	if err := f.mount(); err != nil {
+		f.closeStores()
+		return nil, err
+	}
+	return f, nil
+}
+
+func (f *FS) mount() error {
+	// Opened here, close-on-exec, rather than by go-fuse's direct mount,
+	// which leaves its descriptor to every child process.
+	fd, err := syscall.Open("/dev/fuse", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("powercut: open /dev/fuse: %w", err)
+	}
+	source := fmt.Sprintf("powercut:%d", os.Getpid())
+	data := fmt.Sprintf("fd=%d,rootmode=40000,user_id=%d,group_id=%d,max_read=%d", fd, os.Geteuid(), os.Getegid(), maxWrite)
+	if err := syscall.Mount(source, f.opts.Mountpoint, fsType, syscall.MS_NOSUID|syscall.MS_NODEV, data); err != nil {
+		syscall.Close(fd)
+		return fmt.Errorf("powercut: mount %s: %w", f.opts.Mountpoint, err)
+	}
+	// The watchdog first: from here on a dying process leaves no mount.
+	if err := f.startWatchdog(); err != nil {
+		detach(f.opts.Mountpoint)
+		syscall.Close(fd)
+		return err
+	}
+	srv, err := fuse.NewServer(&rawFS{RawFileSystem: fuse.NewDefaultRawFileSystem(), f: f},
+		fmt.Sprintf("/dev/fd/%d", fd), &fuse.MountOptions{
+			MaxWrite: maxWrite, Name: "powercut", FsName: source,
+			DisableXAttrs: true, DisableReadDirPlus: true,
+		})
+	if err != nil {
+		detach(f.opts.Mountpoint)
+		syscall.Close(fd)
+		f.stopWatchdog()
+		return fmt.Errorf("powercut: serve %s: %w", f.opts.Mountpoint, err)
+	}
+	f.srv = srv
+	go func() {
+		defer close(f.served)
+		srv.Serve()
+	}()
+	if err := srv.WaitMount(); err != nil {
+		f.unmount()
+		return fmt.Errorf("powercut: mount %s: %w", f.opts.Mountpoint, err)
+	}
+	if err := f.pollHack(); err != nil {
+		f.unmount()
+		return err
+	}
+	return nil
+}
+
+// pollHack has go-fuse refuse the kernel's first FUSE_POLL, after which
+// the kernel asks no more. Go registers every file it opens with epoll, and
+// epoll asks a FUSE file's server: a process serving its own mount could
+// otherwise deadlock on the first file it opens there. go-fuse does this
+// itself only for mounts it made.
+func (f *FS) pollHack() error {
+	fd, err := syscall.Open(filepath.Join(f.opts.Mountpoint, ".go-fuse-epoll-hack"), syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("powercut: mount %s: poll hack: %w", f.opts.Mountpoint, err)
+	}
+	defer syscall.Close(fd)
+	_, _ = unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLPRI | unix.POLLOUT}}, 0)
+	return nil
+}
+
+// Unmount unmounts the filesystem. Without a cut it first makes
+// everything durable (a clean shutdown); after one, the durable state is
+// already in the backing directory. Processes must have closed their
+// files (after a cut: be dead). A second Unmount returns nil.
+func (f *FS) Unmount() error {
+	f.mu.Lock()
+	if f.unmounted {
+		f.mu.Unlock()
+		return nil
+	}
+	f.unmounted = true
+	var errs []error
+	if !f.frozen {
+		f.frozen = true
+		if err := f.syncAllLocked(); err != nil {
+			errs = append(errs, err)
+		}
+		if _, err := f.writeOutLocked(); err != nil {
+			errs = append(errs, err)
+		}
+		close(f.cutCh)
+	}
+	errs = append(errs, f.writeOut)
+	f.mu.Unlock()
+	errs = append(errs, f.unmount())
+	f.closeStores()
+	errs = append(errs, f.removeStores())
+	return errors.Join(errs...)
+}
+
+// unmountWait bounds the wait for the kernel to let go of a mount whose
+// last files are being closed, and for the server to stop.
+const unmountWait = 10 * time.Second
+
+func (f *FS) unmount() error {
+	var err error
+	deadline := time.Now().Add(unmountWait)
+	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
+		err = syscall.Unmount(f.opts.Mountpoint, 0)
+		if err != syscall.EBUSY || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(delay) // no event says when the kernel lets go
+	}
+	if err == syscall.EBUSY {
+		// Never leave a mount behind: detach it and say so.
+		detach(f.opts.Mountpoint)
+		err = fmt.Errorf("powercut: unmount %s: still busy after %v; detached", f.opts.Mountpoint, unmountWait)
+	} else if err != nil {
+		err = fmt.Errorf("powercut: unmount %s: %w", f.opts.Mountpoint, err)
+	}
+	if f.srv != nil {
+		select {
+		case <-f.served:
+		case <-time.After(unmountWait):
+			err = errors.Join(err, fmt.Errorf("powercut: server of %s still running %v after unmount", f.opts.Mountpoint, unmountWait))
+		}
+	}
+	f.stopWatchdog()
+	return err
+}
+
+// startWatchdog starts a shell that waits for EOF on a pipe only this
+// process holds, then lazily unmounts the mount point: when this process
+// dies however it dies, the mount goes with it.
+func (f *FS) startWatchdog() error {
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("powercut: watchdog: %w", err)
+	}
+	cmd := exec.Command("/bin/sh", "-c", `read x; umount -l "$0" 2>/dev/null; exit 0`, f.opts.Mountpoint)
+	cmd.Stdin = pr
+	// Its own process group: a signal to this process's group (Ctrl-C)
+	// leaves it to do its job.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	err = cmd.Start()
+	pr.Close()
+	if err != nil {
+		pw.Close()
+		return fmt.Errorf("powercut: watchdog: %w", err)
+	}
+	f.watchdog, f.wdPipe = cmd, pw
+	return nil
+}
+
+// stopWatchdog ends the watchdog (its unmount then finds nothing) and
+// waits for it, so that it cannot unmount a later mount at the same place.
+func (f *FS) stopWatchdog() {
+	if f.watchdog == nil {
+		return
+	}
+	f.wdPipe.Close()
+	_ = f.watchdog.Wait()
+	f.watchdog = nil
+}
+
+func detach(mnt string) { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) }
+
+// mountEntry is one line of /proc/self/mountinfo.
+type mountEntry struct{ point, fstype, source string }
+
+func mountTable() []mountEntry {
+	fh, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	defer fh.Close()
+	var out []mountEntry
+	sc := bufio.NewScanner(fh)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		for i, fl := range fields {
+			if fl == "-" && i+2 < len(fields) && len(fields) > 4 {
+				out = append(out, mountEntry{unescape(fields[4]), fields[i+1], fields[i+2]})
+				break
+			}
+		}
+	}
+	return out
+}
+
+// unescape decodes mountinfo's octal escapes (\040 for a space).
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func mounted(point string) bool {
+	for _, e := range mountTable() {
+		if e.point == point {
+			return true
+		}
+	}
+	return false
+}
+
+// sweepStale detaches powercut mounts whose process is gone (the watchdog
+// was killed with it).
+func sweepStale() {
+	for _, e := range mountTable() {
+		if e.fstype != fsType {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimPrefix(e.source, "powercut:"))
+		if err != nil || pid <= 0 {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			detach(e.point)
+		}
+	}
+}
