@@ -227,6 +227,7 @@ type FS struct {
 	unmounted bool
 
 	srv      *fuse.Server
+	conn     uint32        // the connection's number in fusectl
 	served   chan struct{} // closed when Serve returns
 	watchdog *exec.Cmd
 	wdPipe   *os.File

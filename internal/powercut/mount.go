@@ -84,6 +84,16 @@ func (f *FS) mount() error {
 		syscall.Close(fd)
 		return fmt.Errorf("powercut: mount %s: %w", f.opts.Mountpoint, err)
 	}
+	// The connection's number in fusectl is the mount's device minor,
+	// read from the mount table: a stat of the mount would wait for the
+	// server, which is not running yet.
+	conn, ok := connOf(f.opts.Mountpoint)
+	if !ok {
+		detach(f.opts.Mountpoint)
+		syscall.Close(fd)
+		return fmt.Errorf("powercut: mount %s: not in the mount table after mounting", f.opts.Mountpoint)
+	}
+	f.conn = conn
 	// The watchdog first: from here on a dying process leaves no mount.
 	if err := f.startWatchdog(); err != nil {
 		detach(f.opts.Mountpoint)
@@ -162,13 +172,32 @@ func (f *FS) Unmount() error {
 	return errors.Join(errs...)
 }
 
-// unmountWait bounds the wait for the kernel to let go of a mount whose
-// last files are being closed, and for the server to stop.
-const unmountWait = 10 * time.Second
+// busyWait bounds the wait for the kernel to let go of a mount whose last
+// files are being closed; unmountWait the wait for the server to stop.
+const (
+	busyWait    = 3 * time.Second
+	unmountWait = 10 * time.Second
+)
+
+// fusectl is where the kernel lists FUSE connections.
+const fusectl = "/sys/fs/fuse/connections"
+
+// abortConn aborts FUSE connection conn through fusectl (mounting fusectl
+// if it is not): every request waiting on it fails, and none is sent
+// again.
+func abortConn(conn uint32) error {
+	path := filepath.Join(fusectl, strconv.FormatUint(uint64(conn), 10), "abort")
+	if _, err := os.Stat(path); err != nil && !mounted(fusectl) {
+		if merr := syscall.Mount("fusectl", fusectl, "fusectl", 0, ""); merr != nil {
+			return fmt.Errorf("mount fusectl: %w", merr)
+		}
+	}
+	return os.WriteFile(path, []byte("1"), 0)
+}
 
 func (f *FS) unmount() error {
 	var err error
-	deadline := time.Now().Add(unmountWait)
+	deadline := time.Now().Add(busyWait)
 	for delay := time.Millisecond; ; delay = min(2*delay, 100*time.Millisecond) {
 		err = syscall.Unmount(f.opts.Mountpoint, 0)
 		if err != syscall.EBUSY || time.Now().After(deadline) {
@@ -177,9 +206,14 @@ func (f *FS) unmount() error {
 		time.Sleep(delay) // no event says when the kernel lets go
 	}
 	if err == syscall.EBUSY {
-		// Never leave a mount behind: detach it and say so.
+		// Files are still open on the mount. Never leave a mount behind:
+		// abort the connection (their operations fail from now on, and
+		// a process of ours that exits with them open cannot hang in
+		// their flush) and detach it, and say so.
+		aerr := abortConn(f.conn)
 		detach(f.opts.Mountpoint)
-		err = fmt.Errorf("powercut: unmount %s: still busy after %v; detached", f.opts.Mountpoint, unmountWait)
+		err = fmt.Errorf("powercut: unmount %s: files still open after %v; connection aborted (%v) and mount detached",
+			f.opts.Mountpoint, busyWait, aerr)
 	} else if err != nil {
 		err = fmt.Errorf("powercut: unmount %s: %w", f.opts.Mountpoint, err)
 	}
@@ -202,7 +236,13 @@ func (f *FS) startWatchdog() error {
 	if err != nil {
 		return fmt.Errorf("powercut: watchdog: %w", err)
 	}
-	cmd := exec.Command("/bin/sh", "-c", `read x; umount -l "$0" 2>/dev/null; exit 0`, f.opts.Mountpoint)
+	// Aborting the connection first matters when this process dies with
+	// files open on its own mount: its exit waits for their flush, which
+	// only this process could answer.
+	// A line on the pipe is a clean stop: then it does nothing, so that it
+	// cannot touch a later mount that got the same connection number.
+	cmd := exec.Command("/bin/sh", "-c", `read x; [ -n "$x" ] && exit 0; [ -e "$1" ] && echo 1 > "$1"; umount -l "$0" 2>/dev/null; exit 0`,
+		f.opts.Mountpoint, filepath.Join(fusectl, strconv.FormatUint(uint64(f.conn), 10), "abort"))
 	cmd.Stdin = pr
 	// Its own process group: a signal to this process's group (Ctrl-C)
 	// leaves it to do its job.
@@ -217,12 +257,13 @@ func (f *FS) startWatchdog() error {
 	return nil
 }
 
-// stopWatchdog ends the watchdog (its unmount then finds nothing) and
-// waits for it, so that it cannot unmount a later mount at the same place.
+// stopWatchdog ends the watchdog without its doing anything, and waits for
+// it, so that it cannot touch a later mount at the same place.
 func (f *FS) stopWatchdog() {
 	if f.watchdog == nil {
 		return
 	}
+	_, _ = f.wdPipe.WriteString("stop\n")
 	f.wdPipe.Close()
 	_ = f.watchdog.Wait()
 	f.watchdog = nil
@@ -231,7 +272,20 @@ func (f *FS) stopWatchdog() {
 func detach(mnt string) { _ = syscall.Unmount(mnt, syscall.MNT_DETACH) }
 
 // mountEntry is one line of /proc/self/mountinfo.
-type mountEntry struct{ point, fstype, source string }
+type mountEntry struct{ point, fstype, source, dev string }
+
+// connOf returns the FUSE connection number (device minor) of the powercut
+// mount at point.
+func connOf(point string) (uint32, bool) {
+	for _, e := range mountTable() {
+		if e.point == point && e.fstype == fsType {
+			_, minor, ok := strings.Cut(e.dev, ":")
+			n, err := strconv.ParseUint(minor, 10, 32)
+			return uint32(n), ok && err == nil
+		}
+	}
+	return 0, false
+}
 
 func mountTable() []mountEntry {
 	fh, err := os.Open("/proc/self/mountinfo")
@@ -245,7 +299,7 @@ func mountTable() []mountEntry {
 		fields := strings.Fields(sc.Text())
 		for i, fl := range fields {
 			if fl == "-" && i+2 < len(fields) && len(fields) > 4 {
-				out = append(out, mountEntry{unescape(fields[4]), fields[i+1], fields[i+2]})
+				out = append(out, mountEntry{unescape(fields[4]), fields[i+1], fields[i+2], fields[2]})
 				break
 			}
 		}
