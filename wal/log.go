@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -97,7 +96,7 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 	if dir == "" {
 		return nil, info, errors.New("kafkawal: config: Dir: empty")
 	}
-	if err := os.MkdirAll(dir, opts.DirMode); err != nil {
+	if err := mkdirAllDurable(dir, opts.DirMode); err != nil {
 		return nil, info, fmt.Errorf("kafkawal: create %s: %w", dir, err)
 	}
 	lock, err := lockDir(dir, opts.FileMode)
@@ -128,7 +127,7 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 }
 
 func (l *Log) open() (info OpenInfo, err error) {
-	if err := os.MkdirAll(l.segDir, l.opts.DirMode); err != nil {
+	if err := mkdirAllDurable(l.segDir, l.opts.DirMode); err != nil {
 		return info, fmt.Errorf("kafkawal: create %s: %w", l.segDir, err)
 	}
 	if l.opts.BeforeOpen != nil {
@@ -141,7 +140,7 @@ func (l *Log) open() (info OpenInfo, err error) {
 	}
 	defer func() { // a failed Open leaves nothing open
 		if err != nil {
-			l.tl.Close()
+			closeTidwall(l.tl)
 			l.tl = nil
 			l.w.closeTail()
 		}
@@ -346,7 +345,7 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	if l.tl != nil {
-		if cerr := l.tl.Close(); cerr != nil && !errors.Is(cerr, twal.ErrClosed) {
+		if cerr := closeTidwall(l.tl); cerr != nil && !errors.Is(cerr, twal.ErrClosed) {
 			err = errors.Join(err, fmt.Errorf("kafkawal: close segments: %w", cerr))
 		}
 		l.tl = nil
