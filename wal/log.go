@@ -38,6 +38,11 @@ type Log struct {
 
 	curMu sync.Mutex
 	cur   *cursorFile
+	// noted is the synced watermark last stored (guarded by curMu);
+	// syncedSeq the one known now (synced.go).
+	noted     uint64
+	syncedSeq atomic.Uint64
+	noteDone  chan struct{} // closed when noteLoop returns
 
 	acked   atomic.Uint64 // persisted cursor: every seq <= acked is delivered
 	first   atomic.Uint64 // first seq still on disk
@@ -114,6 +119,7 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 		appended:   make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		noteDone:   make(chan struct{}),
 	}
 	info, err = l.open()
 	if err != nil {
@@ -123,6 +129,7 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 	l.async.init(opts.AsyncQueue, opts.AsyncQueueBytes)
 	go l.run()
 	go l.complete()
+	go l.noteLoop()
 	return l, info, nil
 }
 
@@ -186,6 +193,9 @@ func (l *Log) open() (info OpenInfo, err error) {
 	if st.Damaged > 0 {
 		l.log.Warn().Int("damaged_slots", st.Damaged).Uint64("cursor", acked).
 			Msg("wal: cursor slot failed its checksum; using the previous value (records after it may be sent twice)")
+	}
+	if err := l.syncAtOpen(acked, last); err != nil {
+		return info, err
 	}
 	l.acked.Store(acked)
 	l.first.Store(first)
@@ -290,7 +300,7 @@ func (l *Log) SetCursor(acked uint64) error {
 	if last := l.visible.Load(); acked > last {
 		return fmt.Errorf("kafkawal: cursor %d beyond last sequence %d", acked, last)
 	}
-	if err := l.cur.store(acked); err != nil {
+	if err := l.storeCursorLocked(acked); err != nil {
 		return err
 	}
 	l.acked.Store(acked)
@@ -333,6 +343,10 @@ func (l *Log) Close() error {
 	err := l.StopAppends()
 	if errors.Is(err, ErrClosed) {
 		err = nil // stopped before: that call reported
+	}
+	<-l.noteDone
+	if nerr := l.noteSynced(); nerr != nil {
+		err = errors.Join(err, fmt.Errorf("kafkawal: store the synced watermark: %w", nerr))
 	}
 	defer func() { // after tlMu: readers take readMu first
 		l.readMu.Lock()
