@@ -255,14 +255,14 @@ func drain(ctx context.Context, p *kafkawal.Producer, c ChildConfig, lw *ledgerW
 	ctx, cancel := context.WithTimeout(ctx, c.DrainTimeout)
 	defer cancel()
 	t := time.Now()
-	if err := p.Flush(ctx); err != nil {
+	if err := p.Flush(ctx); err != nil && !c.refused(err) {
 		st := p.Stats()
 		return errors.Join(fmt.Errorf("flush: %w (cursor %d of %d)", err, st.Cursor, st.LastSeq), p.Close(ctx))
 	}
 	flushed := time.Since(t)
 	st := p.Stats()
 	t = time.Now()
-	if err := p.Close(ctx); err != nil {
+	if err := p.Close(ctx); err != nil && !c.refused(err) {
 		return fmt.Errorf("close: %w", err)
 	}
 	return lw.line(lineDrained, DrainLine{
@@ -348,6 +348,14 @@ func watchCursor(p *kafkawal.Producer, lw *ledgerWriter) (stop func()) {
 		}
 	}()
 	return func() { close(done); <-stopped }
+}
+
+// refused reports whether err says only that records were dead-lettered,
+// which the child asked for when it sends records Kafka refuses (the
+// drill checks the dead-letter log for them).
+func (c ChildConfig) refused(err error) bool {
+	var dl *kafkawal.DeadLetterError
+	return c.DeadLetterEvery > 0 && errors.As(err, &dl) && err == error(dl)
 }
 
 // id is the id of the run's i-th record (from 0).

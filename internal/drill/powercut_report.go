@@ -204,28 +204,35 @@ func (pc *PowerCutReport) check(r *Report, ledgers map[int]*runLedger, delivered
 	pc.checkCursors(r, ledgers)
 }
 
-// checkCursors compares each open's cursor with the last one the previous
-// run persisted: a completed cursor store must survive a cut.
+// checkCursors compares each open's cursor with the last one persisted
+// before it: a completed cursor store must survive a cut. Only an Open may
+// lower it, when records after it were lost (a clamp, never under
+// SyncAlways); an Open cut before it reported may have, so under the other
+// modes the comparison starts again after one.
 func (pc *PowerCutReport) checkCursors(r *Report, ledgers map[int]*runLedger) {
-	var prev uint64
+	var prev uint64 // 0: unknown
 	for _, rr := range r.Runs {
 		l := ledgers[rr.Run]
 		if l == nil {
-			prev = 0 // unknown
+			prev = 0
 			continue
 		}
-		if o := l.Open; o != nil {
+		switch o := l.Open; {
+		case o != nil:
 			if o.CursorFound < prev {
 				pc.CursorBackwards++
-				pc.problem("run %d opened cursor %d, below %d that run %d had persisted", rr.Run, o.CursorFound, prev, rr.Run-1)
+				pc.problem("run %d opened cursor %d, below %d persisted before it", rr.Run, o.CursorFound, prev)
 			}
 			if o.CursorClamped {
 				pc.CursorClamped++
 				if r.Durability == "always" {
 					pc.problem("run %d: cursor %d beyond the last record %d under SyncAlways", rr.Run, o.CursorFound, o.LastSeq)
 				}
+				prev = o.Cursor
 			}
 			prev = max(prev, o.Cursor)
+		case r.Durability != "always":
+			prev = 0
 		}
 		prev = max(prev, l.Cursor)
 	}
