@@ -49,7 +49,7 @@ const (
 	// With PowerCuts: the children's WAL segment size, and how often a
 	// record is one Kafka refuses (to put the dead-letter log under cuts).
 	DefaultPowerCutSegmentBytes    = 64 << 10
-	DefaultPowerCutDeadLetterEvery = 50
+	DefaultPowerCutDeadLetterEvery = 500
 	// deadLetterTopicSuffix names the topic that refuses records, and the
 	// sizes that make it refuse them.
 	deadLetterTopicSuffix = "-refused"
@@ -151,7 +151,8 @@ type Config struct {
 	SegmentBytes int64
 	// DeadLetterEvery makes every n-th record one that Kafka refuses for
 	// good (a value over its topic's max.message.bytes), so that it is
-	// dead-lettered. Default 0, or 50 with PowerCuts; NoDeadLetters makes
+	// dead-lettered. Default 0, or 500 with PowerCuts (each costs the sender
+	// a re-send of its window one record at a time); NoDeadLetters makes
 	// it 0.
 	DeadLetterEvery int
 	NoDeadLetters   bool

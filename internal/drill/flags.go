@@ -80,7 +80,7 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.IntVar(&cfg.PowerCuts, "power-cuts", 0, "power cuts instead of kills (needs root and /dev/fuse)")
 	fs.StringVar(&cfg.Metadata, "metadata", "strict", "with --power-cuts: when directory changes are durable: strict (after an fsync of the directory) or immediate")
 	fs.Int64Var(&cfg.SegmentBytes, "segment-bytes", 0, "WAL segment size of the children (default: kafkawal's, or 65536 with --power-cuts)")
-	fs.IntVar(&cfg.DeadLetterEvery, "dead-letter-every", 0, "make every n-th record one Kafka refuses for good (default: none, or 50 with --power-cuts)")
+	fs.IntVar(&cfg.DeadLetterEvery, "dead-letter-every", 0, "make every n-th record one Kafka refuses for good (default: none, or 500 with --power-cuts)")
 	fs.IntVar(&cfg.DrainRecords, "drain-records", DefaultDrainRecords, "records the final child appends before it flushes and closes")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "bound of the final child's Flush and Close")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", DefaultVerifyTimeout, "bound of reading the topics back")

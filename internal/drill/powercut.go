@@ -79,14 +79,23 @@ var triggerKinds = []struct {
 	}},
 }
 
-// pickTrigger draws a trigger kind; nil for "time".
-func pickTrigger(rng *mrand.Rand) (string, *powercut.Trigger) {
+// pickTrigger draws a trigger kind; nil for "time". After a cut that may
+// have left part of a segment's unsynced writes on disk the next Open may
+// have something to repair, and a third of the time the repair is what the
+// next cut aims at (it would rarely come up otherwise).
+func pickTrigger(rng *mrand.Rand, repairDue bool) (string, *powercut.Trigger) {
 	total := 0
 	for _, k := range triggerKinds {
 		total += k.weight
 	}
 	n := rng.IntN(total)
+	if repairDue && rng.IntN(3) == 0 {
+		n = -1
+	}
 	for _, k := range triggerKinds {
+		if n < 0 && k.name != "repair" {
+			continue
+		}
 		if n < k.weight {
 			if k.make == nil {
 				return k.name, nil
@@ -165,6 +174,7 @@ func (d *drill) cutPhase(ctx context.Context, rng *mrand.Rand, delays []time.Dur
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	<-timer.C
+	repairDue := false
 	for i, delay := range delays {
 		run := i + 1
 		k := &killer{}
@@ -172,7 +182,7 @@ func (d *drill) cutPhase(ctx context.Context, rng *mrand.Rand, delays []time.Dur
 		if err != nil {
 			return err
 		}
-		kind, trig := pickTrigger(rng)
+		kind, trig := pickTrigger(rng, repairDue)
 		if trig != nil {
 			f.Arm(*trig)
 		}
@@ -211,6 +221,14 @@ func (d *drill) cutPhase(ctx context.Context, rng *mrand.Rand, delays []time.Dur
 		cr := f.Report()
 		d.finishRun(c, delay, false)
 		d.addCut(run, kind, cr)
+		repairDue = false
+		for _, fc := range cr.Files {
+			seg := false
+			for _, p := range fc.Durable {
+				seg = seg || inSegments(p)
+			}
+			repairDue = repairDue || seg && fc.DirtyPages > 0 && cr.Variant != powercut.Plain
+		}
 		if !c.diedOfKill() {
 			d.rep.fail("run %d: child exited before the power cut: %s\n%s", run, c.status(), indent(strings.TrimRight(c.tail.String(), "\n")))
 			return nil // the drain and the read-back still say what was lost

@@ -39,21 +39,22 @@ func TestDrillPowerCuts(t *testing.T) {
 			defer cancel()
 			var pids pidRecorder
 			cfg := Config{
-				Broker:        kafkatest.Kind(),
-				Partitions:    2,
-				Rate:          500,
-				Durability:    tc.durability,
-				PowerCuts:     tc.cuts,
-				Metadata:      tc.metadata,
-				KillAfterMin:  50 * time.Millisecond,
-				KillAfterMax:  600 * time.Millisecond,
-				Seed:          7,
-				DrainRecords:  50,
-				DrainTimeout:  time.Minute,
-				VerifyTimeout: time.Minute,
-				Command:       testCommand,
-				Log:           logWriter{t},
-				onChildStart:  pids.add,
+				Broker:          kafkatest.Kind(),
+				Partitions:      2,
+				Rate:            500,
+				Durability:      tc.durability,
+				PowerCuts:       tc.cuts,
+				DeadLetterEvery: 100,
+				Metadata:        tc.metadata,
+				KillAfterMin:    50 * time.Millisecond,
+				KillAfterMax:    600 * time.Millisecond,
+				Seed:            7,
+				DrainRecords:    50,
+				DrainTimeout:    time.Minute,
+				VerifyTimeout:   time.Minute,
+				Command:         testCommand,
+				Log:             logWriter{t},
+				onChildStart:    pids.add,
 			}
 			start := time.Now()
 			rep, err := Run(ctx, cfg)
