@@ -182,20 +182,17 @@ func (l *Log) open() (info OpenInfo, err error) {
 		l.log.Warn().Uint64("cursor", acked).Uint64("last_seq", last).
 			Msg("wal: cursor beyond the last record on disk (unsynced records lost by an OS crash); lowering it")
 		acked = last
-		// Durably, before anything is appended: the next records reuse the
-		// sequences above last, and a cursor file still saying they were
-		// delivered would skip them at the next Open (and let recovery call
-		// damage in them delivered).
-		if err := cur.store(acked); err != nil {
-			return info, fmt.Errorf("kafkawal: lower the cursor to %d: %w", acked, err)
-		}
+		// syncAtOpen below stores it durably, before anything is appended:
+		// the next records reuse the sequences above last, and a cursor
+		// file still saying they were delivered would skip them at the
+		// next Open (and let recovery call damage in them delivered).
 	}
 	if st.Damaged > 0 {
 		l.log.Warn().Int("damaged_slots", st.Damaged).Uint64("cursor", acked).
 			Msg("wal: cursor slot failed its checksum; using the previous value (records after it may be sent twice)")
 	}
 	if err := l.syncAtOpen(acked, last); err != nil {
-		return info, err
+		return info, fmt.Errorf("kafkawal: store the cursor at %d: %w", acked, err)
 	}
 	l.acked.Store(acked)
 	l.first.Store(first)

@@ -76,8 +76,9 @@ func (l *Log) noteSynced() error {
 // process may have left it in the page cache only) and stores the cursor,
 // lowered if it was clamped, with the watermark at the last record: before
 // any append, so that a later power loss is judged against this log, not
-// against the one before the repair. A clamped cursor left on disk would
-// otherwise let the next Open skip records appended after this one.
+// against the one before the repair, and a lowered cursor is on disk
+// before records reuse the sequences it no longer covers
+// (TestCursorClampIsPersisted).
 func (l *Log) syncAtOpen(acked, last uint64) error {
 	// Not through l.fdatasync: its hooks and its histogram are the
 	// writer's.
