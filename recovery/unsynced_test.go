@@ -114,7 +114,7 @@ func TestRepairUnsyncedDamage(t *testing.T) {
 			}
 			checkEntries(t, entries, int(es[first].seq-1), nil)
 			// Nothing is left to repair.
-			if again, err := Repair(dir, Options{}); err != nil || again.Repaired() {
+			if again, err := Repair(dir, Options{}); err != nil || repaired(again) {
 				t.Fatalf("second Repair: %+v, %v", again, err)
 			}
 		})

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -22,7 +23,19 @@ import (
 const EnvRequireFUSE = "KAFKAWAL_REQUIRE_FUSE"
 
 // Available reports why this process cannot mount the filesystem, or nil.
+// The first call mounts and unmounts one in a temporary directory (a
+// container may have root and /dev/fuse and still refuse the mount).
 func Available() error {
+	available.once.Do(func() { available.err = tryMount() })
+	return available.err
+}
+
+var available struct {
+	once sync.Once
+	err  error
+}
+
+func tryMount() error {
 	if os.Geteuid() != 0 {
 		return errors.New("powercut: mounting FUSE directly needs root")
 	}
@@ -31,7 +44,20 @@ func Available() error {
 		return fmt.Errorf("powercut: /dev/fuse: %w", err)
 	}
 	syscall.Close(fd)
-	return nil
+	dir, err := os.MkdirTemp("", "powercut-probe-")
+	if err != nil {
+		return fmt.Errorf("powercut: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	mnt := filepath.Join(dir, "mnt")
+	if err := os.Mkdir(mnt, 0o700); err != nil {
+		return fmt.Errorf("powercut: %w", err)
+	}
+	f, err := Mount(Options{Backing: filepath.Join(dir, "backing"), Mountpoint: mnt})
+	if err != nil {
+		return err
+	}
+	return f.Unmount()
 }
 
 // fsType is the filesystem type in /proc/self/mountinfo.
