@@ -351,6 +351,7 @@ func TestCloseWithBacklogThenReopen(t *testing.T) {
 	if err := p.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
+	waitFor(t, 10*time.Second, "the cursor persisted at 100", func() bool { return p.Stats().PersistedCursor == 100 })
 	b.Proxy().Blackhole()
 	appendN(p, 500)
 	shortCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
@@ -369,6 +370,9 @@ func TestCloseWithBacklogThenReopen(t *testing.T) {
 	p = openT(t, cfg)
 	if rep := p.OpenReport(); rep.Replay != 500 {
 		t.Fatalf("Open found %d records to replay, want 500", rep.Replay)
+	}
+	if st := p.Stats(); st.PersistedCursor < 100 {
+		t.Fatalf("persisted cursor after reopen %d, want at least 100", st.PersistedCursor)
 	}
 	appendN(p, 100)
 	if err := p.Flush(ctx); err != nil {

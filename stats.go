@@ -54,6 +54,10 @@ type Stats struct {
 	// Cursor: every sequence <= Cursor is delivered or dead-lettered (in
 	// memory; persisted every CursorSyncInterval).
 	Cursor uint64 `json:"cursor"`
+	// PersistedCursor is the cursor as last persisted: a restart resumes
+	// after it, so LastSeq - PersistedCursor bounds what a crash now would
+	// send again.
+	PersistedCursor uint64 `json:"persisted_cursor"`
 	// LastSeq is the last sequence appended.
 	LastSeq uint64 `json:"last_seq"`
 	// InFlight counts records handed to librdkafka without a report yet.
@@ -112,6 +116,7 @@ func (p *Producer) Stats() Stats {
 		MaxDiskBytes:     ws.MaxDiskBytes,
 		FullErrors:       ws.FullAnswers,
 		Cursor:           ss.Acked,
+		PersistedCursor:  ws.Cursor,
 		LastSeq:          ws.LastSeq,
 		InFlight:         ss.InFlight,
 		BrokerReachable:  ss.BrokerReachable,

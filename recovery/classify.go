@@ -22,6 +22,17 @@ type segCheck struct {
 	// fatal is set when a sealed segment's entries cannot be renumbered
 	// (ranges of unknown size that the count cannot resolve).
 	fatal *CorruptionError
+	// wm is the synced watermark the last segment was judged against.
+	wm watermark
+}
+
+// watermark is the synced watermark of the durable cursor (wal/synced.go):
+// every sequence <= seq was fsync'd. known is false without one (no
+// cursor, or one written before the watermark existed): damage is then
+// judged as if the whole log had been fsync'd.
+type watermark struct {
+	seq   uint64
+	known bool
 }
 
 // span is one damaged byte range of a segment.
@@ -31,17 +42,21 @@ type span struct {
 	before   int64 // intact entries before it in the segment
 	// fix, when not 0, is where an intact entry starts inside the range:
 	// only its length prefix was damaged, and the entry is [fix, end).
-	fix   int64
-	torn  bool
-	cause error
+	fix  int64
+	torn bool
+	// unsynced: the range starts after the synced watermark (it is torn
+	// too, and cut with everything after it).
+	unsynced bool
+	cause    error
 }
 
 func (c *segCheck) last() bool { return c.next == 0 }
 
 // checkSegment checks the bytes of one segment. next is the first sequence
-// of the following segment, 0 if seg is the last.
-func checkSegment(seg wal.SegmentFile, data []byte, next uint64) *segCheck {
-	c := &segCheck{seg: seg, next: next, size: int64(len(data))}
+// of the following segment, 0 if seg is the last, which is judged against
+// the synced watermark wm.
+func checkSegment(seg wal.SegmentFile, data []byte, next uint64, wm watermark) *segCheck {
+	c := &segCheck{seg: seg, next: next, size: int64(len(data)), wm: wm}
 	c.records, c.holes, c.spans = walk(data)
 	c.cutAt = c.size
 	if c.last() {
@@ -53,12 +68,36 @@ func checkSegment(seg wal.SegmentFile, data []byte, next uint64) *segCheck {
 }
 
 // classifyTail marks the last range of the last segment torn when it runs
-// to the end of the file, and finds where repair must cut: at the first
-// range of unknown size (the entries after it cannot be numbered) or at the
-// torn tail.
+// to the end of the file, and every range from the first that starts after
+// the synced watermark on (unsynced), and finds where repair must cut: at
+// the first range of unknown size (the entries after it cannot be
+// numbered) or at the first torn one.
+//
+// Damage after the watermark is what a power loss leaves in data written
+// after the last completed fsync: a write that never reached the disk (a
+// hole of zeros, a page of old bytes) before a later one that did, in any
+// durability mode (under SyncAlways the writes of the group commit whose
+// fsync was cut). Nothing in it was durable, so it is cut like a torn
+// tail, with every entry after it, whatever the corruption policy; the
+// intact records it cuts are counted (Report.UnsyncedRecords).
 func (c *segCheck) classifyTail() {
 	if n := len(c.spans); n > 0 && c.spans[n-1].end == c.size && c.spans[n-1].fix == 0 {
 		c.spans[n-1].torn = true
+	}
+	if c.wm.known {
+		var prior int64 // entries held by earlier ranges
+		for i := range c.spans {
+			if c.seg.First+uint64(c.spans[i].before+prior) > c.wm.seq {
+				for j := i; j < len(c.spans); j++ {
+					c.spans[j].torn, c.spans[j].unsynced = true, true
+				}
+				break
+			}
+			if c.spans[i].count < 0 {
+				break // repair cuts here anyway
+			}
+			prior += c.spans[i].count
+		}
 	}
 	for _, s := range c.spans {
 		if s.torn || s.count < 0 {
@@ -125,7 +164,7 @@ func (c *segCheck) damage() []*CorruptionError {
 	var out []*CorruptionError
 	var prior int64 // entries held by earlier ranges; -1 once unknown
 	for _, s := range c.spans {
-		e := &CorruptionError{Segment: c.seg.Path, Offset: s.off, Bytes: s.end - s.off, TornTail: s.torn, Err: s.cause}
+		e := &CorruptionError{Segment: c.seg.Path, Offset: s.off, Bytes: s.end - s.off, TornTail: s.torn, Unsynced: s.unsynced, Err: s.cause}
 		if prior >= 0 {
 			e.Seq = c.seg.First + uint64(s.before+prior)
 			if s.count >= 0 && !s.torn {

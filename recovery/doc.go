@@ -41,6 +41,24 @@
 // cutting it loses nothing that was promised. Repair cuts it under every
 // policy.
 //
+// Unsynced damage is damage in the last segment that starts after the
+// synced watermark stored with the cursor (wal/doc.go, "Power loss"):
+// every sequence at or below the watermark was fsync'd, so damage after it
+// lies in data written after the last completed fsync, which a power loss
+// may keep in part and in any order. A write that never reached the disk
+// (zeros, or old bytes) followed by a later one that did is its signature:
+// the issue that brought this in saw SyncPeriodic logs refuse every Open
+// with "zero-filled" damage and intact records behind it. Repair cuts
+// unsynced damage like a torn tail, under every policy, with every entry
+// after it: the records behind it cannot be numbered (nothing says how
+// many entries the damaged range held), so they are not replayed but kept
+// in quarantine (.unsynced) and counted in UnsyncedRecords, and logged at
+// warn level. Under SyncAlways none of them was acknowledged; under
+// SyncPeriodic and SyncNever they are the loss those modes accept. Damage
+// at or below the watermark is judged as below. A cursor without a
+// watermark (none yet, or version 1) leaves the whole log judged as
+// fsync'd, as before the watermark existed; every Open stores one.
+//
 // Anything else is mid-log corruption, never expected: a bad entry followed
 // by intact ones (in any segment), or any damage in a sealed segment,
 // including a wrong entry count. With FailOnCorruption (the default) Repair
@@ -86,8 +104,10 @@
 //
 // Every byte Repair removes is first copied to
 //
-//	DIR/quarantine/<segment>.<offset>.torn     a torn tail
-//	DIR/quarantine/<segment>.<offset>.corrupt  a mid-log range
+//	DIR/quarantine/<segment>.<offset>.torn      a torn tail
+//	DIR/quarantine/<segment>.<offset>.unsynced  unsynced damage and the
+//	                                            intact entries behind it
+//	DIR/quarantine/<segment>.<offset>.corrupt   a mid-log range
 //
 // where <segment> is the segment's file name and <offset> the decimal byte
 // offset of the range in it. A name already taken (the same offset torn by
@@ -108,9 +128,11 @@
 //   - Repair checks what it wrote before it returns, so a second Repair
 //     right after finds nothing to do.
 //   - Every record outside the damaged ranges keeps its sequence, except
-//     after a broken range in the last segment (cut, see above).
+//     after a broken range or unsynced damage in the last segment (cut,
+//     see above).
 //   - Report counts what was found (Records, Holes, Damage) and what it
-//     cost (TornTailRepairs, QuarantinedBytes, LostRecords, LostBytes);
+//     cost (TornTailRepairs, QuarantinedBytes, LostRecords, LostBytes,
+//     UnsyncedRecords);
 //     every repair is logged, a torn tail and damage already delivered at
 //     warn level and other corruption at error level, with the fields
 //     segment, offset, bytes, seq.

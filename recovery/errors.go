@@ -37,6 +37,11 @@ type CorruptionError struct {
 	// Any other damage (a bad entry followed by good ones, or anything
 	// wrong in a sealed segment) is mid-log corruption, never expected.
 	TornTail bool
+	// Unsynced is set for damage in the last segment after the synced
+	// watermark (TornTail is set too): what a power loss leaves in data
+	// written after the last completed fsync, cut with everything after it
+	// whatever the policy.
+	Unsynced bool
 	// Err says what is wrong; it wraps wal.ErrCorrupt when it comes from
 	// the codec.
 	Err error
@@ -44,7 +49,10 @@ type CorruptionError struct {
 
 func (e *CorruptionError) Error() string {
 	kind := "corrupt"
-	if e.TornTail {
+	switch {
+	case e.Unsynced:
+		kind = "unsynced tail"
+	case e.TornTail:
 		kind = "torn tail"
 	}
 	seq := ""

@@ -130,7 +130,7 @@ func FuzzCheckSegment(f *testing.F) {
 			next = first + uint64(expected)
 		}
 		s := wal.SegmentFile{Path: "seg", First: first, Bytes: int64(len(data))}
-		c := checkSegment(s, data, next)
+		c := checkSegment(s, data, next, watermark{})
 		var at, intact int64
 		for _, sp := range c.spans {
 			if sp.off < at || sp.end < sp.off || sp.end > int64(len(data)) {
@@ -147,7 +147,7 @@ func FuzzCheckSegment(f *testing.F) {
 			return
 		}
 		out := rebuild(data, c)
-		again := checkSegment(s, out, next)
+		again := checkSegment(s, out, next, watermark{})
 		if len(again.spans) > 0 || again.fatal != nil {
 			t.Fatalf("rebuilt segment still damaged: %v", again.damage())
 		}

@@ -118,7 +118,11 @@ func Repair(dir string, opts Options) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	rep, checks, err := check(segs, ScanOptions{TailOnly: !opts.FullScan})
+	wm, err := loadWatermark(dir)
+	if err != nil {
+		return Report{}, err
+	}
+	rep, checks, err := check(segs, ScanOptions{TailOnly: !opts.FullScan}, wm)
 	if err != nil {
 		return rep, err
 	}
@@ -232,7 +236,10 @@ func (r *repairer) keep(c *segCheck, data []byte) ([]removed, error) {
 		suffix := "corrupt"
 		if c.last() && s.off >= c.cutAt {
 			rm.cut, rm.bytes = true, c.size-s.off
-			if s.torn {
+			switch {
+			case s.unsynced && c.records+c.holes > s.before:
+				suffix = "unsynced" // intact records behind it
+			case s.torn:
 				suffix = "torn"
 			}
 		}
@@ -266,6 +273,15 @@ func (r *repairer) account(c *segCheck, ranges []removed) {
 				Uint64("seq", rm.seq).Str("quarantine", rm.quar).Err(rm.cause)
 		}
 		switch {
+		case rm.unsynced && c.records+c.holes > rm.before:
+			// A write after the last completed fsync that never reached
+			// the disk, before one that did: the intact entries behind it
+			// go to quarantine with it (their sequences cannot be known),
+			// and the records among them are counted.
+			cut := c.records + c.holes - rm.before
+			r.rep.UnsyncedRecords += cut
+			ev(r.log.Warn()).Uint64("synced_seq", c.wm.seq).Int64("records_cut", cut).
+				Msg("recovery: damage after the last fsync cut with every entry after it (written, never fsync'd)")
 		case rm.torn:
 			ev(r.log.Warn()).Msg("recovery: torn tail cut")
 		case rm.cut:
@@ -337,7 +353,7 @@ var (
 // recheck proves the repaired bytes are clean, so that Repair never needs
 // to run twice in a row.
 func recheck(c *segCheck, out []byte) error {
-	again := checkSegment(c.seg, out, c.next)
+	again := checkSegment(c.seg, out, c.next, c.wm)
 	if len(again.spans) > 0 || again.fatal != nil {
 		return fmt.Errorf("kafkawal: repair of %s left damage at offset %d (a bug in package recovery)",
 			c.seg.Path, again.damage()[0].Offset)

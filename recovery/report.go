@@ -22,6 +22,12 @@ type Report struct {
 	// Cursor is the durable cursor found in the directory (0 when none):
 	// damage at or below it is Delivered.
 	Cursor uint64
+	// Synced is the synced watermark stored with the cursor (every
+	// sequence <= it was fsync'd); SyncedKnown is false when there is none
+	// (the whole log is then taken as fsync'd). Damage in the last segment
+	// after it is Unsynced: cut like a torn tail.
+	Synced      uint64
+	SyncedKnown bool
 
 	// The rest is filled by Repair.
 
@@ -47,6 +53,12 @@ type Report struct {
 	// records it held (sealed segments always can, from the next segment's
 	// name).
 	LostAtLeast bool
+	// UnsyncedRecords counts intact entries cut from the last segment
+	// because damage after the synced watermark came before them: written
+	// after the last completed fsync (acknowledged under SyncPeriodic and
+	// SyncNever, never under SyncAlways) and kept in quarantine. They are
+	// not counted in LostRecords.
+	UnsyncedRecords int64
 	// RecoveredRecords counts entries whose length prefix alone was
 	// damaged: the checksum proves the record intact, and Repair kept it
 	// under a rewritten prefix instead of a hole.

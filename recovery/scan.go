@@ -39,7 +39,10 @@ func Scan(dir string, opts ScanOptions) (Report, error) {
 	if err != nil {
 		return Report{}, err
 	}
-	rep, _, err := check(segs, opts)
+	// A cursor that cannot be read does not stop a scan of the segments:
+	// the damage is then judged as if all of it had been fsync'd.
+	wm, _ := loadWatermark(dir)
+	rep, _, err := check(segs, opts, wm)
 	if err != nil {
 		return rep, err
 	}
@@ -52,9 +55,20 @@ func Scan(dir string, opts ScanOptions) (Report, error) {
 	return rep, nil
 }
 
-// check reads and checks the segments opts selects and fills a Report.
-func check(segs []wal.SegmentFile, opts ScanOptions) (Report, []*segCheck, error) {
+// loadWatermark reads the synced watermark from dir's durable cursor.
+func loadWatermark(dir string) (watermark, error) {
+	cur, _, err := wal.LoadCursor(dir)
+	if err != nil {
+		return watermark{}, err
+	}
+	return watermark{seq: cur.Synced, known: cur.SyncedKnown}, nil
+}
+
+// check reads and checks the segments opts selects, the last one against
+// the synced watermark wm, and fills a Report.
+func check(segs []wal.SegmentFile, opts ScanOptions, wm watermark) (Report, []*segCheck, error) {
 	var rep Report
+	rep.Synced, rep.SyncedKnown = wm.seq, wm.known
 	rep.Segments = len(segs)
 	for _, s := range segs {
 		rep.Bytes += s.Bytes
@@ -75,7 +89,7 @@ func check(segs []wal.SegmentFile, opts ScanOptions) (Report, []*segCheck, error
 		total += s.Bytes
 	}
 	var checks []*segCheck
-	for r := range checkAll(segs, from) {
+	for r := range checkAll(segs, from, wm) {
 		if r.err != nil {
 			return rep, checks, r.err
 		}
@@ -103,7 +117,7 @@ type checked struct {
 // checkAll checks segs[from:] on up to scanWorkers goroutines and yields
 // the results in segment order. Each worker holds one segment in memory.
 // Stopping the iteration early stops the workers before checkAll returns.
-func checkAll(segs []wal.SegmentFile, from int) iter.Seq[checked] {
+func checkAll(segs []wal.SegmentFile, from int, wm watermark) iter.Seq[checked] {
 	return func(yield func(checked) bool) {
 		n := len(segs) - from
 		workers := min(runtime.GOMAXPROCS(0), scanWorkers, n)
@@ -138,7 +152,7 @@ func checkAll(segs []wal.SegmentFile, from int) iter.Seq[checked] {
 					if err != nil {
 						r.err = err
 					} else {
-						r.c = checkSegment(seg, buf, next)
+						r.c = checkSegment(seg, buf, next, wm)
 					}
 					results[i] <- r
 					bufs <- buf

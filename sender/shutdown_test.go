@@ -49,6 +49,7 @@ func TestPersistFailureBacksOff(t *testing.T) {
 	report(s, 10, nil)
 	report(s, 11, nil)
 	for _, name := range wal.CursorFiles { // every store fails
+		os.Remove(filepath.Join(s.wal.Dir(), name)) // the slot Open stored
 		if err := os.Mkdir(filepath.Join(s.wal.Dir(), name), 0o700); err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -79,7 +80,17 @@ func OpenDeadLetters(dir string, perm os.FileMode) (*DeadLetters, int64, error) 
 		perm = DefaultFileMode
 	}
 	path := filepath.Join(dir, DeadLetterFile)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
+	f, err := os.OpenFile(path, os.O_RDWR, perm)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A new file: its name must be durable before a dead letter in
+		// it is (Add fsyncs the file, not the directory).
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, perm)
+		if err == nil {
+			if err = SyncDir(dir); err != nil {
+				f.Close()
+			}
+		}
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("kafkawal: open dead letters: %w", err)
 	}

@@ -167,3 +167,37 @@ func TestDeadLettersTornTailCut(t *testing.T) {
 		t.Fatalf("ReadDeadLetters read %v, err %v; want [1]", seqs, err)
 	}
 }
+
+// TestDeadLettersZeroFilledTail: a power cut during an Add can leave the
+// file grown with zeros instead of the frame (the size reached the disk,
+// the data did not). Eight zeros read as an empty frame whose checksum
+// holds; it is a torn tail like any other, cut at open, not a dead letter
+// that fails to decode (which made every Open fail).
+func TestDeadLettersZeroFilledTail(t *testing.T) {
+	for _, zeros := range []int{8, 9, 100, 4096} {
+		dir := t.TempDir()
+		d, _, err := OpenDeadLetters(dir, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.Add(DeadLetter{Seq: 1, Time: time.Now(), Err: "refused", Record: rec("t", 1)}); err != nil {
+			t.Fatal(err)
+		}
+		d.Close()
+		f, err := os.OpenFile(filepath.Join(dir, DeadLetterFile), os.O_WRONLY|os.O_APPEND, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(make([]byte, zeros))
+		f.Close()
+		d, cut, err := OpenDeadLetters(dir, 0o600)
+		if err != nil || cut != int64(zeros) {
+			t.Fatalf("%d zeros: open cut %d bytes, err %v", zeros, cut, err)
+		}
+		d.Close()
+		n := 0
+		if err := ReadDeadLetters(dir, func(DeadLetter) error { n++; return nil }); err != nil || n != 1 {
+			t.Fatalf("%d zeros: read %d dead letters, err %v", zeros, n, err)
+		}
+	}
+}

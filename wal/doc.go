@@ -65,6 +65,34 @@
 // calls' callbacks in call order. A call that returned before an Append
 // was queued is written before it.
 //
+// # Power loss
+//
+// A power loss keeps only what an fsync made durable: a file's data by an
+// fsync of the file, a file's name by an fsync of the directory holding it
+// (and a directory's name by an fsync of its parent). Open creates the log
+// directory and segments/ fsyncing the parent of each directory it
+// creates, the writer fsyncs segments/ after a batch that created a
+// segment (before answering SyncAlways appenders), a cursor slot and a new
+// dead-letter log fsync their directory when they are created, and
+// truncation fsyncs segments/ after deleting. What a power loss can still
+// do is confined to what was written after the last completed fsync: lose
+// it, keep some of its pages and not others (writeback keeps no order), tear
+// a page, or leave zeros where a file grew without its data. Under
+// SyncAlways nothing acknowledged lies there; under SyncPeriodic and
+// SyncNever what was acknowledged since the last fsync does.
+//
+// The synced watermark (synced.go) is how recovery tells that damage from
+// decay: every sequence at or below it was fsync'd. It is stored in the
+// cursor slots: with every cursor store, on its own every second while it
+// advanced without one, at Close, and at Open, which first fdatasyncs the
+// tail (so the repaired log is wholly synced) and also persists a cursor it
+// had to lower (a cursor beyond the last record left on disk would let the
+// next Open skip records appended after this one). A stored watermark can
+// lag the truth, never lead it.
+//
+// internal/powercut checks all of this: a filesystem that forgets, at a
+// power cut, whatever these rules do not make durable (docs/failure-model.md).
+//
 // # Reading
 //
 // Read (which copies) and ReadInto go through tidwall/wal, which holds the
@@ -88,10 +116,15 @@
 //
 // # Cursor file
 //
-// Each slot is 25 bytes: "KWCU", version 1, generation (u64), acked
-// sequence (u64), crc32c of the first 21 bytes. The valid slot with the
-// highest generation wins; a torn slot leaves the other (previous) value.
-// Every sequence <= acked has a delivery report from Kafka.
+// Each slot is 33 bytes: "KWCU", version 2, generation (u64), acked
+// sequence (u64), synced sequence (u64), crc32c of the first 29 bytes. The
+// valid slot with the highest generation wins; a torn slot leaves the
+// other (previous) value. Every sequence <= acked has a delivery report
+// from Kafka; every sequence <= synced was fsync'd when the slot was
+// written. Version 1 slots (25 bytes, no synced field, crc32c of the first
+// 21) are still read, as having no watermark; this version writes version
+// 2 only, which versions before it read as damaged (they then send
+// everything on disk again: duplicates, not loss).
 //
 // # When a record is deleted
 //

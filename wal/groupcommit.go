@@ -274,6 +274,7 @@ func (l *Log) synced(job *syncJob) {
 		}
 		return
 	}
+	l.markSynced(job.last)
 	// Under SyncPeriodic and SyncNever its appenders were answered and its
 	// records published when written, and good moved with every write.
 	if l.opts.Sync == SyncAlways {
@@ -320,7 +321,11 @@ func (l *Log) finish() {
 		if err := l.syncTail(); err != nil {
 			l.log.Error().Err(err).Msg("wal: final fsync failed")
 			l.w.closeErr = &WriteError{Op: "fsync", Err: err}
+			return
 		}
+		fallthrough
+	default:
+		l.markSynced(l.w.last)
 	}
 }
 

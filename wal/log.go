@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -39,6 +38,11 @@ type Log struct {
 
 	curMu sync.Mutex
 	cur   *cursorFile
+	// noted is the synced watermark last stored (guarded by curMu);
+	// syncedSeq the one known now (synced.go).
+	noted     uint64
+	syncedSeq atomic.Uint64
+	noteDone  chan struct{} // closed when noteLoop returns
 
 	acked   atomic.Uint64 // persisted cursor: every seq <= acked is delivered
 	first   atomic.Uint64 // first seq still on disk
@@ -97,7 +101,7 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 	if dir == "" {
 		return nil, info, errors.New("kafkawal: config: Dir: empty")
 	}
-	if err := os.MkdirAll(dir, opts.DirMode); err != nil {
+	if err := mkdirAllDurable(dir, opts.DirMode); err != nil {
 		return nil, info, fmt.Errorf("kafkawal: create %s: %w", dir, err)
 	}
 	lock, err := lockDir(dir, opts.FileMode)
@@ -115,6 +119,7 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 		appended:   make(chan struct{}, 1),
 		done:       make(chan struct{}),
 		writerDone: make(chan struct{}),
+		noteDone:   make(chan struct{}),
 	}
 	info, err = l.open()
 	if err != nil {
@@ -124,11 +129,12 @@ func Open(dir string, opts Options) (*Log, OpenInfo, error) {
 	l.async.init(opts.AsyncQueue, opts.AsyncQueueBytes)
 	go l.run()
 	go l.complete()
+	go l.noteLoop()
 	return l, info, nil
 }
 
 func (l *Log) open() (info OpenInfo, err error) {
-	if err := os.MkdirAll(l.segDir, l.opts.DirMode); err != nil {
+	if err := mkdirAllDurable(l.segDir, l.opts.DirMode); err != nil {
 		return info, fmt.Errorf("kafkawal: create %s: %w", l.segDir, err)
 	}
 	if l.opts.BeforeOpen != nil {
@@ -141,7 +147,7 @@ func (l *Log) open() (info OpenInfo, err error) {
 	}
 	defer func() { // a failed Open leaves nothing open
 		if err != nil {
-			l.tl.Close()
+			closeTidwall(l.tl)
 			l.tl = nil
 			l.w.closeTail()
 		}
@@ -176,17 +182,17 @@ func (l *Log) open() (info OpenInfo, err error) {
 		l.log.Warn().Uint64("cursor", acked).Uint64("last_seq", last).
 			Msg("wal: cursor beyond the last record on disk (unsynced records lost by an OS crash); lowering it")
 		acked = last
-		// Durably, before anything is appended: the next records reuse the
-		// sequences above last, and a cursor file still saying they were
-		// delivered would skip them at the next Open (and let recovery call
-		// damage in them delivered).
-		if err := cur.store(acked); err != nil {
-			return info, fmt.Errorf("kafkawal: lower the cursor to %d: %w", acked, err)
-		}
+		// syncAtOpen below stores it durably, before anything is appended:
+		// the next records reuse the sequences above last, and a cursor
+		// file still saying they were delivered would skip them at the
+		// next Open (and let recovery call damage in them delivered).
 	}
 	if st.Damaged > 0 {
 		l.log.Warn().Int("damaged_slots", st.Damaged).Uint64("cursor", acked).
 			Msg("wal: cursor slot failed its checksum; using the previous value (records after it may be sent twice)")
+	}
+	if err := l.syncAtOpen(acked, last); err != nil {
+		return info, fmt.Errorf("kafkawal: store the cursor at %d: %w", acked, err)
 	}
 	l.acked.Store(acked)
 	l.first.Store(first)
@@ -291,7 +297,7 @@ func (l *Log) SetCursor(acked uint64) error {
 	if last := l.visible.Load(); acked > last {
 		return fmt.Errorf("kafkawal: cursor %d beyond last sequence %d", acked, last)
 	}
-	if err := l.cur.store(acked); err != nil {
+	if err := l.storeCursorLocked(acked); err != nil {
 		return err
 	}
 	l.acked.Store(acked)
@@ -335,6 +341,10 @@ func (l *Log) Close() error {
 	if errors.Is(err, ErrClosed) {
 		err = nil // stopped before: that call reported
 	}
+	<-l.noteDone
+	if nerr := l.noteSynced(); nerr != nil {
+		err = errors.Join(err, fmt.Errorf("kafkawal: store the synced watermark: %w", nerr))
+	}
 	defer func() { // after tlMu: readers take readMu first
 		l.readMu.Lock()
 		l.sr.close()
@@ -346,7 +356,7 @@ func (l *Log) Close() error {
 		return ErrClosed
 	}
 	if l.tl != nil {
-		if cerr := l.tl.Close(); cerr != nil && !errors.Is(cerr, twal.ErrClosed) {
+		if cerr := closeTidwall(l.tl); cerr != nil && !errors.Is(cerr, twal.ErrClosed) {
 			err = errors.Join(err, fmt.Errorf("kafkawal: close segments: %w", cerr))
 		}
 		l.tl = nil

@@ -93,7 +93,7 @@ func TestCursorClampIsPersisted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.store(20); err != nil {
+	if err := c.store(20, 0); err != nil {
 		t.Fatal(err)
 	}
 

@@ -90,7 +90,7 @@ const staleSegmentsMax = 64
 func (l *Log) reopenTidwall() error {
 	l.tlMu.Lock()
 	defer l.tlMu.Unlock()
-	if err := l.tl.Close(); err != nil && !errors.Is(err, twal.ErrClosed) {
+	if err := closeTidwall(l.tl); err != nil && !errors.Is(err, twal.ErrClosed) {
 		l.tl = nil
 		return fmt.Errorf("close before reopen: %w", err)
 	}

@@ -50,7 +50,7 @@ func (l *Log) tryRepair() bool {
 
 func (l *Log) repairLocked() error {
 	if l.tl != nil {
-		_ = l.tl.Close() // may fail again; the files are fixed below
+		_ = closeTidwall(l.tl) // may fail again; the files are fixed below
 		l.tl = nil
 	}
 	l.w.closeTail()

@@ -70,6 +70,7 @@ func TestBadInput(t *testing.T) {
 	// A cursor slot that cannot be read: a directory in its place.
 	badCursor := t.TempDir()
 	writeLog(t, badCursor, 20, 0)
+	os.Remove(filepath.Join(badCursor, "cursor.0")) // Open stored the cursor there
 	if err := os.Mkdir(filepath.Join(badCursor, "cursor.0"), 0o700); err != nil {
 		t.Fatal(err)
 	}

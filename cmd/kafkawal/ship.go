@@ -174,6 +174,10 @@ func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool
 		return shipOpenFailed(o, err, stderr)
 	}
 	logs.release(stderr)
+	// From here the sender's goroutine logs while this one prints
+	// progress: both write through logs, one at a time (stderr need not
+	// be safe for concurrent writes: in tests it is a bytes.Buffer).
+	stderr = logs
 	rep := p.OpenReport()
 	st := p.Stats()
 	total := st.BacklogRecords

@@ -60,6 +60,16 @@ type ChildConfig struct {
 	Drain        bool
 	DrainRecords int
 	DrainTimeout time.Duration
+	// SegmentBytes is the WAL's segment size; 0: kafkawal's default. The
+	// power-cut drill makes it small, so that segments rotate and are
+	// deleted often.
+	SegmentBytes int64
+	// Every DeadLetterEvery-th record (0: none) goes to DeadLetterTopic
+	// with a value of DeadLetterSize bytes, more than that topic accepts:
+	// Kafka refuses it for good and kafkawal dead-letters it.
+	DeadLetterTopic string
+	DeadLetterEvery int
+	DeadLetterSize  int
 }
 
 func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
@@ -83,6 +93,10 @@ func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
 	fs.BoolVar(&c.Drain, "drain", c.Drain, "append, flush, close, exit")
 	fs.IntVar(&c.DrainRecords, "drain-records", c.DrainRecords, "records the drain run appends")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "bound of the drain's Flush and Close")
+	fs.Int64Var(&c.SegmentBytes, "segment-bytes", c.SegmentBytes, "WAL segment size (0: default)")
+	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", c.DeadLetterTopic, "topic that refuses the dead-letter records")
+	fs.IntVar(&c.DeadLetterEvery, "dead-letter-every", c.DeadLetterEvery, "every n-th record is refused (0: none)")
+	fs.IntVar(&c.DeadLetterSize, "dead-letter-size", c.DeadLetterSize, "value bytes of a refused record")
 	return &c
 }
 
@@ -102,6 +116,10 @@ func (c ChildConfig) Args() []string {
 		"--drain=" + strconv.FormatBool(c.Drain),
 		"--drain-records", strconv.Itoa(c.DrainRecords),
 		"--drain-timeout", c.DrainTimeout.String(),
+		"--segment-bytes", strconv.FormatInt(c.SegmentBytes, 10),
+		"--dead-letter-topic", c.DeadLetterTopic,
+		"--dead-letter-every", strconv.Itoa(c.DeadLetterEvery),
+		"--dead-letter-size", strconv.Itoa(c.DeadLetterSize),
 	}
 }
 
@@ -119,6 +137,10 @@ func parseChildArgs(args []string) (ChildConfig, error) {
 		return ChildConfig{}, errors.New("--dir, --bootstrap, --topics and --nonce are required")
 	case c.Partitions < 1 || c.Rate <= 0 || c.Size < 0 || c.Run == 0:
 		return ChildConfig{}, errors.New("--partitions, --rate and --run must be positive, --size not negative")
+	case c.SegmentBytes < 0 || c.DeadLetterEvery < 0 || c.DeadLetterSize < 0:
+		return ChildConfig{}, errors.New("--segment-bytes, --dead-letter-every and --dead-letter-size must not be negative")
+	case c.DeadLetterEvery > 0 && c.DeadLetterTopic == "":
+		return ChildConfig{}, errors.New("--dead-letter-every needs --dead-letter-topic")
 	}
 	if _, err := parseDurability(c.Durability); err != nil {
 		return ChildConfig{}, err
@@ -171,8 +193,9 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 			// second, not librdkafka's default 10.
 			"reconnect.backoff.max.ms": 1000,
 		},
-		Durability: dur,
-		Logger:     &lg,
+		Durability:   dur,
+		SegmentBytes: c.SegmentBytes,
+		Logger:       &lg,
 		OnDeliveryResult: func(kafkawal.DeliveryResult) {
 			first.Do(func() { _ = lw.line(lineDelivered, time.Now().UnixNano()) })
 		},
@@ -196,15 +219,21 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 		return fmt.Errorf("open %s: %w", c.Dir, err)
 	}
 	rep := p.OpenReport()
+	st := p.Stats()
 	err = lw.line(lineOpen, OpenLine{
 		Repairs:          rep.Recovery.TornTailRepairs,
 		Replay:           rep.Replay,
 		LostRecords:      rep.Recovery.LostRecords,
 		QuarantinedBytes: rep.Recovery.QuarantinedBytes,
 		CursorClamped:    rep.WAL.CursorClamped,
+		CursorFound:      rep.WAL.Cursor.Acked,
+		Cursor:           st.PersistedCursor,
+		LastSeq:          rep.WAL.LastSeq,
 		OpenMS:           ms(time.Since(start)),
 	})
 	if err == nil {
+		stop := watchCursor(p, lw)
+		defer stop()
 		limit := -1 // until killed
 		if c.Drain {
 			limit = c.DrainRecords
@@ -226,14 +255,14 @@ func drain(ctx context.Context, p *kafkawal.Producer, c ChildConfig, lw *ledgerW
 	ctx, cancel := context.WithTimeout(ctx, c.DrainTimeout)
 	defer cancel()
 	t := time.Now()
-	if err := p.Flush(ctx); err != nil {
+	if err := p.Flush(ctx); err != nil && !c.refused(err) {
 		st := p.Stats()
 		return errors.Join(fmt.Errorf("flush: %w (cursor %d of %d)", err, st.Cursor, st.LastSeq), p.Close(ctx))
 	}
 	flushed := time.Since(t)
 	st := p.Stats()
 	t = time.Now()
-	if err := p.Close(ctx); err != nil {
+	if err := p.Close(ctx); err != nil && !c.refused(err) {
 		return fmt.Errorf("close: %w", err)
 	}
 	return lw.line(lineDrained, DrainLine{
@@ -277,6 +306,9 @@ func generate(ctx context.Context, p *kafkawal.Producer, c ChildConfig, lw *ledg
 		for i := range recs {
 			recs[i] = c.record(sent + uint64(i))
 		}
+		if err := lw.line(lineTry, c.id(sent), n); err != nil {
+			return err
+		}
 		if _, err := p.AppendBatch(ctx, recs); err != nil {
 			return fmt.Errorf("append ids %d..%d: %w", c.id(sent), c.id(sent+n-1), err)
 		}
@@ -288,6 +320,44 @@ func generate(ctx context.Context, p *kafkawal.Producer, c ChildConfig, lw *ledg
 	return nil
 }
 
+// cursorPoll is how often a child looks for a newly persisted cursor.
+const cursorPoll = 10 * time.Millisecond
+
+// watchCursor writes a cursor line each time p's persisted cursor moves,
+// until the returned stop is called.
+func watchCursor(p *kafkawal.Producer, lw *ledgerWriter) (stop func()) {
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(cursorPoll)
+		defer t.Stop()
+		last := p.Stats().PersistedCursor
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			if c := p.Stats().PersistedCursor; c != last {
+				last = c
+				if lw.line(lineCursor, c) != nil {
+					return
+				}
+			}
+		}
+	}()
+	return func() { close(done); <-stopped }
+}
+
+// refused reports whether err says only that records were dead-lettered,
+// which the child asked for when it sends records Kafka refuses (the
+// drill checks the dead-letter log for them).
+func (c ChildConfig) refused(err error) bool {
+	var dl *kafkawal.DeadLetterError
+	return c.DeadLetterEvery > 0 && errors.As(err, &dl) && err == error(dl)
+}
+
 // id is the id of the run's i-th record (from 0).
 func (c ChildConfig) id(i uint64) uint64 { return uint64(c.Run)<<32 | (i + 1) }
 
@@ -297,28 +367,48 @@ func (c ChildConfig) id(i uint64) uint64 { return uint64(c.Run)<<32 | (i + 1) }
 // PartitionAny and a key per would-be partition, which the partitioner
 // hashes to the same partition on every run (and kafkawal's sender
 // partitions itself, attributing reports by position).
+//
+// Every DeadLetterEvery-th record instead goes to DeadLetterTopic,
+// partition 0, with a DeadLetterSize-byte value.
 func (c ChildConfig) record(i uint64) kafkawal.Record {
 	id := c.id(i)
 	ids := strconv.FormatUint(id, 10)
 	nt := uint64(len(c.Topics))
-	v := make([]byte, c.Size)
-	for j := 0; j < len(v); j += len(ids) + 1 {
-		copy(v[j:], ids+" ")
-	}
 	r := kafkawal.Record{
 		Topic:     c.Topics[i%nt],
 		Partition: int32(i / nt % uint64(c.Partitions)),
-		Value:     v,
+		Value:     idValue(id, c.Size),
 		Headers: []kafkawal.Header{
 			{Key: IDHeader, Value: []byte(ids)},
 			{Key: NonceHeader, Value: []byte(c.Nonce)},
 		},
+	}
+	if isDeadLetter(id, c.DeadLetterEvery) {
+		r.Topic, r.Partition, r.Value = c.DeadLetterTopic, 0, idValue(id, c.DeadLetterSize)
+		return r
 	}
 	if i%nt%2 == 1 {
 		r.Key = []byte("p" + strconv.Itoa(int(r.Partition)))
 		r.Partition = kafkawal.PartitionAny
 	}
 	return r
+}
+
+// idValue is the value of the record with this id: the id in decimal and a
+// space, repeated over size bytes.
+func idValue(id uint64, size int) []byte {
+	ids := strconv.FormatUint(id, 10) + " "
+	v := make([]byte, size)
+	for j := 0; j < len(v); j += len(ids) {
+		copy(v[j:], ids)
+	}
+	return v
+}
+
+// isDeadLetter says whether the record with this id goes to the
+// dead-letter topic, with a dead letter every n records (0: never).
+func isDeadLetter(id uint64, n int) bool {
+	return n > 0 && (id&(1<<32-1))%uint64(n) == 0
 }
 
 // recordID reads a record's drill id; ok is false without one.

@@ -45,6 +45,16 @@ const (
 	DefaultDrainRecords  = 100
 	DefaultDrainTimeout  = 2 * time.Minute
 	DefaultVerifyTimeout = 2 * time.Minute
+
+	// With PowerCuts: the children's WAL segment size, and how often a
+	// record is one Kafka refuses (to put the dead-letter log under cuts).
+	DefaultPowerCutSegmentBytes    = 64 << 10
+	DefaultPowerCutDeadLetterEvery = 500
+	// deadLetterTopicSuffix names the topic that refuses records, and the
+	// sizes that make it refuse them.
+	deadLetterTopicSuffix = "-refused"
+	deadLetterMaxBytes    = 1024
+	deadLetterValueSize   = 2048
 )
 
 // Config configures a drill. Every zero field but Command has a default.
@@ -122,6 +132,31 @@ type Config struct {
 	// warnings) as well as the tail kept for the report.
 	ChildStderr io.Writer
 
+	// PowerCuts, if > 0, replaces the kills with power cuts: every child
+	// runs on a filesystem that forgets, at each cut, what was not
+	// durable (package internal/powercut, mounted over Dir; the WAL is
+	// Dir/wal), and each run ends with a cut at a random instant (within
+	// KillAfterMin..KillAfterMax) or at an operation of a random kind (an
+	// append, a group commit's fsync, a segment rotation, a truncation, a
+	// cursor or dead-letter write, a repair at Open). Needs root and
+	// /dev/fuse. Kills, broker restarts and network cuts do not mix with it.
+	PowerCuts int
+	// Metadata is the filesystem's model of namespace durability: "strict"
+	// (default: durable after an fsync of the directory) or "immediate"
+	// (durable at once, as ext4 does in practice).
+	Metadata string
+	// SegmentBytes is the children's WAL segment size. Default: kafkawal's,
+	// or 64 KiB with PowerCuts, so that segments rotate and are deleted
+	// within a run.
+	SegmentBytes int64
+	// DeadLetterEvery makes every n-th record one that Kafka refuses for
+	// good (a value over its topic's max.message.bytes), so that it is
+	// dead-lettered. Default 0, or 500 with PowerCuts (each costs the sender
+	// a re-send of its window one record at a time); NoDeadLetters makes
+	// it 0.
+	DeadLetterEvery int
+	NoDeadLetters   bool
+
 	// onChildStart, if set, is called with each child's pid (tests).
 	onChildStart func(run, pid int)
 }
@@ -177,6 +212,21 @@ func (c Config) withDefaults() Config {
 	if c.VerifyTimeout == 0 {
 		c.VerifyTimeout = DefaultVerifyTimeout
 	}
+	if c.PowerCuts > 0 {
+		c.Kills = 0
+		if c.Metadata == "" {
+			c.Metadata = "strict"
+		}
+		if c.SegmentBytes == 0 {
+			c.SegmentBytes = DefaultPowerCutSegmentBytes
+		}
+		if c.DeadLetterEvery == 0 {
+			c.DeadLetterEvery = DefaultPowerCutDeadLetterEvery
+		}
+	}
+	if c.NoDeadLetters {
+		c.DeadLetterEvery = 0
+	}
 	if c.Log == nil {
 		c.Log = io.Discard
 	}
@@ -212,6 +262,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drill: --drain-records: %d, want >= 0", c.DrainRecords)
 	case c.DrainTimeout < 0 || c.VerifyTimeout < 0:
 		return errors.New("drill: --drain-timeout and --verify-timeout: want >= 0")
+	case c.PowerCuts < 0:
+		return fmt.Errorf("drill: --power-cuts: %d, want >= 0", c.PowerCuts)
+	case c.PowerCuts > 0 && (c.BrokerRestarts > 0 || c.NetCuts > 0):
+		return errors.New("drill: --power-cuts does not mix with --broker-restarts or --net-cuts")
+	case c.Metadata != "" && c.Metadata != "strict" && c.Metadata != "immediate":
+		return fmt.Errorf("drill: --metadata: %q is neither strict nor immediate", c.Metadata)
+	case c.SegmentBytes < 0 || c.DeadLetterEvery < 0:
+		return errors.New("drill: --segment-bytes and --dead-letter-every: want >= 0")
 	}
 	for _, t := range c.Topics {
 		if t == "" || strings.ContainsAny(t, " \t\n,") {

@@ -27,6 +27,15 @@ the network cut; a last child must flush and close cleanly; then every
 topic is read back and compared with the ledger of acknowledged appends.
 Progress goes to stderr, the report to stdout.
 
+With --power-cuts N the children run instead on a FUSE filesystem that
+forgets, at each of N power cuts, what was not fsync'd (and, with --metadata
+strict, directory entries whose directory was not fsync'd); each run ends
+with a cut at a random instant or at a random operation (an append, a group
+commit, a segment rotation, a truncation, a cursor or dead-letter write, a
+repair at Open). Needs root and /dev/fuse. Under --durability always nothing
+acknowledged may be lost; under periodic and never only records
+acknowledged after the last completed fsync before their cut.
+
 Exit status: 0 if nothing acknowledged was lost or reordered, every kill
 happened and the drain succeeded; 1 if not; 2 if the drill could not run
 (bad flags, broker, topics).
@@ -68,6 +77,10 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.DurationVar(&cfg.BrokerDown, "broker-down", DefaultBrokerDown, "how long a killed broker stays down")
 	fs.IntVar(&cfg.NetCuts, "net-cuts", 0, "network blackholes through the fault proxy at random points")
 	fs.DurationVar(&cfg.CutFor, "cut-for", DefaultCutFor, "length of each network cut")
+	fs.IntVar(&cfg.PowerCuts, "power-cuts", 0, "power cuts instead of kills (needs root and /dev/fuse)")
+	fs.StringVar(&cfg.Metadata, "metadata", "strict", "with --power-cuts: when directory changes are durable: strict (after an fsync of the directory) or immediate")
+	fs.Int64Var(&cfg.SegmentBytes, "segment-bytes", 0, "WAL segment size of the children (default: kafkawal's, or 65536 with --power-cuts)")
+	fs.IntVar(&cfg.DeadLetterEvery, "dead-letter-every", 0, "make every n-th record one Kafka refuses for good (default: none, or 500 with --power-cuts)")
 	fs.IntVar(&cfg.DrainRecords, "drain-records", DefaultDrainRecords, "records the final child appends before it flushes and closes")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "bound of the final child's Flush and Close")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", DefaultVerifyTimeout, "bound of reading the topics back")
@@ -93,7 +106,8 @@ func ParseArgs(args []string) (Config, Output, error) {
 	var zero error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "kills", "seed", "broker-restarts", "net-cuts", "bootstrap", "dir", "json", "v", "listener":
+		case "kills", "seed", "broker-restarts", "net-cuts", "bootstrap", "dir", "json", "v", "listener",
+			"power-cuts", "segment-bytes", "dead-letter-every":
 			return
 		}
 		if g, ok := f.Value.(flag.Getter); ok && zero == nil {
@@ -117,6 +131,15 @@ func ParseArgs(args []string) (Config, Output, error) {
 		return Config{}, Output{}, zero
 	}
 	cfg.NoKills = cfg.Kills == 0
+	var kills, deadLetters bool
+	fs.Visit(func(f *flag.Flag) {
+		kills = kills || f.Name == "kills"
+		deadLetters = deadLetters || f.Name == "dead-letter-every"
+	})
+	if cfg.PowerCuts > 0 && kills {
+		return Config{}, Output{}, errors.New("--kills and --power-cuts: choose one")
+	}
+	cfg.NoDeadLetters = deadLetters && cfg.DeadLetterEvery == 0
 	// Flags that parse but cannot run are reported now.
 	check := cfg.withDefaults()
 	check.Command = noCommand

@@ -17,7 +17,9 @@ import (
 // line; the reader ignores a last line without its newline all the same.
 //
 //	open {json OpenLine}       the child's Open returned; what it repaired and replays
+//	try FIRST COUNT            AppendBatch is called for ids FIRST .. FIRST+COUNT-1
 //	ack FIRST COUNT            AppendBatch returned nil for ids FIRST .. FIRST+COUNT-1
+//	cursor SEQ                 the persisted cursor moved to SEQ (a cursor store completed)
 //	delivered UNIXNANO         the child's first delivery report (OnDeliveryResult)
 //	drained {json DrainLine}   the drain run's Flush and Close returned nil
 //
@@ -25,7 +27,9 @@ import (
 // because a ledger it cannot parse is a ledger it cannot trust.
 const (
 	lineOpen      = "open"
+	lineTry       = "try"
 	lineAck       = "ack"
+	lineCursor    = "cursor"
 	lineDelivered = "delivered"
 	lineDrained   = "drained"
 )
@@ -42,6 +46,11 @@ type OpenLine struct {
 	QuarantinedBytes int64 `json:"quarantined_bytes"`
 	// CursorClamped: the cursor was beyond the last record on disk.
 	CursorClamped bool `json:"cursor_clamped"`
+	// CursorFound is the cursor the WAL's files held; Cursor the one Open
+	// resumed from (lower when clamped); LastSeq the last record on disk.
+	CursorFound uint64 `json:"cursor_found"`
+	Cursor      uint64 `json:"cursor"`
+	LastSeq     uint64 `json:"last_seq"`
 	// OpenMS is how long Open took, in milliseconds.
 	OpenMS float64 `json:"open_ms"`
 }
@@ -102,9 +111,21 @@ type idRange struct {
 	First, Count uint64
 }
 
+// ackRange is an acknowledged idRange and when the parent read it.
+type ackRange struct {
+	idRange
+	At time.Time
+}
+
 // runLedger is what the parent read from one child.
 type runLedger struct {
 	Acked []idRange
+	// AckedAt holds the same ranges with the parent's time of reading.
+	AckedAt []ackRange
+	// Tried lists the ranges the child passed to AppendBatch.
+	Tried []idRange
+	// Cursor is the last persisted cursor the child reported (0: none).
+	Cursor uint64
 	// Open is nil if the child died before its Open returned.
 	Open   *OpenLine
 	OpenAt time.Time // parent's clock
@@ -155,17 +176,29 @@ func readLedger(r io.Reader, now func() time.Time) *runLedger {
 func (l *runLedger) parse(b []byte, now func() time.Time) error {
 	kind, rest, _ := bytes.Cut(b, []byte(" "))
 	switch string(kind) {
-	case lineAck:
+	case lineAck, lineTry:
 		f, n, ok := bytes.Cut(rest, []byte(" "))
 		if !ok {
-			return fmt.Errorf("want %s FIRST COUNT", lineAck)
+			return fmt.Errorf("want %s FIRST COUNT", kind)
 		}
 		first, err1 := strconv.ParseUint(string(f), 10, 64)
 		count, err2 := strconv.ParseUint(string(n), 10, 64)
 		if err1 != nil || err2 != nil || count == 0 {
-			return fmt.Errorf("want %s FIRST COUNT", lineAck)
+			return fmt.Errorf("want %s FIRST COUNT", kind)
 		}
-		l.Acked = append(l.Acked, idRange{first, count})
+		r := idRange{first, count}
+		if string(kind) == lineTry {
+			l.Tried = append(l.Tried, r)
+			break
+		}
+		l.Acked = append(l.Acked, r)
+		l.AckedAt = append(l.AckedAt, ackRange{r, now()})
+	case lineCursor:
+		c, err := strconv.ParseUint(string(rest), 10, 64)
+		if err != nil {
+			return fmt.Errorf("want %s SEQ", lineCursor)
+		}
+		l.Cursor = c
 	case lineOpen:
 		var o OpenLine
 		if err := json.Unmarshal(rest, &o); err != nil {

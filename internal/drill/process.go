@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -29,7 +30,7 @@ type child struct {
 	ledgerDone chan struct{} // closed when the ledger reached EOF
 	ledger     *runLedger    // set before ledgerDone is closed
 
-	killed bool // we sent SIGKILL
+	killed atomic.Bool // we sent SIGKILL (maybe from a power cut's callback)
 }
 
 // startChild starts command(args) with the ledger pipe as its fd 3.
@@ -81,7 +82,7 @@ func (c *child) kill() error {
 		return nil
 	default:
 	}
-	c.killed = true
+	c.killed.Store(true)
 	if err := c.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("drill: kill child %d (pid %d): %w", c.run, c.pid(), err)
 	}
@@ -143,7 +144,7 @@ func (c *child) exited() bool {
 
 // diedOfKill reports whether the child ended by the SIGKILL we sent.
 func (c *child) diedOfKill() bool {
-	if !c.killed || c.cmd.ProcessState == nil {
+	if !c.killed.Load() || c.cmd.ProcessState == nil {
 		return false
 	}
 	ws, ok := c.cmd.ProcessState.Sys().(syscall.WaitStatus)

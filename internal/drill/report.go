@@ -87,6 +87,9 @@ type Report struct {
 	Replayed       uint64 `json:"replayed"`
 	WALLostRecords int64  `json:"wal_lost_records"`
 
+	// PowerCut is the power-cut drill's part (Config.PowerCuts).
+	PowerCut *PowerCutReport `json:"power_cut,omitempty"`
+
 	// Drained: the final run flushed and closed cleanly and exited 0.
 	Drained bool       `json:"drained"`
 	Drain   *DrainLine `json:"drain,omitempty"`
@@ -212,12 +215,19 @@ func (r *Report) verify(acked []uint64, recs []*kgo.Record) {
 
 // judge decides OK from everything gathered.
 func (r *Report) judge() {
-	if r.Lost > 0 {
+	lost := r.Lost
+	if r.PowerCut != nil {
+		// Records lost to power cuts are judged by what the durability
+		// mode allows; the drain run had no cut and may lose nothing.
+		lost = r.PowerCut.LostUncut
+		r.PowerCut.judge(r)
+	}
+	if lost > 0 {
 		why := ""
 		if !r.Drained {
 			why = "; the drain failed, so they may still wait in the WAL"
 		}
-		r.fail("lost %d acknowledged records (first ids %v)%s", r.Lost, r.LostIDs, why)
+		r.fail("lost %d acknowledged records (first ids %v)%s", lost, r.LostIDs, why)
 	}
 	if r.OrderViolations > 0 {
 		r.fail("%d per-partition order violations: %s", r.OrderViolations, strings.Join(r.Violations, "; "))
@@ -225,7 +235,7 @@ func (r *Report) judge() {
 	if r.Unidentified > 0 {
 		r.fail("%d records of this drill carry no readable id", r.Unidentified)
 	}
-	if r.Kills != r.KillsRequested {
+	if r.PowerCut == nil && r.Kills != r.KillsRequested {
 		r.fail("%d of %d kills done", r.Kills, r.KillsRequested)
 	}
 	if !r.Drained {
@@ -272,7 +282,11 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("broker", "%s at %s (%s); topics %s x %d partitions", r.Broker, r.Bootstrap, r.Listener, strings.Join(r.Topics, ","), r.Partitions)
 	row("load", "%g records/s of %d bytes, durability %s", r.Rate, r.Size, r.Durability)
 	row("seed", "%d", r.Seed)
-	row("kills (SIGKILL)", "%d of %d, %v..%v after start", r.Kills, r.KillsRequested, dur(r.KillAfterMinMS), dur(r.KillAfterMaxMS))
+	if r.PowerCut != nil {
+		r.PowerCut.rows(row)
+	} else {
+		row("kills (SIGKILL)", "%d of %d, %v..%v after start", r.Kills, r.KillsRequested, dur(r.KillAfterMinMS), dur(r.KillAfterMaxMS))
+	}
 	row("broker restarts", "%d", r.BrokerRestarts)
 	row("network cuts", "%d", r.NetCuts)
 	row("acknowledged", "%d", r.Acknowledged)

@@ -10,6 +10,8 @@ import (
 	mrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -17,6 +19,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkawal/kafkawal/internal/kafkatest"
+	"github.com/kafkawal/kafkawal/internal/powercut"
+	"github.com/kafkawal/kafkawal/wal"
 )
 
 // brokerStartTimeout bounds starting (or restarting) a broker and creating
@@ -36,6 +40,9 @@ type drill struct {
 	kafkaFile  string           // the children's security settings (0600, removed by tearDown); "" for plaintext
 	faults     *faultRunner     // nil without faults
 	stopFaults context.CancelFunc
+
+	mnt string       // power cuts: the mount point
+	fs  *powercut.FS // power cuts: the mounted filesystem, if any
 }
 
 // Run runs the drill cfg describes: start (or use) a broker and create the
@@ -93,10 +100,25 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		}
 	}()
 
+	if cfg.PowerCuts > 0 {
+		if err := d.setUpPowerCuts(); err != nil {
+			return rep, err
+		}
+	}
 	if err := d.setUpBroker(ctx); err != nil {
 		return rep, err
 	}
 	rng := mrand.New(mrand.NewPCG(cfg.Seed, cfg.Seed^0x9e3779b97f4a7c15))
+	if cfg.PowerCuts > 0 {
+		delays := make([]time.Duration, cfg.PowerCuts)
+		for i := range delays {
+			delays[i] = cfg.KillAfterMin + time.Duration(rng.Int64N(int64(cfg.KillAfterMax-cfg.KillAfterMin)+1))
+		}
+		if err := d.cutPhase(ctx, rng, delays); err != nil {
+			return rep, err
+		}
+		return d.finish(ctx)
+	}
 	delays := make([]time.Duration, cfg.Kills)
 	var span time.Duration
 	for i := range delays {
@@ -131,16 +153,21 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 			return rep, faults.err
 		}
 	}
+	return d.finish(ctx)
+}
+
+// finish runs the drain child, reads everything back and judges.
+func (d *drill) finish(ctx context.Context) (*Report, error) {
 	if err := d.drainRun(ctx); err != nil {
-		return rep, err
+		return d.rep, err
 	}
 	if err := d.verify(ctx); err != nil {
-		return rep, err
+		return d.rep, err
 	}
-	rep.finishRuns()
-	rep.judge()
-	rep.ElapsedMS = ms(time.Since(d.t0))
-	return rep, nil
+	d.rep.finishRuns()
+	d.rep.judge()
+	d.rep.ElapsedMS = ms(time.Since(d.t0))
+	return d.rep, nil
 }
 
 // setUpBroker starts the broker (none for --bootstrap) and creates the
@@ -155,6 +182,12 @@ func (d *drill) setUpBroker(ctx context.Context) error {
 		d.rep.Bootstrap = cfg.Bootstrap
 		for _, t := range cfg.Topics {
 			err := kafkatest.CreateTopics(ctx, cfg.Bootstrap, int32(cfg.Partitions), nil, t)
+			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("drill: %w", err)
+			}
+		}
+		if cfg.DeadLetterEvery > 0 {
+			err := kafkatest.CreateTopics(ctx, cfg.Bootstrap, 1, map[string]string{"max.message.bytes": strconv.Itoa(deadLetterMaxBytes)}, d.deadLetterTopic())
 			if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 				return fmt.Errorf("drill: %w", err)
 			}
@@ -184,6 +217,12 @@ func (d *drill) setUpBroker(ctx context.Context) error {
 	if sec := b.Security(); sec != nil {
 		if err := d.secure(ctx, b, l); err != nil {
 			return err
+		}
+	}
+	if cfg.DeadLetterEvery > 0 {
+		err := b.CreateTopic(ctx, d.deadLetterTopic(), 1, map[string]string{"max.message.bytes": strconv.Itoa(deadLetterMaxBytes)})
+		if err != nil {
+			return fmt.Errorf("drill: %w", err)
 		}
 	}
 	d.bootstrap = b.Bootstrap()
@@ -238,6 +277,7 @@ func (d *drill) tearDown() error {
 	if c := d.cur; c != nil && !c.exited() {
 		errs = append(errs, c.kill(), c.waitExited(childExitTimeout))
 	}
+	errs = append(errs, d.tearDownPowerCuts())
 	if d.faults != nil {
 		d.stopFaults()
 		<-d.faults.done
@@ -310,6 +350,13 @@ func (d *drill) killPhase(ctx context.Context, delays []time.Duration, faults *f
 // drainRun runs the last child, which must append, flush, close and exit 0.
 func (d *drill) drainRun(ctx context.Context) error {
 	run := len(d.rep.Runs) + 1
+	if d.cfg.PowerCuts > 0 {
+		// No cut ends this run: Unmount below shuts the filesystem down
+		// cleanly once the child is gone.
+		if _, err := d.mount(run, &killer{}); err != nil {
+			return err
+		}
+	}
 	c, err := d.startChild(run, true)
 	if err != nil {
 		return err
@@ -320,6 +367,9 @@ func (d *drill) drainRun(ctx context.Context) error {
 			return err
 		}
 		d.rep.fail("drain run %d: %v", run, err)
+	}
+	if err := d.unmount(); err != nil {
+		return err
 	}
 	l := d.finishRun(c, 0, true)
 	if c.cmd.ProcessState != nil && c.cmd.ProcessState.Success() && l != nil && l.Drained != nil {
@@ -337,6 +387,10 @@ func (d *drill) verify(ctx context.Context) error {
 		ledgers = append(ledgers, d.ledgers[rr.Run])
 	}
 	acked := ackedIDs(ledgers)
+	if d.cfg.DeadLetterEvery > 0 {
+		// Kafka refuses these; the dead-letter log must hold them.
+		acked = slices.DeleteFunc(acked, func(id uint64) bool { return isDeadLetter(id, d.cfg.DeadLetterEvery) })
+	}
 	vctx, cancel := context.WithTimeout(ctx, d.cfg.VerifyTimeout)
 	defer cancel()
 	t := time.Now()
@@ -356,8 +410,30 @@ func (d *drill) verify(ctx context.Context) error {
 	}
 	d.logf("read back %d records in %v", len(recs), time.Since(t).Round(time.Millisecond))
 	d.rep.verify(acked, recs)
+	if pc := d.rep.PowerCut; pc != nil {
+		var dead []wal.DeadLetter
+		err := wal.ReadDeadLetters(pc.WAL, func(dl wal.DeadLetter) error {
+			if deadLetterNonce(dl) == d.rep.Nonce {
+				dead = append(dead, dl)
+			}
+			return nil
+		})
+		if err != nil {
+			d.rep.fail("read the dead-letter log: %v", err)
+		}
+		var mine []*kgo.Record
+		for _, rec := range recs {
+			if recordNonce(rec) == d.rep.Nonce {
+				mine = append(mine, rec)
+			}
+		}
+		pc.check(d.rep, d.ledgers, mine, dead, d.cfg.Size)
+	}
 	return nil
 }
+
+// deadLetterTopic is the topic that refuses the dead-letter records.
+func (d *drill) deadLetterTopic() string { return d.cfg.Topics[0] + deadLetterTopicSuffix }
 
 // startChild starts run's child and makes it the one to kill on the way out.
 func (d *drill) startChild(run int, drain bool) (*child, error) {
@@ -366,6 +442,13 @@ func (d *drill) startChild(run int, drain bool) (*child, error) {
 		Rate: d.cfg.Rate, Size: d.cfg.Size, Durability: d.cfg.Durability,
 		Run: uint32(run), Nonce: d.rep.Nonce, KafkaConfig: d.kafkaFile,
 		Drain: drain, DrainRecords: d.cfg.DrainRecords, DrainTimeout: d.cfg.DrainTimeout,
+		SegmentBytes: d.cfg.SegmentBytes,
+	}
+	if d.cfg.PowerCuts > 0 {
+		cc.Dir = filepath.Join(d.mnt, walSubdir)
+	}
+	if d.cfg.DeadLetterEvery > 0 {
+		cc.DeadLetterTopic, cc.DeadLetterEvery, cc.DeadLetterSize = d.deadLetterTopic(), d.cfg.DeadLetterEvery, deadLetterValueSize
 	}
 	c, err := startChild(run, d.cfg.Command, cc.Args(), d.cfg.ChildStderr)
 	if err != nil {
