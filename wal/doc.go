@@ -108,6 +108,10 @@
 // cheap layout test, for a scanner resynchronising after damage; it
 // accepts whatever Decode and IsHole accept, whatever the codec version.
 //
+// The consumer pins the sequences whose records it still holds (PinReads);
+// the writer gives a new tail segment the buffers of a sealed one that
+// tidwall no longer holds and no pin covers, instead of fresh memory.
+//
 // A write or fsync error makes the log answer every Append with that error
 // (a *WriteError; ENOSPC also matches ErrFull) until, RetryAfterError later,
 // it has cut the files back to the last good batch and reopened them. A

@@ -14,7 +14,9 @@ import (
 // until the caller reuses the returned buffer. The others alias the log's
 // in-memory segments, whose bytes are never modified once written (the log
 // only appends, and truncation and repair replace segments rather than
-// rewrite them): they stay valid as long as the caller holds them. Either
+// rewrite them): they stay valid as long as the caller holds them (once
+// the consumer pins its reads with PinReads: as long as they are pinned,
+// and the log reuses the memory of old segments no pin covers). Either
 // way the caller must not modify them (a change to the log's memory would
 // be read back by the next reader, and fail its checksum); Record.Clone
 // copies a record for code you do not control. Consecutive records with

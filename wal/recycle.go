@@ -1,0 +1,207 @@
+package wal
+
+import (
+	"sync"
+	"unsafe"
+
+	twal "github.com/tidwall/wal"
+)
+
+// Tail buffers are recycled. tidwall keeps the tail segment in memory (ebuf,
+// and the entries' positions in epos), and presizeTail gives each new tail
+// buffers with room for a whole segment. Allocated afresh, that is a
+// segment's worth of zeroed memory per segment written (8 MiB at the
+// default size), and the garbage collections it brings: at 1 KiB records
+// the largest cost of the append path after write(2) itself (profiles and
+// figures in bench/HISTORY.md). So the writer reuses the buffers of a
+// segment once nothing can read them any more:
+//
+//   - tidwall no longer holds them: it drops a sealed segment's buffers from
+//     its cache (SegmentCacheSize) or forgets them when it is reopened, and
+//     reads an older segment's file into new memory. The writer checks
+//     tidwall's segment list itself, under tlMu held exclusively (no Read
+//     runs), rather than predicting tidwall's cache;
+//   - no records the log's consumer read from them are still in use:
+//     ReadInto's records of the tail and of the segments tidwall holds alias
+//     these buffers, and the consumer says which sequences it still holds
+//     with PinReads. Until a consumer pins anything the log recycles
+//     nothing, so a consumer that does not pin keeps its records valid for
+//     as long as it holds them.
+//
+// Only the writer touches tailBufs, and only with tlMu held exclusively.
+
+// MaxReadPins is the number of pin slots (see PinReads).
+const MaxReadPins = 4
+
+type readPins struct {
+	mu    sync.Mutex
+	used  bool
+	first [MaxReadPins]uint64
+	last  [MaxReadPins]uint64 // 0: slot unused
+}
+
+// PinReads tells the log that the records with sequences from first to
+// last that ReadInto returned (or is about to return) into the caller's
+// slot (0 <= slot < MaxReadPins) are still in use: the memory they alias
+// is not reused until UnpinReads(slot) or a new pin of the slot. A
+// consumer that pins must pin before every ReadInto (last may be
+// math.MaxUint64 until the read says how far it went) and unpin a slot's
+// records once it has finished with them; ReadShared and ReadInto records
+// that are not pinned may then be overwritten. ReadShared and ReadInto
+// are for the log's one consumer.
+func (l *Log) PinReads(slot int, first, last uint64) {
+	p := &l.pins
+	p.mu.Lock()
+	p.used = true
+	p.first[slot], p.last[slot] = first, max(last, first)
+	p.mu.Unlock()
+}
+
+// UnpinReads releases the records of slot (see PinReads).
+func (l *Log) UnpinReads(slot int) {
+	p := &l.pins
+	p.mu.Lock()
+	p.first[slot], p.last[slot] = 0, 0
+	p.mu.Unlock()
+}
+
+// pinned reports whether a record from first to last (inclusive) is
+// pinned, or nothing may be recycled because no consumer pins.
+func (l *Log) pinned(first, last uint64) bool {
+	p := &l.pins
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.used {
+		return true
+	}
+	for i := range p.last {
+		if p.last[i] != 0 && p.first[i] <= last && first <= p.last[i] {
+			return true
+		}
+	}
+	return false
+}
+
+// tailBuf is a pair of buffers the writer gave tidwall for the tail
+// segment whose first sequence is first; end is the first sequence of the
+// segment after it, once that exists (0 before).
+type tailBuf struct {
+	ebuf       []byte
+	epos       []tidwallPos
+	first, end uint64
+}
+
+// tailBufs are the writer's buffers: given to tidwall (oldest first), and
+// free to be given again (at most keepFree).
+type tailBufs struct {
+	given  []tailBuf
+	free   []tailBuf
+	reused int // tails given a free buffer (tests read it)
+}
+
+// keepFree: a rotation frees the buffers of the segment tidwall drops and
+// takes them for the new tail, so one free pair is all it needs.
+const keepFree = 1
+
+// sealedAt records that the tail segment holding first was sealed and the
+// next one starts at end.
+func (t *tailBufs) sealedAt(end uint64) {
+	for i := range t.given {
+		if t.given[i].end == 0 {
+			t.given[i].end = end
+		}
+	}
+}
+
+// reclaim moves to free the given buffers that tidwall no longer holds and
+// whose records no reader has pinned. Only the writer calls it, with tlMu
+// held exclusively.
+func (l *Log) reclaim() {
+	t := &l.w.bufs
+	if len(t.given) == 0 {
+		return
+	}
+	held := tidwallBuffers(l.tl, l.w.heldScratch[:0])
+	l.w.heldScratch = held
+	kept := t.given[:0]
+	for _, b := range t.given {
+		if b.end == 0 || containsPtr(held, unsafe.Pointer(unsafe.SliceData(b.ebuf))) ||
+			containsPtr(held, unsafe.Pointer(unsafe.SliceData(b.epos))) || l.pinned(b.first, b.end-1) {
+			kept = append(kept, b)
+			continue
+		}
+		f := tailBuf{ebuf: b.ebuf[:0], epos: b.epos[:0]}
+		if len(t.free) < keepFree {
+			t.free = append(t.free, f)
+		} else if i := smallest(t.free); cap(t.free[i].ebuf) < cap(f.ebuf) {
+			t.free[i] = f
+		}
+	}
+	clear(t.given[len(kept):])
+	t.given = kept
+}
+
+func smallest(bs []tailBuf) int {
+	i := 0
+	for j := range bs {
+		if cap(bs[j].ebuf) < cap(bs[i].ebuf) {
+			i = j
+		}
+	}
+	return i
+}
+
+func containsPtr(ps []unsafe.Pointer, p unsafe.Pointer) bool {
+	for _, q := range ps {
+		if q == p {
+			return true
+		}
+	}
+	return false
+}
+
+// tidwallBuffers appends the data pointers of every segment's ebuf and
+// epos that tidwall holds. tl must not be in use (tlMu held exclusively).
+func tidwallBuffers(tl *twal.Log, dst []unsafe.Pointer) []unsafe.Pointer {
+	if twLayoutErr != nil || tl == nil {
+		return dst
+	}
+	segs := *(*[]unsafe.Pointer)(unsafe.Add(unsafe.Pointer(tl), twLayout.segments))
+	for _, s := range segs {
+		if s == nil {
+			continue
+		}
+		if p := unsafe.SliceData(*(*[]byte)(unsafe.Add(s, twLayout.ebuf))); p != nil {
+			dst = append(dst, unsafe.Pointer(p))
+		}
+		if p := unsafe.SliceData(*(*[]tidwallPos)(unsafe.Add(s, twLayout.epos))); p != nil {
+			dst = append(dst, unsafe.Pointer(p))
+		}
+	}
+	return dst
+}
+
+// takeFree returns a free ebuf of at least capacity n (its epos too, if
+// large enough), or nils.
+func (t *tailBufs) takeFree(n int) ([]byte, []tidwallPos) {
+	for i, b := range t.free {
+		if cap(b.ebuf) >= n {
+			t.free = append(t.free[:i], t.free[i+1:]...)
+			t.reused++
+			return b.ebuf, b.epos
+		}
+	}
+	return nil, nil
+}
+
+// give records the tail's buffers as given to tidwall for the segment
+// starting at first, replacing a record of the same segment.
+func (t *tailBufs) give(ebuf []byte, epos []tidwallPos, first uint64) {
+	for i := range t.given {
+		if t.given[i].first == first && t.given[i].end == 0 {
+			t.given[i].ebuf, t.given[i].epos = ebuf, epos
+			return
+		}
+	}
+	t.given = append(t.given, tailBuf{ebuf: ebuf, epos: epos, first: first})
+}

@@ -1,0 +1,230 @@
+package wal
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// seqValue is the value test records carry: their sequence, repeated.
+func seqValue(seq uint64, n int) []byte {
+	v := make([]byte, n)
+	for i := 0; i < n; i += 8 {
+		copy(v[i:], fmt.Sprintf("%08d", seq%1e8))
+	}
+	return v
+}
+
+// Once the consumer pins, the buffers of sealed segments tidwall has
+// dropped are given to new tail segments instead of fresh memory, and
+// every record still reads back as written. Without a consumer that pins,
+// none is.
+func TestTailBuffersRecycled(t *testing.T) {
+	for _, pin := range []bool{false, true} {
+		t.Run(fmt.Sprintf("pins=%v", pin), func(t *testing.T) {
+			l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10})
+			defer l.Close()
+			if pin {
+				l.PinReads(0, 1, 1) // a consumer that pins...
+				l.UnpinReads(0)     // ...and holds nothing now
+			}
+			for seq := uint64(1); len(l.w.segs.segs) < 40; {
+				recs := make([]Record, 50)
+				for i := range recs {
+					recs[i] = Record{Topic: "t", Value: seqValue(seq+uint64(i), 500)}
+				}
+				if _, err := l.Append(bg, recs); err != nil {
+					t.Fatal(err)
+				}
+				seq += uint64(len(recs))
+			}
+			l.tlMu.Lock()
+			reused := l.w.bufs.reused
+			l.tlMu.Unlock()
+			segs := len(l.w.segs.segs)
+			if pin && reused < segs-5 {
+				t.Fatalf("%d of %d tail segments got a recycled buffer", reused, segs)
+			}
+			if !pin && reused != 0 {
+				t.Fatalf("%d tail segments got a recycled buffer without a consumer that pins", reused)
+			}
+			for _, e := range readAll(t, l, 1) {
+				if want := seqValue(e.Seq, 500); !bytes.Equal(e.Record.Value, want) {
+					t.Fatalf("seq %d reads back %q, want %q", e.Seq, e.Record.Value[:16], want[:16])
+				}
+			}
+		})
+	}
+}
+
+// A pinned record's memory is never reused, however far the writer goes;
+// once unpinned it may be. Without a consumer that pins, nothing is.
+func TestPinnedReadsStayValid(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		pins     bool // the consumer pins at all
+		keepPin  bool // ...the record it holds
+		survives bool
+	}{
+		{"pinned", true, true, true},
+		{"never pinned", false, false, true},
+		{"unpinned", true, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10})
+			defer l.Close()
+			// The record is the first of a new tail segment, the fourth.
+			seq := uint64(1)
+			for ; len(l.w.segs.segs) < 4; seq++ {
+				appendOne(t, l, Record{Topic: "t", Value: seqValue(seq, 500)})
+			}
+			mine := seq
+			appendOne(t, l, Record{Topic: "t", Value: seqValue(mine, 500)})
+			seq++
+			if got := l.w.segs.tail().First; got != mine {
+				t.Fatalf("tail starts at %d, want %d", got, mine)
+			}
+			// Read it while its segment is the tail: it aliases the tail's
+			// buffer.
+			ents, _, err := l.ReadInto(mine, make([]Entry, 0, 1), nil, 1<<20)
+			if err != nil || len(ents) != 1 {
+				t.Fatalf("ReadInto: %v, %d entries", err, len(ents))
+			}
+			if c.pins {
+				l.PinReads(1, mine, mine)
+				if !c.keepPin {
+					l.UnpinReads(1)
+				}
+			}
+			held := ents[0].Record.Value
+			for ; len(l.w.segs.segs) < 16; seq++ {
+				appendOne(t, l, Record{Topic: "t", Value: seqValue(seq, 500)})
+			}
+			same := bytes.Equal(held, seqValue(mine, 500))
+			if same != c.survives {
+				t.Fatalf("held record unchanged: %v, want %v (%q)", same, c.survives, held[:16])
+			}
+		})
+	}
+}
+
+// A consumer like the sender's read-ahead: chunks read with ReadInto,
+// pinned, held for a while (some far behind the writer), checked and
+// recycled, while the writer rotates segments under it. No record it
+// holds ever changes.
+func TestPinnedReaderUnderRotation(t *testing.T) {
+	l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10, MaxDiskBytes: 1 << 30})
+	defer l.Close()
+	const total = 200000
+	done := make(chan error, 1)
+	go func() {
+		for seq := uint64(1); seq <= total; {
+			recs := make([]Record, 1+rand.IntN(60))
+			for i := range recs {
+				recs[i] = Record{Topic: "t", Value: seqValue(seq+uint64(i), 100+rand.IntN(400))}
+			}
+			if _, err := l.Append(bg, recs); err != nil {
+				done <- err
+				return
+			}
+			seq += uint64(len(recs))
+		}
+		done <- nil
+	}()
+	type chunk struct {
+		ents []Entry
+		data []byte
+		slot int
+	}
+	var held []chunk
+	free := []chunk{{slot: 0}, {slot: 1}, {slot: 2}}
+	check := func(c chunk) {
+		for _, e := range c.ents {
+			want := seqValue(e.Seq, len(e.Record.Value))
+			if !bytes.Equal(e.Record.Value, want) {
+				t.Fatalf("held seq %d changed: %q, want %q", e.Seq, e.Record.Value[:16], want[:16])
+			}
+		}
+	}
+	for next := uint64(1); next <= total; {
+		if len(free) == 0 || (len(held) > 0 && rand.IntN(4) == 0) {
+			// Recycle the oldest, after checking it; now and then hold
+			// it far behind the writer first.
+			c := held[0]
+			held = held[1:]
+			if rand.IntN(3) == 0 {
+				// Hold it until the writer is segments ahead, so that
+				// tidwall drops the segments it read from.
+				last := c.ents[len(c.ents)-1].Seq
+				for writing := true; writing && segmentsAfter(l, last) < 4; {
+					select {
+					case err := <-done:
+						if err != nil {
+							t.Fatal(err)
+						}
+						done <- nil
+						writing = false
+					case <-l.Appended():
+					}
+				}
+			}
+			check(c)
+			l.UnpinReads(c.slot)
+			c.ents = c.ents[:0]
+			free = append(free, c)
+			continue
+		}
+		if next > l.LastSeq() {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+				done <- nil
+			case <-l.Appended():
+			}
+			continue
+		}
+		c := free[len(free)-1]
+		free = free[:len(free)-1]
+		l.PinReads(c.slot, next, math.MaxUint64)
+		ents, data, err := l.ReadInto(next, c.ents[:0:cap(c.ents)], c.data, 64<<10)
+		if c.ents == nil {
+			ents, data, err = l.ReadInto(next, make([]Entry, 0, 200), c.data, 64<<10)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ents) == 0 {
+			l.UnpinReads(c.slot)
+			free = append(free, c)
+			continue
+		}
+		l.PinReads(c.slot, ents[0].Seq, ents[len(ents)-1].Seq)
+		c.ents, c.data = ents, data
+		held = append(held, c)
+		next = ents[len(ents)-1].Seq + 1
+	}
+	for _, c := range held {
+		check(c)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := len(l.w.segs.segs); n < 20 {
+		t.Fatalf("only %d segments: the writer did not rotate enough to test", n)
+	}
+}
+
+// segmentsAfter counts the segments that start after seq.
+func segmentsAfter(l *Log, seq uint64) int {
+	n := 0
+	for _, f := range *l.segFirsts.Load() {
+		if f > seq {
+			n++
+		}
+	}
+	return n
+}
