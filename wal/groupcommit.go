@@ -8,7 +8,6 @@ import (
 	"time"
 	"unsafe"
 
-	twal "github.com/tidwall/wal"
 	"golang.org/x/sys/unix"
 )
 
@@ -36,7 +35,7 @@ type writer struct {
 	dirty       bool  // written since the last fsync
 	kicked      int64 // tail bytes whose writeback was started (startWriteback)
 	dirDirty    bool  // a segment file was created since the last directory fsync
-	batch       twal.Batch
+	batch       batchBuilder
 	framed      []int64
 	failed      error // sticky after a failed write, until repair succeeds
 	failedAt    time.Time
@@ -45,7 +44,6 @@ type writer struct {
 	bufs        tailBufs // tail buffers given to tidwall, and free ones
 	heldScratch []unsafe.Pointer
 	cuts        []int
-	batched     int // entries in batch
 
 	// good is the state a failed write rolls back to: the end of the last
 	// batch that is durable under the Sync mode.
@@ -380,8 +378,7 @@ func (l *Log) write(batch []*appendReq) {
 	for _, r := range batch {
 		r.first = seq
 		for _, e := range r.entries {
-			l.w.batch.Write(seq, e)
-			l.w.batched++
+			l.w.batch.add(seq, e, r.buf)
 			seq++
 			if len(cuts) > 0 && seq-first == uint64(cuts[0]) {
 				cuts = cuts[1:]
@@ -449,14 +446,12 @@ func (l *Log) write(batch []*appendReq) {
 
 // writeTidwall writes the entries gathered in the writer's batch.
 func (l *Log) writeTidwall() error {
-	if l.w.batched == 0 {
+	if l.w.batch.len() == 0 {
 		return nil
 	}
 	l.tlMu.RLock()
-	err := l.tl.WriteBatch(&l.w.batch)
+	err := l.w.batch.write(l.tl)
 	l.tlMu.RUnlock()
-	l.w.batch.Clear()
-	l.w.batched = 0
 	return err
 }
 

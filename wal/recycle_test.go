@@ -117,7 +117,7 @@ func TestPinnedReadsStayValid(t *testing.T) {
 func TestPinnedReaderUnderRotation(t *testing.T) {
 	l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10, MaxDiskBytes: 1 << 30})
 	defer l.Close()
-	const total = 200000
+	const total = 120000
 	done := make(chan error, 1)
 	go func() {
 		for seq := uint64(1); seq <= total; {
