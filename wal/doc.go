@@ -37,7 +37,10 @@
 // An entry is at least 21 bytes, so the 16 phantom empty entries that
 // tidwall/wal loads from 16 zero bytes never decode. The version byte is
 // covered by the checksum; a new layout gets a new version and Decode keeps
-// reading the old ones.
+// reading the old ones. The checksum is computed over every byte written
+// and checked on every byte read back from a file; a record the writer put
+// into tidwall's memory in this process, and read from there, is not
+// checked again (it never came back from the disk).
 //
 // Sequence numbers are tidwall/wal indexes: the first record is 1, they have
 // no gaps, and the segment holding sequence s is the last one whose file

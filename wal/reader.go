@@ -61,12 +61,13 @@ func (l *Log) readLocked(seq uint64, dst []Entry, maxBytes int, copied bool) ([]
 			total += len(data)
 			continue
 		}
+		verify := !l.inMemory(data)
 		if copied {
 			// tidwall returns its own memory (NoCopy): copy once, and the
 			// decoded record aliases the copy.
 			data = bytes.Clone(data)
 		}
-		rec, err := decode(data, topic)
+		rec, err := decodeEntry(data, topic, verify)
 		if err != nil {
 			return dst, fmt.Errorf("read seq %d: %w", seq, err)
 		}

@@ -28,7 +28,8 @@ import (
 //     nothing, so a consumer that does not pin keeps its records valid for
 //     as long as it holds them.
 //
-// Only the writer touches tailBufs, and only with tlMu held exclusively.
+// Only the writer changes tailBufs, and only with tlMu held exclusively;
+// readers (inMemory) look at it with tlMu held shared.
 
 // MaxReadPins is the number of pin slots (see PinReads).
 const MaxReadPins = 4
@@ -89,6 +90,9 @@ type tailBuf struct {
 	ebuf       []byte
 	epos       []tidwallPos
 	first, end uint64
+	// disk is how many bytes at the start of ebuf were copied from the
+	// segment file (the tail tidwall loaded when it was (re)opened).
+	disk int
 }
 
 // tailBufs are the writer's buffers: given to tidwall (oldest first), and
@@ -203,5 +207,28 @@ func (t *tailBufs) give(ebuf []byte, epos []tidwallPos, first uint64) {
 			return
 		}
 	}
-	t.given = append(t.given, tailBuf{ebuf: ebuf, epos: epos, first: first})
+	t.given = append(t.given, tailBuf{ebuf: ebuf, epos: epos, first: first, disk: len(ebuf)})
+}
+
+// inMemory reports whether entry (returned by tidwall's Read) lies in a
+// buffer the writer gave tidwall, past what was copied into it from the
+// segment file: its bytes then went from the encoder through WriteBatch
+// into that memory and never came back from the disk, and their checksum,
+// which protects what the disk returns, need not be checked again.
+// Whatever was read from a file is checked: the tail tidwall loads when
+// it is (re)opened, a segment it loads again into memory of its own,
+// ReadInto's reads of sealed files, recovery's scan. The caller holds
+// tlMu (shared), so the writer does not change the list meanwhile.
+func (l *Log) inMemory(entry []byte) bool {
+	if len(entry) == 0 {
+		return false
+	}
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(entry)))
+	for _, b := range l.w.bufs.given {
+		base := uintptr(unsafe.Pointer(unsafe.SliceData(b.ebuf)))
+		if p >= base+uintptr(b.disk) && p+uintptr(len(entry)) <= base+uintptr(cap(b.ebuf)) {
+			return true
+		}
+	}
+	return false
 }

@@ -2,9 +2,11 @@ package wal
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
 	"testing"
 )
 
@@ -227,4 +229,66 @@ func segmentsAfter(l *Log, seq uint64) int {
 		}
 	}
 	return n
+}
+
+// Records the writer put into tidwall's memory since it opened the log are
+// read without checking their checksum again; records tidwall loaded from
+// a file (the tail at open) are checked, and a flipped bit there is
+// ErrCorrupt, while later records read fine.
+func TestChecksumCheckedOnBytesFromTheDisk(t *testing.T) {
+	dir := t.TempDir()
+	opts := Options{Sync: SyncAlways, SegmentBytes: 1 << 20}
+	l := openT(t, dir, opts)
+	appendOne(t, l, Record{Topic: "t", Value: seqValue(1, 500)})
+	appendOne(t, l, Record{Topic: "t", Value: seqValue(2, 500)})
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Flip a value byte of record 1 in the file.
+	segs, err := ListSegments(dir)
+	if err != nil || len(segs) != 1 {
+		t.Fatalf("segments %v, %v", segs, err)
+	}
+	f, err := os.OpenFile(segs[0].Path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 1)
+	const off = 300 // inside record 1's value
+	if _, err := f.ReadAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0x40
+	if _, err := f.WriteAt(b, off); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+
+	l = openT(t, dir, opts)
+	defer l.Close()
+	appendOne(t, l, Record{Topic: "t", Value: seqValue(3, 500)})
+	entry := func(seq uint64) []byte {
+		l.readMu.Lock()
+		defer l.readMu.Unlock()
+		l.tlMu.RLock()
+		defer l.tlMu.RUnlock()
+		data, err := l.readEntry(seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := l.inMemory(data); got != (seq == 3) {
+			t.Fatalf("seq %d: in memory %v", seq, got)
+		}
+		return data
+	}
+	entry(1)
+	entry(2)
+	entry(3)
+	if _, err := l.Read(1, make([]Entry, 0, 1), 1<<20); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("reading the flipped record: %v, want ErrCorrupt", err)
+	}
+	ents, err := l.Read(2, make([]Entry, 0, 2), 1<<20)
+	if err != nil || len(ents) != 2 || !bytes.Equal(ents[1].Record.Value, seqValue(3, 500)) {
+		t.Fatalf("records 2-3: %d, %v", len(ents), err)
+	}
 }
