@@ -1,8 +1,6 @@
 package sender
 
 import (
-	"math"
-
 	"github.com/kafkawal/kafkawal/wal"
 )
 
@@ -35,7 +33,7 @@ type readBatch struct {
 
 // chunk is one of the circulating buffers: entries, and the bytes the
 // entries read from sealed segments alias. Its records are pinned in the
-// WAL under its slot (wal.Log.PinReads) from the read until it is
+// WAL under its slot (wal.Log.ReadIntoPinned) from the read until it is
 // recycled: the WAL then reuses no memory they alias.
 type chunk struct {
 	ents []wal.Entry // the filled part
@@ -119,11 +117,7 @@ func (p *prefetcher) run() {
 		case <-p.done:
 			return
 		}
-		p.log.PinReads(c.slot, pos.seq, math.MaxUint64)
-		ents, data, err := p.log.ReadInto(pos.seq, c.ents, c.data, readBytes)
-		if len(ents) > 0 {
-			p.log.PinReads(c.slot, ents[0].Seq, ents[len(ents)-1].Seq)
-		}
+		ents, data, err := p.log.ReadIntoPinned(c.slot, pos.seq, c.ents, c.data, readBytes)
 		c = chunk{ents: ents, data: data, slot: c.slot}
 		if err != nil && len(ents) > 0 {
 			// Send the records read before the failure; reading from the

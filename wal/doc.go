@@ -111,9 +111,10 @@
 // cheap layout test, for a scanner resynchronising after damage; it
 // accepts whatever Decode and IsHole accept, whatever the codec version.
 //
-// The consumer pins the sequences whose records it still holds (PinReads);
-// the writer gives a new tail segment the buffers of a sealed one that
-// tidwall no longer holds and no pin covers, instead of fresh memory.
+// The writer gives a new tail segment the buffers of a sealed one that
+// tidwall no longer holds and no reader's records alias any more (the
+// sender's read-ahead pins what it holds, ReadIntoPinned; a buffer another
+// reader took records from is never reused), instead of fresh memory.
 //
 // A write or fsync error makes the log answer every Append with that error
 // (a *WriteError; ENOSPC also matches ErrFull) until, RetryAfterError later,

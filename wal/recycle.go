@@ -21,44 +21,49 @@ import (
 //     reads an older segment's file into new memory. The writer checks
 //     tidwall's segment list itself, under tlMu held exclusively (no Read
 //     runs), rather than predicting tidwall's cache;
-//   - no records the log's consumer read from them are still in use:
-//     ReadInto's records of the tail and of the segments tidwall holds alias
-//     these buffers, and the consumer says which sequences it still holds
-//     with PinReads. Until a consumer pins anything the log recycles
-//     nothing, so a consumer that does not pin keeps its records valid for
-//     as long as it holds them.
+//   - no records a reader took from them are still in use: ReadInto's
+//     records of the tail and of the segments tidwall holds alias these
+//     buffers. A reader that says when it is done with its records
+//     (ReadIntoPinned, UnpinReads: the sender's read-ahead) pins their
+//     sequences; a buffer any other reader took records from (ReadInto) is
+//     never reused, and left to the garbage collector.
 //
-// Only the writer changes tailBufs, and only with tlMu held exclusively;
-// readers (inMemory) look at it with tlMu held shared.
+// Only the writer changes tailBufs, with tlMu held exclusively; readers
+// look at it, and mark buffers aliased, under tlMu held shared and readMu.
 
-// MaxReadPins is the number of pin slots (see PinReads).
+// MaxReadPins is the number of pin slots (see ReadIntoPinned).
 const MaxReadPins = 4
 
+// noPin is the slot of a read that does not pin its records.
+const noPin = -1
+
+// readPins: for each slot, the sequences its records span; last 0 is
+// none. Readers set them under tlMu (shared) and readMu, the consumer
+// clears them at any time: hence the mutex.
 type readPins struct {
 	mu    sync.Mutex
-	used  bool
 	first [MaxReadPins]uint64
-	last  [MaxReadPins]uint64 // 0: slot unused
+	last  [MaxReadPins]uint64
 }
 
-// PinReads tells the log that the records with sequences from first to
-// last that ReadInto returned (or is about to return) into the caller's
-// slot (0 <= slot < MaxReadPins) are still in use: the memory they alias
-// is not reused until UnpinReads(slot) or a new pin of the slot. A
-// consumer that pins must pin before every ReadInto (last may be
-// math.MaxUint64 until the read says how far it went) and unpin a slot's
-// records once it has finished with them; ReadShared and ReadInto records
-// that are not pinned may then be overwritten. ReadShared and ReadInto
-// are for the log's one consumer.
-func (l *Log) PinReads(slot int, first, last uint64) {
+// pin records the sequences of ents as slot's (none: the slot holds
+// nothing); it does nothing for noPin.
+func (l *Log) pin(slot int, ents []Entry) {
+	if slot == noPin {
+		return
+	}
 	p := &l.pins
 	p.mu.Lock()
-	p.used = true
-	p.first[slot], p.last[slot] = first, max(last, first)
+	if len(ents) == 0 {
+		p.first[slot], p.last[slot] = 0, 0
+	} else {
+		p.first[slot], p.last[slot] = ents[0].Seq, ents[len(ents)-1].Seq
+	}
 	p.mu.Unlock()
 }
 
-// UnpinReads releases the records of slot (see PinReads).
+// UnpinReads releases the records ReadIntoPinned read into slot: the
+// memory they alias may be reused from now on.
 func (l *Log) UnpinReads(slot int) {
 	p := &l.pins
 	p.mu.Lock()
@@ -67,20 +72,42 @@ func (l *Log) UnpinReads(slot int) {
 }
 
 // pinned reports whether a record from first to last (inclusive) is
-// pinned, or nothing may be recycled because no consumer pins.
+// pinned.
 func (l *Log) pinned(first, last uint64) bool {
 	p := &l.pins
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if !p.used {
-		return true
-	}
 	for i := range p.last {
 		if p.last[i] != 0 && p.first[i] <= last && first <= p.last[i] {
 			return true
 		}
 	}
 	return false
+}
+
+// aliasedForever marks the buffer entry lies in as never to be reused: a
+// reader that does not pin holds entry for as long as it likes. The
+// caller holds readMu and tlMu (shared).
+func (l *Log) aliasedForever(entry []byte) {
+	if i := l.givenHolding(entry); i >= 0 {
+		l.w.bufs.given[i].aliased = true
+	}
+}
+
+// givenHolding returns the index in the given buffers of the one entry
+// lies in, or -1.
+func (l *Log) givenHolding(entry []byte) int {
+	if len(entry) == 0 {
+		return -1
+	}
+	p := uintptr(unsafe.Pointer(unsafe.SliceData(entry)))
+	for i, b := range l.w.bufs.given {
+		base := uintptr(unsafe.Pointer(unsafe.SliceData(b.ebuf)))
+		if p >= base && p+uintptr(len(entry)) <= base+uintptr(cap(b.ebuf)) {
+			return i
+		}
+	}
+	return -1
 }
 
 // tailBuf is a pair of buffers the writer gave tidwall for the tail
@@ -93,6 +120,9 @@ type tailBuf struct {
 	// disk is how many bytes at the start of ebuf were copied from the
 	// segment file (the tail tidwall loaded when it was (re)opened).
 	disk int
+	// aliased: a reader that does not pin took records from ebuf; it is
+	// never reused.
+	aliased bool
 }
 
 // tailBufs are the writer's buffers: given to tidwall (oldest first), and
@@ -129,6 +159,9 @@ func (l *Log) reclaim() {
 	l.w.heldScratch = held
 	kept := t.given[:0]
 	for _, b := range t.given {
+		if b.aliased && b.end != 0 {
+			continue // sealed: forget it, the garbage collector frees it
+		}
 		if b.end == 0 || containsPtr(held, unsafe.Pointer(unsafe.SliceData(b.ebuf))) ||
 			containsPtr(held, unsafe.Pointer(unsafe.SliceData(b.epos))) || l.pinned(b.first, b.end-1) {
 			kept = append(kept, b)
@@ -220,15 +253,10 @@ func (t *tailBufs) give(ebuf []byte, epos []tidwallPos, first uint64) {
 // ReadInto's reads of sealed files, recovery's scan. The caller holds
 // tlMu (shared), so the writer does not change the list meanwhile.
 func (l *Log) inMemory(entry []byte) bool {
-	if len(entry) == 0 {
+	i := l.givenHolding(entry)
+	if i < 0 {
 		return false
 	}
-	p := uintptr(unsafe.Pointer(unsafe.SliceData(entry)))
-	for _, b := range l.w.bufs.given {
-		base := uintptr(unsafe.Pointer(unsafe.SliceData(b.ebuf)))
-		if p >= base+uintptr(b.disk) && p+uintptr(len(entry)) <= base+uintptr(cap(b.ebuf)) {
-			return true
-		}
-	}
-	return false
+	b := &l.w.bufs.given[i]
+	return uintptr(unsafe.Pointer(unsafe.SliceData(entry))) >= uintptr(unsafe.Pointer(unsafe.SliceData(b.ebuf)))+uintptr(b.disk)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"testing"
@@ -19,60 +18,48 @@ func seqValue(seq uint64, n int) []byte {
 	return v
 }
 
-// Once the consumer pins, the buffers of sealed segments tidwall has
-// dropped are given to new tail segments instead of fresh memory, and
-// every record still reads back as written. Without a consumer that pins,
-// none is.
+// The buffers of sealed segments tidwall has dropped are given to new tail
+// segments instead of fresh memory, and every record still reads back as
+// written.
 func TestTailBuffersRecycled(t *testing.T) {
-	for _, pin := range []bool{false, true} {
-		t.Run(fmt.Sprintf("pins=%v", pin), func(t *testing.T) {
-			l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10})
-			defer l.Close()
-			if pin {
-				l.PinReads(0, 1, 1) // a consumer that pins...
-				l.UnpinReads(0)     // ...and holds nothing now
-			}
-			for seq := uint64(1); len(l.w.segs.segs) < 40; {
-				recs := make([]Record, 50)
-				for i := range recs {
-					recs[i] = Record{Topic: "t", Value: seqValue(seq+uint64(i), 500)}
-				}
-				if _, err := l.Append(bg, recs); err != nil {
-					t.Fatal(err)
-				}
-				seq += uint64(len(recs))
-			}
-			l.tlMu.Lock()
-			reused := l.w.bufs.reused
-			l.tlMu.Unlock()
-			segs := len(l.w.segs.segs)
-			if pin && reused < segs-5 {
-				t.Fatalf("%d of %d tail segments got a recycled buffer", reused, segs)
-			}
-			if !pin && reused != 0 {
-				t.Fatalf("%d tail segments got a recycled buffer without a consumer that pins", reused)
-			}
-			for _, e := range readAll(t, l, 1) {
-				if want := seqValue(e.Seq, 500); !bytes.Equal(e.Record.Value, want) {
-					t.Fatalf("seq %d reads back %q, want %q", e.Seq, e.Record.Value[:16], want[:16])
-				}
-			}
-		})
+	l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10})
+	defer l.Close()
+	for seq := uint64(1); len(l.w.segs.segs) < 40; {
+		recs := make([]Record, 50)
+		for i := range recs {
+			recs[i] = Record{Topic: "t", Value: seqValue(seq+uint64(i), 500)}
+		}
+		if _, err := l.Append(bg, recs); err != nil {
+			t.Fatal(err)
+		}
+		seq += uint64(len(recs))
+	}
+	l.tlMu.Lock()
+	reused := l.w.bufs.reused
+	l.tlMu.Unlock()
+	if segs := len(l.w.segs.segs); reused < segs-5 {
+		t.Fatalf("%d of %d tail segments got a recycled buffer", reused, segs)
+	}
+	for _, e := range readAll(t, l, 1) {
+		if want := seqValue(e.Seq, 500); !bytes.Equal(e.Record.Value, want) {
+			t.Fatalf("seq %d reads back %q, want %q", e.Seq, e.Record.Value[:16], want[:16])
+		}
 	}
 }
 
-// A pinned record's memory is never reused, however far the writer goes;
-// once unpinned it may be. Without a consumer that pins, nothing is.
+// A record read with ReadIntoPinned keeps its memory while pinned, however
+// far the writer goes, and may lose it once unpinned; one read with
+// ReadInto keeps it for good.
 func TestPinnedReadsStayValid(t *testing.T) {
 	for _, c := range []struct {
 		name     string
-		pins     bool // the consumer pins at all
-		keepPin  bool // ...the record it holds
+		pinned   bool // read with ReadIntoPinned
+		unpin    bool // ...and unpinned
 		survives bool
 	}{
-		{"pinned", true, true, true},
-		{"never pinned", false, false, true},
-		{"unpinned", true, false, false},
+		{"pinned", true, false, true},
+		{"unpinned", true, true, false},
+		{"ReadInto", false, false, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10})
@@ -90,15 +77,18 @@ func TestPinnedReadsStayValid(t *testing.T) {
 			}
 			// Read it while its segment is the tail: it aliases the tail's
 			// buffer.
-			ents, _, err := l.ReadInto(mine, make([]Entry, 0, 1), nil, 1<<20)
-			if err != nil || len(ents) != 1 {
-				t.Fatalf("ReadInto: %v, %d entries", err, len(ents))
-			}
-			if c.pins {
-				l.PinReads(1, mine, mine)
-				if !c.keepPin {
-					l.UnpinReads(1)
+			read := l.ReadInto
+			if c.pinned {
+				read = func(seq uint64, dst []Entry, buf []byte, n int) ([]Entry, []byte, error) {
+					return l.ReadIntoPinned(1, seq, dst, buf, n)
 				}
+			}
+			ents, _, err := read(mine, make([]Entry, 0, 1), nil, 1<<20)
+			if err != nil || len(ents) != 1 {
+				t.Fatalf("read: %v, %d entries", err, len(ents))
+			}
+			if c.unpin {
+				l.UnpinReads(1)
 			}
 			held := ents[0].Record.Value
 			for ; len(l.w.segs.segs) < 16; seq++ {
@@ -112,13 +102,25 @@ func TestPinnedReadsStayValid(t *testing.T) {
 	}
 }
 
-// A consumer like the sender's read-ahead: chunks read with ReadInto,
-// pinned, held for a while (some far behind the writer), checked and
-// recycled, while the writer rotates segments under it. No record it
-// holds ever changes.
-func TestPinnedReaderUnderRotation(t *testing.T) {
+// Readers like the sender's read-ahead: chunks read, held for a while
+// (some far behind the writer), checked and recycled, while the writer
+// rotates segments under them; pinned (ReadIntoPinned, UnpinReads on
+// recycling) or not (ReadInto). No record a reader holds ever changes.
+func TestReadersUnderRotation(t *testing.T) {
+	for _, pinned := range []bool{true, false} {
+		t.Run(fmt.Sprintf("pinned=%v", pinned), func(t *testing.T) { testReaderUnderRotation(t, pinned) })
+	}
+}
+
+func testReaderUnderRotation(t *testing.T, pinned bool) {
 	l := openT(t, t.TempDir(), Options{Sync: SyncNever, SegmentBytes: 64 << 10, MaxRecordBytes: 4 << 10, MaxDiskBytes: 1 << 30})
 	defer l.Close()
+	read := func(slot int, seq uint64, dst []Entry, buf []byte) ([]Entry, []byte, error) {
+		if pinned {
+			return l.ReadIntoPinned(slot, seq, dst, buf, 64<<10)
+		}
+		return l.ReadInto(seq, dst, buf, 64<<10)
+	}
 	const total = 120000
 	done := make(chan error, 1)
 	go func() {
@@ -173,7 +175,9 @@ func TestPinnedReaderUnderRotation(t *testing.T) {
 				}
 			}
 			check(c)
-			l.UnpinReads(c.slot)
+			if pinned {
+				l.UnpinReads(c.slot)
+			}
 			c.ents = c.ents[:0]
 			free = append(free, c)
 			continue
@@ -191,20 +195,17 @@ func TestPinnedReaderUnderRotation(t *testing.T) {
 		}
 		c := free[len(free)-1]
 		free = free[:len(free)-1]
-		l.PinReads(c.slot, next, math.MaxUint64)
-		ents, data, err := l.ReadInto(next, c.ents[:0:cap(c.ents)], c.data, 64<<10)
 		if c.ents == nil {
-			ents, data, err = l.ReadInto(next, make([]Entry, 0, 200), c.data, 64<<10)
+			c.ents = make([]Entry, 0, 200)
 		}
+		ents, data, err := read(c.slot, next, c.ents[:0], c.data)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(ents) == 0 {
-			l.UnpinReads(c.slot)
 			free = append(free, c)
 			continue
 		}
-		l.PinReads(c.slot, ents[0].Seq, ents[len(ents)-1].Seq)
 		c.ents, c.data = ents, data
 		held = append(held, c)
 		next = ents[len(ents)-1].Seq + 1
