@@ -127,18 +127,31 @@ func TestTimestampSetAtAppend(t *testing.T) {
 	if !r1.Timestamp.IsZero() {
 		t.Fatal("AppendBatch modified the caller's record")
 	}
-	p.Flush(ctx)
-	recs, err := kafkatest.ReadAll(ctx, b.Bootstrap(), []string{"ts"}, 2)
+	// The same through AppendAsync.
+	r3 := idRecord("ts", 0, 3, []byte("now"))
+	r4 := idRecord("ts", 0, 4, []byte("given"))
+	r4.Timestamp = given
+	for _, r := range []kafkawal.Record{r3, r4} {
+		p.AppendAsync(ctx, r, func(_ uint64, err error) {
+			if err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := kafkatest.ReadAll(ctx, b.Bootstrap(), []string{"ts"}, 4)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, r := range recs {
 		id, _ := recordID(r)
-		if id == 1 && (r.Timestamp.Before(before) || r.Timestamp.After(time.Now())) {
-			t.Fatalf("unset timestamp became %v, want the append time", r.Timestamp)
+		if (id == 1 || id == 3) && (r.Timestamp.Before(before) || r.Timestamp.After(time.Now())) {
+			t.Fatalf("record %d: unset timestamp became %v, want the append time", id, r.Timestamp)
 		}
-		if id == 2 && !r.Timestamp.Equal(given) {
-			t.Fatalf("given timestamp became %v", r.Timestamp)
+		if (id == 2 || id == 4) && !r.Timestamp.Equal(given) {
+			t.Fatalf("record %d: given timestamp became %v", id, r.Timestamp)
 		}
 	}
 }

@@ -216,7 +216,11 @@ func (p *Producer) AppendAsync(ctx context.Context, r Record, durable func(seq u
 	if durable == nil {
 		durable = p.noCallback
 	}
-	p.log.AppendAsync(ctx, &r, time.Now(), durable)
+	var now time.Time // reading the clock is not free: only for a record that needs it
+	if r.Timestamp.IsZero() {
+		now = time.Now()
+	}
+	p.log.AppendAsync(ctx, &r, now, durable)
 }
 
 // logAsyncError is the callback of an AppendAsync given none.

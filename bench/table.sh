@@ -4,7 +4,7 @@
 #   bench/table.sh                 render bench/results/embedded.txt
 #   bench/table.sh FILE            render FILE (any `go test -bench ./bench/` output)
 #   bench/table.sh run [FLAGS...]  run the suite with FLAGS (e.g. -count 3),
-#                                  EndToEnd with -benchtime 3s (and -count N
+#                                  EndToEnd and Partitions with -benchtime 3s (and -count N
 #                                  as N rounds of -count 1), save the output
 #                                  to bench/results/<broker>.txt (embedded or
 #                                  real), then render it
@@ -35,13 +35,13 @@ if [[ "${1:-}" == run ]]; then
 		*) flags+=("$1"); shift ;;
 		esac
 	done
-	go test -run '^$' -bench . -skip EndToEnd -timeout 3h -count "$rounds" ${flags[@]+"${flags[@]}"} ./bench/ | tee "$out.tmp"
-	# EndToEnd runs on its own with -benchtime 3s, for sustained figures:
-	# at the default 1 s, start-up weighs on them. The raw-disk loops run
-	# again beside it for its of_disk column (the table's medians take
-	# every run of them).
+	go test -run '^$' -bench . -skip 'EndToEnd|Partitions' -timeout 3h -count "$rounds" ${flags[@]+"${flags[@]}"} ./bench/ | tee "$out.tmp"
+	# EndToEnd and Partitions run on their own with -benchtime 3s, for
+	# sustained figures: at the default 1 s, start-up weighs on them. The
+	# raw-disk loops run again beside them for EndToEnd's of_disk column
+	# (the table's medians take every run of them).
 	for ((i = 1; i <= rounds; i++)); do
-		go test -run '^$' -bench 'DurableAppend|EndToEnd' -skip 'DurableAppend/./(bbolt|kafkawal)' \
+		go test -run '^$' -bench 'DurableAppend|EndToEnd|Partitions' -skip 'DurableAppend/./(bbolt|kafkawal)' \
 			-benchtime 3s -timeout 3h -count 1 ${flags[@]+"${flags[@]}"} ./bench/ | tee -a "$out.tmp"
 	done
 	mv "$out.tmp" "$out"

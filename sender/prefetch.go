@@ -32,16 +32,19 @@ type readBatch struct {
 }
 
 // chunk is one of the circulating buffers: entries, and the bytes the
-// entries read from sealed segments alias.
+// entries read from sealed segments alias. Its records are pinned in the
+// WAL under its slot (wal.Log.ReadIntoPinned) from the read until it is
+// recycled: the WAL then reuses no memory they alias.
 type chunk struct {
 	ents []wal.Entry // the filled part
 	data []byte
+	slot int
 }
 
 type seekReq struct{ gen, seq uint64 }
 
 const (
-	prefetchBuffers = 3    // one being read, one queued, one being produced
+	prefetchBuffers = 3    // one being read, one queued, one being produced (at most wal.MaxReadPins)
 	prefetchEntries = 1024 // records per batch at most
 )
 
@@ -54,8 +57,8 @@ func newPrefetcher(l *wal.Log) *prefetcher {
 		done: make(chan struct{}),
 		exit: make(chan struct{}),
 	}
-	for range prefetchBuffers {
-		p.free <- chunk{ents: make([]wal.Entry, 0, prefetchEntries)}
+	for i := range prefetchBuffers {
+		p.free <- chunk{ents: make([]wal.Entry, 0, prefetchEntries), slot: i}
 	}
 	return p
 }
@@ -82,6 +85,7 @@ func (p *prefetcher) recycle(c chunk) {
 	if cap(c.ents) > 0 {
 		clear(c.ents) // drop the references into the WAL's memory
 		c.ents = c.ents[:0]
+		p.log.UnpinReads(c.slot)
 		p.free <- c
 	}
 }
@@ -113,8 +117,8 @@ func (p *prefetcher) run() {
 		case <-p.done:
 			return
 		}
-		ents, data, err := p.log.ReadInto(pos.seq, c.ents, c.data, readBytes)
-		c = chunk{ents: ents, data: data}
+		ents, data, err := p.log.ReadIntoPinned(c.slot, pos.seq, c.ents, c.data, readBytes)
+		c = chunk{ents: ents, data: data, slot: c.slot}
 		if err != nil && len(ents) > 0 {
 			// Send the records read before the failure; reading from the
 			// failed one next reproduces the error on its own.

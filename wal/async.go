@@ -250,6 +250,7 @@ func (q *asyncQueue) add(rec *Record, n int, framed int64, unset int64, durable 
 func (q *asyncQueue) open() *appendReq {
 	r := q.newReq()
 	r.ring = true
+	r.buf = q.buf // the entries are slices of it
 	r.entEnd, r.bufEnd = q.etail, q.btail
 	q.link(r)
 	return r
@@ -394,7 +395,7 @@ func (l *Log) complete() {
 			owned = nil
 		}
 		r.asyncReq = asyncReq{slots: owned}
-		r.entries, r.framed, r.bytes, r.first, r.err = nil, nil, 0, 0, nil
+		r.buf, r.entries, r.framed, r.bytes, r.first, r.err = nil, nil, nil, 0, 0, nil
 		q.free = append(q.free, r)
 		q.mu.Unlock()
 		signal(q.room)

@@ -37,7 +37,10 @@
 // An entry is at least 21 bytes, so the 16 phantom empty entries that
 // tidwall/wal loads from 16 zero bytes never decode. The version byte is
 // covered by the checksum; a new layout gets a new version and Decode keeps
-// reading the old ones.
+// reading the old ones. The checksum is computed over every byte written
+// and checked on every byte read back from a file; a record the writer put
+// into tidwall's memory in this process, and read from there, is not
+// checked again (it never came back from the disk).
 //
 // Sequence numbers are tidwall/wal indexes: the first record is 1, they have
 // no gaps, and the segment holding sequence s is the last one whose file
@@ -107,6 +110,11 @@
 // scan and the CLI read segment files through it. Plausible is the codec's
 // cheap layout test, for a scanner resynchronising after damage; it
 // accepts whatever Decode and IsHole accept, whatever the codec version.
+//
+// The writer gives a new tail segment the buffers of a sealed one that
+// tidwall no longer holds and no reader's records alias any more (the
+// sender's read-ahead pins what it holds, ReadIntoPinned; a buffer another
+// reader took records from is never reused), instead of fresh memory.
 //
 // A write or fsync error makes the log answer every Append with that error
 // (a *WriteError; ENOSPC also matches ErrFull) until, RetryAfterError later,

@@ -6,8 +6,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"time"
+	"unsafe"
 
-	twal "github.com/tidwall/wal"
 	"golang.org/x/sys/unix"
 )
 
@@ -28,19 +28,22 @@ type appendReq struct {
 
 // writer is the state owned by the writer goroutine (run).
 type writer struct {
-	segs      segTracker
-	last      uint64   // last sequence written (not necessarily synced)
-	tail      *os.File // our own descriptor of the tail segment, for fsync
-	retired   []*os.File
-	dirty     bool  // written since the last fsync
-	kicked    int64 // tail bytes whose writeback was started (startWriteback)
-	dirDirty  bool  // a segment file was created since the last directory fsync
-	batch     twal.Batch
-	framed    []int64
-	failed    error // sticky after a failed write, until repair succeeds
-	failedAt  time.Time
-	lastTrunc time.Time
-	stale     int // segments deleted since tidwall was last (re)opened
+	segs        segTracker
+	last        uint64   // last sequence written (not necessarily synced)
+	tail        *os.File // our own descriptor of the tail segment, for fsync
+	retired     []*os.File
+	dirty       bool  // written since the last fsync
+	kicked      int64 // tail bytes whose writeback was started (startWriteback)
+	dirDirty    bool  // a segment file was created since the last directory fsync
+	batch       batchBuilder
+	framed      []int64
+	failed      error // sticky after a failed write, until repair succeeds
+	failedAt    time.Time
+	lastTrunc   time.Time
+	stale       int      // segments deleted since tidwall was last (re)opened
+	bufs        tailBufs // tail buffers given to tidwall, and free ones
+	heldScratch []unsafe.Pointer
+	cuts        []int
 
 	// good is the state a failed write rolls back to: the end of the last
 	// batch that is durable under the Sync mode.
@@ -358,27 +361,55 @@ func (l *Log) write(batch []*appendReq) {
 			return
 		}
 	}
-	seq := l.w.last + 1
+	// The batch goes to tidwall in parts cut where it rotates, so that each
+	// new tail segment gets its buffers (presizeTail) before its first
+	// entry rather than growing them by append first.
+	cuts := l.w.segs.cuts(framed, l.w.cuts[:0])
+	l.w.cuts = cuts
+	first := l.w.last + 1
+	tailFirst := l.w.segs.tail().First
+	before := l.w.segs.tail().Bytes > l.w.segs.limit // tidwall rotates before the batch
+	if before {
+		tailFirst = first
+	}
+	created := l.w.segs.apply(first, framed)
+	seq := first
+	var err error
 	for _, r := range batch {
 		r.first = seq
 		for _, e := range r.entries {
-			l.w.batch.Write(seq, e)
+			l.w.batch.add(seq, e, r.buf)
 			seq++
+			if len(cuts) > 0 && seq-first == uint64(cuts[0]) {
+				cuts = cuts[1:]
+				if err = l.writeTidwall(); err != nil {
+					break
+				}
+				// tidwall sealed the tail after this entry: the new
+				// tail gets a sealed segment's buffers if nothing
+				// can read them any more, sized by the one just sealed.
+				l.tlMu.Lock()
+				l.w.bufs.sealedAt(seq)
+				l.reclaim()
+				l.presizeTail(int(seq - tailFirst))
+				l.tlMu.Unlock()
+				tailFirst = seq
+			}
+		}
+		if err != nil {
+			break
 		}
 	}
-	created := l.w.segs.apply(l.w.last+1, framed)
-
-	l.tlMu.RLock()
-	err := l.tl.WriteBatch(&l.w.batch)
-	l.tlMu.RUnlock()
-	l.w.batch.Clear()
-	if err == nil && created > 0 {
-		// tidwall started a new tail segment: give its buffers a whole
-		// segment's room, sized by the segment just sealed.
-		segs := l.w.segs.segs
+	if err == nil {
+		err = l.writeTidwall()
+	}
+	if err == nil && before && len(l.w.cuts) == 0 {
 		l.tlMu.Lock()
-		l.presizeTail(int(segs[len(segs)-1].First - segs[len(segs)-2].First))
+		l.w.bufs.sealedAt(first)
+		l.presizeTail(0)
 		l.tlMu.Unlock()
+	}
+	if err == nil && created > 0 {
 		l.w.dirDirty = true
 		l.segsChanged()
 		err = l.w.openTail() // also proves the predicted file exists
@@ -411,6 +442,17 @@ func (l *Log) write(batch []*appendReq) {
 	}
 	l.w.markGood()
 	l.publish(l.w.last, l.w.segs.tail().First, batch)
+}
+
+// writeTidwall writes the entries gathered in the writer's batch.
+func (l *Log) writeTidwall() error {
+	if l.w.batch.len() == 0 {
+		return nil
+	}
+	l.tlMu.RLock()
+	err := l.w.batch.write(l.tl)
+	l.tlMu.RUnlock()
+	return err
 }
 
 // checkTail proves the segment tracker still agrees with tidwall: the file

@@ -75,7 +75,8 @@ type Log struct {
 	done       chan struct{} // closed when Close starts
 	writerDone chan struct{}
 
-	w writer // owned by the writer goroutine
+	w    writer   // owned by the writer goroutine
+	pins readPins // what the consumer still holds of what it read
 }
 
 // OpenInfo reports what Open found on disk.
@@ -162,6 +163,9 @@ func (l *Log) open() (info OpenInfo, err error) {
 		return info, fmt.Errorf("kafkawal: %s: no segment file after open", l.segDir)
 	}
 	l.w.segs = segTracker{dir: l.segDir, limit: l.opts.SegmentBytes, segs: segs}
+	if ebuf, epos := tidwallTail(l.tl); ebuf != nil {
+		l.w.bufs.give(*ebuf, *epos, segs[len(segs)-1].First)
+	}
 	l.w.last = last
 	l.w.markGood()
 	if err := l.w.openTail(); err != nil {
@@ -232,6 +236,10 @@ func (l *Log) openTidwall() error {
 		return fmt.Errorf("kafkawal: open %s: %w", l.segDir, err)
 	}
 	l.tl = tl
+	// A new tidwall holds none of the writer's buffers; records read from
+	// them may still be in use, so they are never recycled.
+	clear(l.w.bufs.given)
+	l.w.bufs.given = l.w.bufs.given[:0]
 	l.presizeTail(0)
 	return nil
 }

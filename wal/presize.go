@@ -104,10 +104,14 @@ func (l *Log) presizeTail(entries int) {
 	// over an eighth of a segment: a buffer that large would stay in memory
 	// with every cached segment, and one reallocation when such a record
 	// crosses the end costs less.
+	var freeEpos []tidwallPos
 	if want := segSize + min(l.opts.MaxRecordBytes+10, segSize/8); cap(*ebuf) < want && len(*ebuf) < segSize {
-		b := make([]byte, len(*ebuf), want)
-		copy(b, *ebuf)
-		*ebuf = b
+		b, p := l.w.bufs.takeFree(want) // a sealed segment's, when nothing can read it any more
+		if b == nil {
+			b = make([]byte, 0, want)
+		}
+		*ebuf = append(b[:0], *ebuf...)
+		freeEpos = p
 	}
 	if entries == 0 && len(*epos) > 0 && len(*ebuf) > 0 {
 		// The tail's records so far, scaled to a whole segment.
@@ -118,8 +122,13 @@ func (l *Log) presizeTail(entries int) {
 	// Room for records somewhat smaller than the estimate's; beyond that
 	// append grows it as before.
 	if want := entries + entries/8 + 64; entries > 0 && cap(*epos) < want {
-		p := make([]tidwallPos, len(*epos), want)
-		copy(p, *epos)
-		*epos = p
+		p := freeEpos[:0]
+		if cap(p) < want {
+			p = make([]tidwallPos, 0, want)
+		}
+		*epos = append(p, *epos...)
+	}
+	if segs := l.w.segs.segs; len(segs) > 0 {
+		l.w.bufs.give(*ebuf, *epos, segs[len(segs)-1].First)
 	}
 }

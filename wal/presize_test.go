@@ -17,6 +17,9 @@ func TestTidwallLayoutFound(t *testing.T) {
 	if twLayoutErr != nil {
 		t.Fatalf("tail buffers are not presized: %v", twLayoutErr)
 	}
+	if twBatchErr != nil {
+		t.Fatalf("batches are copied into tidwall's Batch: %v", twBatchErr)
+	}
 	// Test binaries carry no module list: read go.mod.
 	gomod, err := os.ReadFile("../go.mod")
 	if err != nil {

@@ -34,11 +34,13 @@ func (l *Log) read(seq uint64, dst []Entry, maxBytes int, copied bool) ([]Entry,
 	defer l.readMu.Unlock()
 	l.tlMu.RLock()
 	defer l.tlMu.RUnlock()
-	return l.readLocked(seq, dst, maxBytes, copied)
+	return l.readLocked(seq, dst, maxBytes, copied, noPin)
 }
 
-// readLocked is read under readMu and tlMu (shared).
-func (l *Log) readLocked(seq uint64, dst []Entry, maxBytes int, copied bool) ([]Entry, error) {
+// readLocked is read under readMu and tlMu (shared). Records that are not
+// copied alias tidwall's memory: under a pin slot (ReadIntoPinned) the
+// caller pins them, otherwise the buffers they lie in are never recycled.
+func (l *Log) readLocked(seq uint64, dst []Entry, maxBytes int, copied bool, slot int) ([]Entry, error) {
 	if l.tl == nil {
 		if l.lock.f == nil {
 			return dst, ErrClosed
@@ -61,12 +63,16 @@ func (l *Log) readLocked(seq uint64, dst []Entry, maxBytes int, copied bool) ([]
 			total += len(data)
 			continue
 		}
+		verify := !l.inMemory(data)
+		if !copied && slot == noPin {
+			l.aliasedForever(data)
+		}
 		if copied {
 			// tidwall returns its own memory (NoCopy): copy once, and the
 			// decoded record aliases the copy.
 			data = bytes.Clone(data)
 		}
-		rec, err := decode(data, topic)
+		rec, err := decodeEntry(data, topic, verify)
 		if err != nil {
 			return dst, fmt.Errorf("read seq %d: %w", seq, err)
 		}

@@ -14,7 +14,8 @@ import (
 // until the caller reuses the returned buffer. The others alias the log's
 // in-memory segments, whose bytes are never modified once written (the log
 // only appends, and truncation and repair replace segments rather than
-// rewrite them): they stay valid as long as the caller holds them. Either
+// rewrite them) and never reused (but see ReadIntoPinned): they stay
+// valid as long as the caller holds them. Either
 // way the caller must not modify them (a change to the log's memory would
 // be read back by the next reader, and fail its checksum); Record.Clone
 // copies a record for code you do not control. Consecutive records with
@@ -33,14 +34,31 @@ import (
 // One call reads from one segment at most: it stops at a sealed segment's
 // end, and the next call goes on in the next one.
 func (l *Log) ReadInto(seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
+	return l.readInto(noPin, seq, dst, buf, maxBytes)
+}
+
+// ReadIntoPinned is ReadInto for a consumer that says when it is done with
+// the records it read: they stay valid until UnpinReads(slot) or the next
+// ReadIntoPinned into the same slot (0 <= slot < MaxReadPins), and then
+// the log may reuse the memory of their segment (see wal/recycle.go). The
+// records of a plain ReadInto stay valid as long as they are held, and
+// the memory they alias is never reused.
+func (l *Log) ReadIntoPinned(slot int, seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
+	return l.readInto(slot, seq, dst, buf, maxBytes)
+}
+
+func (l *Log) readInto(slot int, seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
 	l.readMu.Lock()
 	defer l.readMu.Unlock()
 	l.tlMu.RLock()
 	defer l.tlMu.RUnlock()
 	if seq >= l.filesBelow() || l.tl == nil {
-		dst, err := l.readLocked(seq, dst, maxBytes, false)
+		n := len(dst)
+		dst, err := l.readLocked(seq, dst, maxBytes, false, slot)
+		l.pin(slot, dst[n:])
 		return dst, buf, err
 	}
+	l.pin(slot, nil) // records of files alias buf, not the log's memory
 	if first := l.first.Load(); seq < first {
 		return dst, buf, fmt.Errorf("kafkawal: read %d: below the first sequence on disk %d", seq, first)
 	}

@@ -88,6 +88,25 @@ func (t *segTracker) apply(first uint64, framed []int64) (created int) {
 	return created
 }
 
+// cuts appends to dst the count of entries (of these framed sizes) after
+// which apply would create a segment, rotating after an entry: where a
+// batch must be cut so that each new tail segment gets its buffers before
+// its first entry (a rotation before the batch, when the tail is already
+// over the limit, is not among them).
+func (t *segTracker) cuts(framed []int64, dst []int) []int {
+	n := t.tail().Bytes
+	if n > t.limit {
+		n = 0
+	}
+	for i, f := range framed {
+		if n += f; n >= t.limit {
+			dst = append(dst, i+1)
+			n = 0
+		}
+	}
+	return dst
+}
+
 // rotates reports whether apply would create a segment for a batch of
 // entries of these framed sizes.
 func (t *segTracker) rotates(framed []int64) bool {

@@ -164,6 +164,7 @@ func unitRank(u string) int {
 var titles = map[string]string{
 	"BenchmarkDurableAppend":      "Durable append (sender idle): kafkawal vs the raw disk and bbolt (OTel Collector queue)",
 	"BenchmarkEndToEnd":           "End to end, append → delivery report: kafkawal vs plain confluent-kafka-go",
+	"BenchmarkPartitions":         "Many partitions: end to end with the records spread over 4 or 1,000 partitions",
 	"BenchmarkLatency":            "Latency at a fixed offered load (open loop), SyncAlways vs plain",
 	"BenchmarkReplay":             "Replay after a restart with a backlog vs a plain producer sending the same records",
 	"BenchmarkOutageMemory":       "Memory while a backlog builds behind a blackholed broker (one child process per side)",
@@ -173,7 +174,7 @@ var titles = map[string]string{
 // order is the order of the tables, whatever the order of the runs
 // (bench/table.sh runs EndToEnd last, in a go test of its own).
 var order = []string{
-	"BenchmarkDurableAppend", "BenchmarkEndToEnd", "BenchmarkLatency",
+	"BenchmarkDurableAppend", "BenchmarkEndToEnd", "BenchmarkPartitions", "BenchmarkLatency",
 	"BenchmarkOutageMemory", "BenchmarkReplay", "BenchmarkWriteAmplification",
 }
 

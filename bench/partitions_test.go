@@ -1,0 +1,169 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+
+	"github.com/kafkawal/kafkawal"
+	"github.com/kafkawal/kafkawal/internal/kafkatest"
+)
+
+// partitionShapes are BenchmarkPartitions' topic layouts: the 4 partitions
+// of every other benchmark, and the same records spread over 1,000
+// partitions, of one topic or of 100 topics.
+var partitionShapes = []struct {
+	name               string
+	topics, partitions int
+}{
+	{"topics=1/partitions=4", 1, 4},
+	{"topics=1/partitions=1000", 1, 1000},
+	{"topics=100/partitions=10", 100, 10},
+}
+
+// BenchmarkPartitions: end to end, as a new user would try it, with the
+// records spread over many partitions: 100-byte values with distinct
+// keys, PartitionAny (the partitioner hashes the key), the topics in
+// turn, kafkawal with its default Config (SyncAlways) and AppendBatch of
+// 1000 then Flush, against the plain producer with the same librdkafka
+// settings producing the same records from one goroutine. Both sides first
+// deliver one record to every topic (metadata, connections, producer id).
+// x_plain is kafkawal's records/s over the plain producer's;
+// x_plain_of_4 is that over the x_plain of topics=1/partitions=4 in the
+// same process (the goal: >= 0.9 at 1,000 partitions). One op is one
+// record.
+func BenchmarkPartitions(b *testing.B) {
+	br := directBroker.get(b)
+	const valueSize = 100
+	for _, sh := range partitionShapes {
+		key := "partitions/" + sh.name
+		b.Run(sh.name+"/plain", func(b *testing.B) {
+			topics := newTopics(b, br, sh.topics, sh.partitions)
+			recordPeer(b, key+"/plain", benchPlainPartitions(b, br.Bootstrap(), topics, valueSize))
+		})
+		b.Run(sh.name+"/kafkawal", func(b *testing.B) {
+			topics := newTopics(b, br, sh.topics, sh.partitions)
+			rps := benchKafkawalPartitions(b, br.Bootstrap(), topics, valueSize)
+			reportRatio(b, key+"/plain", rps, "x_plain")
+			peers.Lock()
+			plain, ok := peers.m[key+"/plain"]
+			peers.Unlock()
+			if ok && plain.v > 0 {
+				x := rps / plain.v
+				recordPeer(b, key+"/x_plain", x)
+				reportRatio(b, "partitions/"+partitionShapes[0].name+"/x_plain", x, "x_plain_of_4")
+			}
+		})
+	}
+}
+
+// newTopics creates n topics of the given partitions, deleted when b ends.
+func newTopics(b *testing.B, br kafkatest.Broker, n, partitions int) []string {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("bench-%d-%d", os.Getpid(), topicSeq.Add(1))
+		if err := br.CreateTopic(ctx, names[i], int32(partitions), nil); err != nil {
+			b.Fatalf("create topic %s (%d partitions): %v", names[i], partitions, err)
+		}
+	}
+	b.Cleanup(func() {
+		for _, name := range names {
+			deleteTopic(br.Bootstrap(), name)
+		}
+	})
+	return names
+}
+
+// partitionKeys are the records' keys, distinct for every record of a run
+// up to their number, then again.
+var partitionKeys = func() [][]byte {
+	ks := make([][]byte, 1<<16)
+	for i := range ks {
+		ks[i] = []byte("key-" + strconv.Itoa(i))
+	}
+	return ks
+}()
+
+func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, valueSize int) float64 {
+	p := openProducer(b, kafkawal.Config{Dir: b.TempDir(), Kafka: kafka.ConfigMap{"bootstrap.servers": bootstrap}})
+	defer closeProducer(p, time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	defer cancel()
+	v := value(valueSize)
+	warm := make([]kafkawal.Record, len(topics))
+	for i, t := range topics {
+		warm[i] = kafkawal.Record{Topic: t, Partition: kafkawal.PartitionAny, Key: partitionKeys[i], Value: v}
+	}
+	if _, err := p.AppendBatch(ctx, warm); err != nil {
+		b.Fatalf("warm-up append: %v", err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		b.Fatalf("warm-up flush: %v", err)
+	}
+	rs := make([]kafkawal.Record, 1000)
+	b.ResetTimer()
+	cpu := cpuTime()
+	var err error
+	for n := 0; n < b.N && err == nil; n += len(rs) {
+		k := min(len(rs), b.N-n)
+		for i := range k {
+			j := n + i
+			rs[i] = kafkawal.Record{Topic: topics[j%len(topics)], Partition: kafkawal.PartitionAny,
+				Key: partitionKeys[j%len(partitionKeys)], Value: v}
+		}
+		_, err = p.AppendBatch(ctx, rs[:k])
+	}
+	if err == nil {
+		err = p.Flush(ctx)
+	}
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("append and deliver %d records: %v", b.N, err)
+	}
+	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
+}
+
+func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, valueSize int) float64 {
+	pl := newPlain(b, plainConfig(b, bootstrap, nil), nil)
+	defer pl.close()
+	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
+	defer cancel()
+	v := value(valueSize)
+	keyed := func(topic *string, key []byte) *kafka.Message {
+		m := message(topic, v, nil)
+		m.Key = key
+		return m
+	}
+	for i := range topics {
+		if err := pl.produce(keyed(&topics[i], partitionKeys[i])); err != nil {
+			b.Fatalf("warm-up produce: %v", err)
+		}
+	}
+	if err := pl.wait(ctx); err != nil {
+		b.Fatalf("warm-up: %v", err)
+	}
+	b.ResetTimer()
+	cpu := cpuTime()
+	var err error
+	for j := 0; j < b.N && err == nil; j++ {
+		err = pl.produce(keyed(&topics[j%len(topics)], partitionKeys[j%len(partitionKeys)]))
+	}
+	if err == nil {
+		err = pl.wait(ctx)
+	}
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("produce and deliver %d records: %v", b.N, err)
+	}
+	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
+}
