@@ -150,6 +150,25 @@ func (r *realBroker) Kind() string { return "real" }
 
 func (r *realBroker) Proxy() *Proxy { return r.proxy }
 
+func (r *realBroker) Proxies() []*Proxy {
+	if r.proxy == nil {
+		return nil
+	}
+	return []*Proxy{r.proxy}
+}
+
+func (r *realBroker) DeleteTopic(ctx context.Context, name string) error {
+	return deleteTopic(ctx, r.AdminOpts(), name)
+}
+
+func (r *realBroker) AddPartitions(ctx context.Context, name string, total int32) error {
+	return addPartitions(ctx, r.AdminOpts(), name, total)
+}
+
+func (r *realBroker) StallPartition(ctx context.Context, topic string, partition int32) ([]int32, func() error, error) {
+	return nil, nil, errors.New("kafkatest: stall partition: a real cluster needs Options.Brokers >= 2 (one proxy per broker)")
+}
+
 // Dir is the broker's directory: server.properties, broker.log, data/.
 func (r *realBroker) Dir() string { return r.dir }
 
