@@ -41,6 +41,16 @@ type Sender struct {
 	hdrs    []kafka.Header // reused by message
 	rt      *router
 	meta    *metaFetcher // of the current producer
+	// active counts the partitions with records in flight (share.go).
+	active int
+	// lanes carry the records of partitions that fell behind (lane.go);
+	// laneFlightN and laneFlightB count theirs in flight, beside the
+	// window's. Their readers signal laneReady when a batch is waiting.
+	lanes       []*lane
+	laneFlightN int
+	laneFlightB int64
+	laneReady   chan struct{}
+	wake        time.Time // come back then (a lagging partition's deadline)
 	// positional: reports are attributed by partition and position
 	// (partition.go); false without idempotence, or after the tripwire.
 	positional bool
@@ -74,6 +84,8 @@ type Sender struct {
 	// permanent error is only believed for a record sent alone.
 	isolateUntil uint64
 	soloSeq      uint64 // the record last produced alone under isolation
+	soloOut      bool   // and its report is not in yet: nothing else is produced
+	soloLane     *lane  // its owner; nil: the window
 	// now (Unix nanos) is read once per round of delivery reports, for
 	// their latency (Config.ObserveDelivery).
 	now int64
@@ -174,6 +186,7 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		// Per-partition report order needs idempotence (retries that
 		// keep order).
 		positional: truthy(kcfg["enable.idempotence"]),
+		laneReady:  make(chan struct{}, 1),
 		notify:     make(chan struct{}),
 		authLog:    limiter{every: repeatEvery},
 		rebuildLog: newLimiters(repeatEvery),
@@ -208,6 +221,11 @@ const (
 func (s *Sender) run() {
 	defer close(s.done)
 	defer s.pf.stop()
+	defer func() {
+		for _, l := range s.lanes {
+			s.stopReading(l)
+		}
+	}()
 	tick := time.NewTicker(s.cfg.CursorSyncInterval)
 	defer tick.Stop()
 	timer := time.NewTimer(time.Hour) // re-armed for retries and rebuild deadlines
@@ -216,7 +234,7 @@ func (s *Sender) run() {
 	var closeDone <-chan struct{}
 	closeCh := s.closeCh
 	for {
-		if closing != nil && (s.win.low > closing.target || closing.ctx.Err() != nil) {
+		if closing != nil && (s.watermark() >= closing.target || closing.ctx.Err() != nil) {
 			s.shutdown()
 			return
 		}
@@ -232,11 +250,7 @@ func (s *Sender) run() {
 			reads = s.pf.out
 		}
 		var retry <-chan time.Time
-		if !s.retryAt.IsZero() || s.mode == rebuilding {
-			at := s.retryAt
-			if s.mode == rebuilding {
-				at = s.rebuildWake()
-			}
+		if at := s.nextWake(); !at.IsZero() {
 			timer.Reset(max(time.Until(at), time.Millisecond))
 			retry = timer.C
 		}
@@ -259,11 +273,16 @@ func (s *Sender) run() {
 			s.rt.setMeta(a.topic, a.md, a.err, s.stats.unreachable.Load())
 		case b := <-reads:
 			s.take(b)
+		case <-s.laneReady:
 		case now := <-tick.C:
+			if s.positional {
+				s.checkStalls()
+			}
 			s.persist()
 			s.outageTick(now)
 			s.summarize(now)
 		case <-retry:
+			s.wake = time.Time{}
 		case r := <-s.credsCh:
 			s.setCredentials(r)
 		case req := <-closeCh:
@@ -271,6 +290,19 @@ func (s *Sender) run() {
 		case <-closeDone:
 		}
 	}
+}
+
+// nextWake returns when the run loop must come back without an event,
+// zero if never.
+func (s *Sender) nextWake() time.Time {
+	if s.mode == rebuilding {
+		return s.rebuildWake()
+	}
+	at := s.retryAt
+	if !s.wake.IsZero() && (at.IsZero() || s.wake.Before(at)) {
+		at = s.wake
+	}
+	return at
 }
 
 // Stats returns the sender's counters.

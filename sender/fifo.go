@@ -1,0 +1,103 @@
+package sender
+
+import "time"
+
+// flight is a record produced to a known partition and not yet reported.
+// Reports are attributed to flights by their order in the partition (see
+// partition.go).
+type flight struct {
+	seq  uint64
+	at   int64 // when it was produced, Unix nanos (the router's clock)
+	size int32
+	lane *lane // the lane that owns it; nil: the main stream's window
+}
+
+// fifo holds one partition's flights in produce order, in a ring.
+type fifo struct {
+	buf     []flight
+	head, n int
+}
+
+func (f *fifo) push(x flight) {
+	if f.n == len(f.buf) {
+		nb := make([]flight, max(64, 2*len(f.buf)))
+		for i := 0; i < f.n; i++ {
+			nb[i] = *f.at(i)
+		}
+		f.buf, f.head = nb, 0
+	}
+	f.buf[(f.head+f.n)&(len(f.buf)-1)] = x
+	f.n++
+}
+
+func (f *fifo) pop() (flight, bool) {
+	if f.n == 0 {
+		return flight{}, false
+	}
+	x := f.buf[f.head]
+	f.buf[f.head] = flight{}
+	f.head = (f.head + 1) & (len(f.buf) - 1)
+	f.n--
+	return x, true
+}
+
+// at returns the i-th flight, oldest first.
+func (f *fifo) at(i int) *flight { return &f.buf[(f.head+i)&(len(f.buf)-1)] }
+
+// front returns the oldest flight; the fifo must not be empty.
+func (f *fifo) front() *flight { return &f.buf[f.head] }
+
+func (f *fifo) reset() {
+	clear(f.buf)
+	f.head, f.n = 0, 0
+}
+
+// part is one partition as the sender sees it: its flights (attributed by
+// position), the bytes they hold of the window, the lane that carries its
+// records past the main stream when it falls behind (lane.go), and its
+// stall (stall.go). The sender goroutine owns it.
+type part struct {
+	t          *topicRoute
+	id         int32
+	q          fifo
+	bytes      int64 // encoded bytes of q's records
+	lastOffset int64 // of the last success reported: the tripwire
+	lane       *lane
+	// stalled is set when q's oldest flight has waited PartitionStallTimeout
+	// and cleared by the next success; since is when that flight was
+	// produced.
+	stalled bool
+	since   time.Time
+}
+
+func newPart(t *topicRoute, id int32) *part { return &part{t: t, id: id, lastOffset: -1} }
+
+// age returns how long p's oldest flight has waited, 0 without flights.
+func (p *part) age(now time.Time) time.Duration {
+	if p.q.n == 0 {
+		return 0
+	}
+	return now.Sub(time.Unix(0, p.q.front().at))
+}
+
+// pushFlight records a record produced to p.
+func (s *Sender) pushFlight(p *part, f flight) {
+	if p.q.n == 0 {
+		s.active++
+	}
+	p.q.push(f)
+	p.bytes += int64(f.size)
+}
+
+// popFlight takes p's oldest flight, for its delivery report.
+func (s *Sender) popFlight(p *part) (flight, bool) {
+	f, ok := p.q.pop()
+	if !ok {
+		return f, false
+	}
+	p.bytes -= int64(f.size)
+	if p.q.n == 0 {
+		s.active--
+	}
+	return f, true
+}
