@@ -1,16 +1,55 @@
 package kafkawal_test
 
 import (
+	"bytes"
 	"context"
+	"io"
+	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/kafkawal/kafkawal"
 	"github.com/kafkawal/kafkawal/internal/kafkatest"
 )
+
+// logLines keeps a producer's log (JSON lines) for a test to count
+// messages in.
+type logLines struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// count returns how many lines carry message msg.
+func (l *logLines) count(msg string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Count(l.b.String(), `"message":"`+msg+`"`)
+}
+
+// capture makes cfg log into the returned lines (and, with KWDEBUG, to
+// stderr too).
+func capture(cfg *kafkawal.Config) *logLines {
+	l := &logLines{}
+	var w io.Writer = l
+	if debugLogger != nil {
+		w = io.MultiWriter(l, zerolog.ConsoleWriter{Out: os.Stderr})
+	}
+	lg := zerolog.New(w).Level(zerolog.InfoLevel)
+	cfg.Logger = &lg
+	return l
+}
 
 // partialLoad appends records of 1 KiB at a steady rate, round-robin over
 // a topic's partitions, and keeps the ledger: each record's partition,
@@ -107,6 +146,8 @@ func TestPartialOutage(t *testing.T) {
 		cfg func(*kafkawal.Config)
 		// stallFor is how long the stall lasts at least.
 		stallFor time.Duration
+		// detected: the stall outlasts PartitionStallTimeout.
+		detected bool
 	}{
 		{
 			// The stalled partition fills its share of a small window
@@ -126,6 +167,7 @@ func TestPartialOutage(t *testing.T) {
 				c.ParkAfter = -1
 			},
 			stallFor: 6 * time.Second,
+			detected: true,
 		},
 	}
 	for _, c := range cases {
@@ -143,6 +185,7 @@ func TestPartialOutage(t *testing.T) {
 			if raceEnabled {
 				rate = 500
 			}
+			logs := capture(&cfg)
 			var load *partialLoad
 			cfg.OnDelivered = func(seq uint64, topic string, partition int32, offset int64) {
 				load.onDelivered(seq, topic, partition, offset)
@@ -174,6 +217,26 @@ func TestPartialOutage(t *testing.T) {
 			if len(ids) == 0 {
 				t.Fatal("no record appended to a healthy partition during the stall")
 			}
+			if c.detected {
+				// Stats lists the stalled partitions, each with its
+				// backlog, and only them.
+				waitFor(t, 10*time.Second, "the stalled partitions in Stats", func() bool {
+					ps := p.Stats().StalledPartitions
+					if len(ps) != len(stalledParts) {
+						return false
+					}
+					for _, s := range ps {
+						if s.Topic != topic || !isStalled(s.Partition) || !s.Stalled || s.Records == 0 || s.Bytes < int64(s.Records)*1024 ||
+							s.Since.Before(start.Add(-time.Second)) || s.Since.After(cutoff) {
+							return false
+						}
+					}
+					return true
+				})
+				if n := logs.count("sender: partition stalled; its records wait, the other partitions go on"); n != len(stalledParts) {
+					t.Fatalf("%d stall log lines for %d stalled partitions", n, len(stalledParts))
+				}
+			}
 			peak := heapInUse()
 			if err := heal(); err != nil {
 				t.Fatal(err)
@@ -188,6 +251,15 @@ func TestPartialOutage(t *testing.T) {
 			}
 			st := p.Stats()
 			t.Logf("after the stall: heap %d -> %d MiB; stats %+v", heap0>>20, peak>>20, st)
+			waitFor(t, 10*time.Second, "no stalled partition in Stats", func() bool { return len(p.Stats().StalledPartitions) == 0 })
+			if c.detected {
+				if n := logs.count("sender: partition accepting records again; delivering its backlog"); n != len(stalledParts) {
+					t.Fatalf("%d recovery log lines for %d stalled partitions", n, len(stalledParts))
+				}
+				if n := logs.count("sender: partition stalled; its records wait, the other partitions go on"); n != len(stalledParts) {
+					t.Fatalf("%d stall log lines for %d stalled partitions", n, len(stalledParts))
+				}
+			}
 			if growth := int64(peak) - int64(heap0); growth > 64<<20 {
 				t.Fatalf("heap grew %d MiB during the stall; want < 64 MiB", growth>>20)
 			}

@@ -1,6 +1,17 @@
 package kafkawal
 
-import "time"
+import (
+	"time"
+
+	"github.com/kafkawal/kafkawal/sender"
+)
+
+// PartitionStatus is a partition whose records wait while the others are
+// delivered: stalled (no delivery for PartitionStallTimeout), or accepting
+// again and delivering what waited. Partition is PartitionAny for a
+// topic's keyless records while none of its partitions accepts them.
+// ParkedBytes is the size of its park log on disk (see ParkAfter).
+type PartitionStatus = sender.PartitionStatus
 
 // Stats is a snapshot of a Producer's counters. Counters count since Open.
 type Stats struct {
@@ -92,6 +103,10 @@ type Stats struct {
 	// authentication failure (which broker, SASL or TLS, why), "" when
 	// BrokerAuthFailed is false. It holds no secret.
 	BrokerAuthError string `json:"broker_auth_error,omitempty"`
+	// StalledPartitions lists the partitions that stalled while the
+	// others went on, until they have delivered what waited (updated
+	// every CursorSyncInterval). Empty when healthy.
+	StalledPartitions []PartitionStatus `json:"stalled_partitions,omitempty"`
 }
 
 // Stats returns the current counters. It is cheap and safe to call often.
@@ -117,6 +132,8 @@ func (p *Producer) Stats() Stats {
 		BrokerReachable:  ss.BrokerReachable,
 		BrokerAuthFailed: ss.BrokerAuthFailed,
 		BrokerAuthError:  ss.BrokerAuthError,
+
+		StalledPartitions: ss.StalledPartitions,
 	}
 	if st.LastSeq > st.Cursor {
 		st.BacklogRecords = st.LastSeq - st.Cursor

@@ -3,6 +3,7 @@ package sender
 import (
 	"math"
 	"slices"
+	"time"
 
 	"github.com/kafkawal/kafkawal/wal"
 )
@@ -37,6 +38,7 @@ type lane struct {
 	start, readPos uint64
 	pendN          int
 	pendB          int64
+	since          time.Time // when it last became active
 	// owned: the records the lane answers for that were produced and are
 	// not yet acknowledged, by sequence: in flight, or reported failed
 	// (free) and to be produced again. Acknowledged ones at the front are
@@ -285,6 +287,7 @@ func (s *Sender) activate(l *lane) {
 		return
 	}
 	l.active = true
+	l.since = time.Now()
 	l.readPos = max(l.readPos, s.win.next)
 	if l.start == 0 {
 		l.start = l.readPos

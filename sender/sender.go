@@ -51,6 +51,8 @@ type Sender struct {
 	laneFlightB int64
 	laneReady   chan struct{}
 	wake        time.Time // come back then (a lagging partition's deadline)
+	partsM      sync.Mutex
+	parts       []PartitionStatus // published on the cursor tick
 	// positional: reports are attributed by partition and position
 	// (partition.go); false without idempotence, or after the tripwire.
 	positional bool
@@ -151,6 +153,9 @@ type Stats struct {
 	// librdkafka's text of the last one.
 	BrokerAuthFailed bool
 	BrokerAuthError  string
+	// StalledPartitions are the partitions whose records wait while the
+	// others go on (published every CursorSyncInterval).
+	StalledPartitions []PartitionStatus
 }
 
 // New creates a sender that starts at the WAL's cursor. It fails with an
@@ -277,6 +282,7 @@ func (s *Sender) run() {
 		case now := <-tick.C:
 			if s.positional {
 				s.checkStalls()
+				s.publishPartitions()
 			}
 			s.persist()
 			s.outageTick(now)
@@ -318,6 +324,8 @@ func (s *Sender) Stats() Stats {
 		InFlight:         int(s.stats.inFlight.Load()),
 		BrokerReachable:  !s.stats.unreachable.Load(),
 		BrokerAuthFailed: s.stats.authFailed.Load(),
+
+		StalledPartitions: s.stalledPartitions(),
 	}
 	if e := s.stats.authError.Load(); e != nil {
 		st.BrokerAuthError = *e
