@@ -268,3 +268,177 @@ func TestPartialOutage(t *testing.T) {
 		})
 	}
 }
+
+func keylessRecord(topic string, id uint64) kafkawal.Record {
+	r := idRecord(topic, kafkawal.PartitionAny, id, value(256, id))
+	r.Key = nil
+	return r
+}
+
+// appendPaced appends records made by rec, batch at a time, at rate
+// records per second until stop, and returns the acknowledged ids with
+// when each was appended.
+func appendPaced(ctx context.Context, t *testing.T, p *kafkawal.Producer, rate, batch int, rec func(id uint64) kafkawal.Record, stop *atomic.Bool) (ids []uint64, at map[uint64]time.Time) {
+	at = map[uint64]time.Time{}
+	every := time.Duration(batch) * time.Second / time.Duration(rate)
+	next := time.Now()
+	for id := uint64(1); !stop.Load(); {
+		recs := make([]kafkawal.Record, batch)
+		for i := range recs {
+			recs[i] = rec(id + uint64(i))
+		}
+		if _, err := p.AppendBatch(ctx, recs); err != nil {
+			t.Errorf("append: %v", err)
+			return
+		}
+		now := time.Now()
+		for range recs {
+			ids = append(ids, id)
+			at[id] = now
+			id++
+		}
+		next = next.Add(every)
+		time.Sleep(time.Until(next))
+	}
+	return ids, at
+}
+
+// Keyless PartitionAny records avoid a stalled partition once it is found
+// stalled: those appended afterwards are delivered during the stall, to
+// the other partitions; none waits for the stalled one.
+func TestKeylessAvoidStalledPartitions(t *testing.T) {
+	opts := kafkatest.Options{Brokers: 3}
+	if kafkatest.Kind() == "real" {
+		opts = kafkatest.Options{Brokers: 2, Proxy: true}
+	}
+	b := kafkatest.StartT(t, opts)
+	const topic = "keyless"
+	createTopic(t, b, topic, 4, nil)
+	cfg := baseConfig(t, b)
+	cfg.PartitionStallTimeout = time.Second
+	cfg.ParkAfter = -1
+	delivered := sync.Map{} // seq -> time
+	cfg.OnDelivered = func(seq uint64, _ string, _ int32, _ int64) { delivered.Store(seq, time.Now()) }
+	p := openT(t, cfg)
+	ctx := testCtx(t, 5*time.Minute)
+	stalled, heal, err := b.StallPartition(ctx, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var ids []uint64
+	var at map[uint64]time.Time
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ids, at = appendPaced(ctx, t, p, 1000, 20, func(id uint64) kafkawal.Record { return keylessRecord(topic, id) }, &stop)
+	}()
+	waitFor(t, time.Minute, "the stall to be found", func() bool { return len(p.Stats().StalledPartitions) == len(stalled) })
+	found := time.Now()
+	time.Sleep(3 * time.Second)
+	stop.Store(true)
+	<-done
+	if t.Failed() {
+		return
+	}
+	// Every record appended after the stall was found is delivered while
+	// the partition is still stalled. (Delivery reports come by sequence;
+	// ids are appended in sequence order, so the n-th id is sequence n.)
+	var after []uint64
+	for _, id := range ids {
+		if at[id].After(found) {
+			after = append(after, id)
+		}
+	}
+	if len(after) == 0 {
+		t.Fatal("nothing appended after the stall was found")
+	}
+	waitFor(t, time.Minute, "the keyless records appended after the stall was found, while it lasts", func() bool {
+		for _, id := range after {
+			if _, ok := delivered.Load(id); !ok {
+				return false
+			}
+		}
+		return true
+	})
+	if err := heal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closeT(t, p, time.Minute)
+	rep := verify(t, b, []string{topic}, ids)
+	recs, err := kafkatest.ReadAll(testCtx(t, time.Minute), b.Bootstrap(), []string{topic}, len(ids))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inStalled := 0
+	for _, r := range recs {
+		if id, ok := recordID(r); ok && slices.Contains(stalled, r.Partition) && at[id].After(found) {
+			inStalled++
+		}
+	}
+	t.Logf("%v; %d keyless records appended after the stall was found went to a stalled partition", rep, inStalled)
+	if inStalled > 0 {
+		t.Fatalf("%d keyless records appended after the stall was found went to a stalled partition", inStalled)
+	}
+}
+
+// A topic whose only partition stalls: its keyless records wait in the
+// topic's keyless lane while the other topic's records are delivered, and
+// arrive, all of them, once it accepts again.
+func TestKeylessLaneOfAStalledTopic(t *testing.T) {
+	ctx := testCtx(t, 5*time.Minute)
+	bk, err := kafkatest.StartEmbedded(ctx, kafkatest.Options{Brokers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bk.Close() })
+	createTopic(t, bk, "one", 1, nil)
+	createTopic(t, bk, "other", 2, nil)
+	cfg := baseConfig(t, bk)
+	cfg.PartitionStallTimeout = time.Second
+	cfg.ParkAfter = -1
+	p := openT(t, cfg)
+	_, heal, err := bk.StallPartition(ctx, "one", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var ids []uint64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ids, _ = appendPaced(ctx, t, p, 1000, 10, func(id uint64) kafkawal.Record {
+			if id%2 == 0 {
+				return keylessRecord("one", id)
+			}
+			return idRecord("other", int32(id/2%2), id, value(256, id))
+		}, &stop)
+	}()
+	waitFor(t, time.Minute, "the keyless lane of the stalled topic", func() bool {
+		for _, s := range p.Stats().StalledPartitions {
+			if s.Topic == "one" && s.Partition == kafkawal.PartitionAny && s.Records > 0 {
+				return true
+			}
+		}
+		return false
+	})
+	// The other topic's records keep being delivered meanwhile.
+	d0 := p.Stats().Delivered
+	waitFor(t, time.Minute, "deliveries to the other topic during the stall", func() bool { return p.Stats().Delivered > d0+1000 })
+	stop.Store(true)
+	<-done
+	if err := heal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v; stats %+v", err, p.Stats())
+	}
+	st := p.Stats()
+	t.Logf("stats %+v", st)
+	waitFor(t, 10*time.Second, "no stalled partition in Stats", func() bool { return len(p.Stats().StalledPartitions) == 0 })
+	closeT(t, p, time.Minute)
+	verify(t, bk, []string{"one", "other"}, ids)
+}
