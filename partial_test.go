@@ -3,6 +3,7 @@ package kafkawal_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"slices"
@@ -148,6 +149,14 @@ func TestPartialOutage(t *testing.T) {
 		stallFor time.Duration
 		// detected: the stall outlasts PartitionStallTimeout.
 		detected bool
+		// timeout: librdkafka's message.timeout.ms, 0 for kafkawal's
+		// (never). A finite one makes the stalled partition's records
+		// fail, and everything rewind, over and over during the stall.
+		timeout int
+		// refuse: a record too large for the topic goes to a healthy
+		// partition during the stall; it is dead-lettered after its
+		// partition's records are sent one at a time.
+		refuse bool
 	}{
 		{
 			// The stalled partition fills its share of a small window
@@ -169,6 +178,30 @@ func TestPartialOutage(t *testing.T) {
 			stallFor: 6 * time.Second,
 			detected: true,
 		},
+		{
+			name: "stall longer than message.timeout.ms",
+			cfg: func(c *kafkawal.Config) {
+				c.PartitionStallTimeout = 2 * time.Second
+				c.ParkAfter = -1
+				c.Kafka["message.timeout.ms"] = 1500
+				c.AllowWeakerDelivery = true // a finite message.timeout.ms
+			},
+			stallFor: 6 * time.Second,
+			timeout:  1500,
+		},
+		{
+			name: "a record refused for good during the stall",
+			cfg: func(c *kafkawal.Config) {
+				c.PartitionStallTimeout = 2 * time.Second
+				c.ParkAfter = -1
+				// Batches fit the topic's max.message.bytes (see README,
+				// Guarantees 5): only the large record is refused.
+				c.Kafka["batch.size"] = 200000
+			},
+			stallFor: 6 * time.Second,
+			detected: true,
+			refuse:   true,
+		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -178,7 +211,11 @@ func TestPartialOutage(t *testing.T) {
 			}
 			b := kafkatest.StartT(t, opts)
 			const topic, partitions = "partial", 4
-			createTopic(t, b, topic, partitions, nil)
+			var topicConfig map[string]string
+			if c.refuse {
+				topicConfig = map[string]string{"max.message.bytes": "300000"}
+			}
+			createTopic(t, b, topic, partitions, topicConfig)
 			cfg := baseConfig(t, b)
 			c.cfg(&cfg)
 			rate := 2000
@@ -203,7 +240,17 @@ func TestPartialOutage(t *testing.T) {
 			isStalled := func(q int32) bool { return slices.Contains(stalledParts, q) }
 			healthy := func(q int32) bool { return !isStalled(q) }
 			start := time.Now()
-			time.Sleep(c.stallFor)
+			if c.refuse {
+				time.Sleep(c.stallFor / 2)
+				const tooLarge = 1 << 40 // an id no other record has
+				healthyPart := int32(slices.IndexFunc([]int32{0, 1, 2, 3}, healthy))
+				if _, err := p.Append(ctx, idRecord(topic, healthyPart, tooLarge, value(400000, tooLarge))); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(c.stallFor / 2)
+			} else {
+				time.Sleep(c.stallFor)
+			}
 			cutoff := time.Now()
 			ids, delivered := load.since(start, cutoff, healthy, cutoff)
 			t.Logf("stall %v: %d of %d records of the healthy partitions delivered by then (%.3f); stats %+v",
@@ -246,7 +293,7 @@ func TestPartialOutage(t *testing.T) {
 			if load.failed != nil {
 				t.Fatalf("an append failed: %v", load.failed)
 			}
-			if err := p.Flush(ctx); err != nil {
+			if err := p.Flush(ctx); err != nil && !(c.refuse && errors.Is(err, kafkawal.ErrDeadLettered)) {
 				t.Fatalf("flush after the stall: %v; stats %+v", err, p.Stats())
 			}
 			st := p.Stats()
@@ -263,8 +310,27 @@ func TestPartialOutage(t *testing.T) {
 			if growth := int64(peak) - int64(heap0); growth > 64<<20 {
 				t.Fatalf("heap grew %d MiB during the stall; want < 64 MiB", growth>>20)
 			}
+			if c.refuse && st.DeadLettered != 1 {
+				t.Fatalf("%d records dead-lettered, want the one too large", st.DeadLettered)
+			}
 			closeT(t, p, time.Minute)
-			verify(t, b, []string{topic}, load.ids)
+			if c.timeout == 0 {
+				verify(t, b, []string{topic}, load.ids)
+				return
+			}
+			// With a finite message.timeout.ms librdkafka itself gives up
+			// on records, after which a later one can be accepted ahead of
+			// an earlier one; kafkawal re-sends, so nothing is lost (see
+			// TestOutageBlackhole).
+			recs, err := kafkatest.ReadAll(testCtx(t, 3*time.Minute), b.Bootstrap(), []string{topic}, len(load.ids))
+			if err != nil {
+				t.Logf("read back: %v", err)
+			}
+			rep := kafkatest.Verify(load.ids, recs, recordID, nil)
+			t.Logf("verify with a finite message.timeout.ms: %v", rep)
+			if rep.Lost != 0 || st.Resent == 0 {
+				t.Fatalf("lost %d, resent %d: %v", rep.Lost, st.Resent, rep)
+			}
 		})
 	}
 }

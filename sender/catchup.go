@@ -299,7 +299,7 @@ func (s *Sender) fillLane(l *lane) {
 	if !l.active && l.freeN == 0 {
 		return
 	}
-	for s.hasBudget() && !s.soloOut {
+	for s.hasBudget() && !s.globalSolo {
 		p := l.p
 		if p != nil && p.q.n > 0 && s.atShare(p) {
 			return
@@ -321,12 +321,6 @@ func (s *Sender) fillLane(l *lane) {
 			}
 			return
 		}
-		isolated := e.Seq < s.isolateUntil
-		if isolated {
-			if n, _ := s.inFlight(); n > 0 {
-				return // sent alone: see Sender.isolateUntil
-			}
-		}
 		if p == nil {
 			q, ok := s.rt.steer(l.t, s.accepts)
 			if !ok {
@@ -334,7 +328,11 @@ func (s *Sender) fillLane(l *lane) {
 			}
 			p = l.t.part(q)
 		}
-		if !s.produceLane(l, p, e, i, isolated) {
+		ok, alone := s.gate(p, e.Seq)
+		if !ok {
+			return // a record produced alone is out (isolate.go)
+		}
+		if !s.produceLane(l, p, e, i, alone) {
 			return
 		}
 		l.pending = l.pending[1:]
@@ -358,9 +356,10 @@ func (s *Sender) caughtUp(l *lane) bool {
 // produceLane produces e, a record of l, to p. i is e's index in l.owned
 // if l owns it (to produce again), else -1. It returns false if e was not
 // produced and l should wait.
-func (s *Sender) produceLane(l *lane, p *part, e *wal.Entry, i int, isolated bool) bool {
-	part, opaque := p.id, isolated
-	if isolated {
+func (s *Sender) produceLane(l *lane, p *part, e *wal.Entry, i int, alone bool) bool {
+	global := e.Seq < s.isolateUntil
+	part, opaque := p.id, alone
+	if global {
 		part = e.Record.Partition
 	}
 	m := s.message(e, part, opaque)
@@ -406,9 +405,12 @@ func (s *Sender) produceLane(l *lane, p *part, e *wal.Entry, i int, isolated boo
 	l.hi = max(l.hi, e.Seq+1)
 	s.laneFlightN++
 	s.laneFlightB += int64(e.Size)
-	if opaque {
-		s.soloSeq, s.soloOut, s.soloLane = e.Seq, true, l
-	} else {
+	switch {
+	case alone && global:
+		s.producedAlone(nil, e.Seq, l)
+	case alone:
+		s.producedAlone(p, e.Seq, l)
+	default:
 		s.pushFlight(p, flight{seq: e.Seq, at: now, size: int32(e.Size), lane: l})
 	}
 	return true

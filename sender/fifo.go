@@ -68,16 +68,37 @@ type part struct {
 	// produced.
 	stalled bool
 	since   time.Time
+	// Isolation (isolate.go): its records below isolateUntil are produced
+	// alone; soloSeq is one produced alone whose report is not in yet
+	// (soloOut), and nothing else of the partition is produced meanwhile.
+	isolateUntil uint64
+	soloSeq      uint64
+	soloAt       int64 // when it was produced, Unix nanos
+	soloOut      bool
 }
 
 func newPart(t *topicRoute, id int32) *part { return &part{t: t, id: id, lastOffset: -1} }
 
-// age returns how long p's oldest flight has waited, 0 without flights.
+// oldestAt returns when p's oldest record in flight was produced (Unix
+// nanos; its flights, or its record produced alone), 0 if none.
+func (p *part) oldestAt() int64 {
+	at := int64(0)
+	if p.q.n > 0 {
+		at = p.q.front().at
+	}
+	if p.soloOut && (at == 0 || p.soloAt < at) {
+		at = p.soloAt
+	}
+	return at
+}
+
+// age returns how long p's oldest record in flight has waited, 0 if none.
 func (p *part) age(now time.Time) time.Duration {
-	if p.q.n == 0 {
+	at := p.oldestAt()
+	if at == 0 {
 		return 0
 	}
-	return now.Sub(time.Unix(0, p.q.front().at))
+	return now.Sub(time.Unix(0, at))
 }
 
 // pushFlight records a record produced to p.

@@ -241,6 +241,7 @@ func (s *Sender) deferPart(p *part) *lane {
 		p.lane = l
 	}
 	s.activate(l)
+	s.adoptSolo(p, l)
 	for i := 0; i < p.q.n; i++ {
 		f := p.q.at(i)
 		if f.lane == l {

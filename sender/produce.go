@@ -41,7 +41,7 @@ func (s *Sender) fillMain() {
 				return
 			}
 		}
-		if !s.hasBudget() || s.soloOut {
+		if !s.hasBudget() || s.globalSolo {
 			return
 		}
 		if s.win.nextDone() {
@@ -61,34 +61,32 @@ func (s *Sender) fillMain() {
 			s.win.skip()
 			continue
 		}
-		// Isolated: one record at a time (see isolateUntil).
-		isolated := e.Seq < s.isolateUntil
-		if isolated {
-			if n, _ := s.inFlight(); n > 0 {
-				return
-			}
-		}
-		d := s.dest(e, isolated)
+		global := e.Seq < s.isolateUntil // isolated with no known partition
+		d := s.dest(e, global)
 		if d.lane != nil {
 			s.handOver(d.lane, e)
 			continue
 		}
-		if d.p != nil && !isolated && s.atShare(d.p) {
+		ok, alone := s.gate(d.p, e.Seq)
+		if !ok {
+			return // a record produced alone is out (isolate.go)
+		}
+		if d.p != nil && !alone && s.atShare(d.p) {
 			if !s.lagging(d.p) {
 				return // busy: its reports will come soon
 			}
 			s.deferPart(d.p)
 			continue // the same record again, now to the lane (or, keyless, elsewhere)
 		}
-		pid := e.Record.Partition
-		if d.p != nil && !d.opaque {
+		pid, opaque := e.Record.Partition, d.opaque || alone
+		if d.p != nil && !global {
 			pid = d.p.id
 		}
-		m := s.message(e, pid, d.opaque)
+		m := s.message(e, pid, opaque)
 		err := s.p.Produce(m, nil)
 		if err != nil {
 			c := classify(err)
-			if !d.opaque && e.Record.Partition == wal.PartitionAny && c == permanent {
+			if !opaque && e.Record.Partition == wal.PartitionAny && c == permanent {
 				// The partition we chose does not exist (a topic re-created
 				// with fewer): forget the count; the record goes again with
 				// PartitionAny and Opaque until new metadata is in.
@@ -111,18 +109,18 @@ func (s *Sender) fillMain() {
 			}
 			return
 		}
-		var sp *part
-		if !d.opaque {
-			sp = d.p
+		switch {
+		case alone && global:
+			s.producedAlone(nil, e.Seq, nil)
+		case alone:
+			s.producedAlone(d.p, e.Seq, nil)
+		case !opaque:
 			s.pushFlight(d.p, flight{seq: e.Seq, at: s.rt.now.UnixNano(), size: int32(e.Size)})
 		}
 		if e.Seq < s.win.hi {
 			s.stats.resent.Add(1)
 		}
-		if isolated {
-			s.soloSeq, s.soloOut, s.soloLane = e.Seq, true, nil
-		}
-		s.win.addTo(e.Seq, e.Size, e.Record.Timestamp.UnixNano(), sp)
+		s.win.addTo(e.Seq, e.Size, e.Record.Timestamp.UnixNano(), d.p)
 	}
 }
 

@@ -21,25 +21,23 @@ func (s *Sender) handle(ev kafka.Event) {
 // attribute returns the sequence a report is for and who owns it (a
 // lane, or nil for the window): its Opaque, or the oldest flight of its
 // partition (p).
-func (s *Sender) attribute(m *kafka.Message) (seq uint64, p *part, owner *lane, ok bool) {
+// alone says the record was produced alone (isolate.go).
+func (s *Sender) attribute(m *kafka.Message) (seq uint64, p *part, owner *lane, alone, ok bool) {
 	if seq, ok := m.Opaque.(uint64); ok {
-		if s.soloOut && seq == s.soloSeq {
-			s.soloOut = false
-			return seq, nil, s.soloLane, true
-		}
-		return seq, nil, nil, true
+		owner, alone := s.soloReported(seq)
+		return seq, nil, owner, alone, true
 	}
 	tp := m.TopicPartition
 	if tp.Topic == nil {
-		return 0, nil, nil, false
+		return 0, nil, nil, false, false
 	}
 	p = s.rt.topic(*tp.Topic).part(tp.Partition)
 	f, ok := s.popFlight(p)
 	if !ok {
 		s.anomaly("sender: a delivery report for a partition with no record in flight; ignored", m)
-		return 0, nil, nil, false
+		return 0, nil, nil, false, false
 	}
-	return f.seq, p, f.lane, true
+	return f.seq, p, f.lane, false, true
 }
 
 func (s *Sender) anomaly(msg string, m *kafka.Message) {
@@ -104,7 +102,7 @@ func (s *Sender) delivered(seq uint64, owner *lane, p *part, m *kafka.Message) {
 // (closing): the failure may have been that success's record's.
 func (s *Sender) settle(m *kafka.Message) {
 	s.now = time.Now().UnixNano() // settle runs outside the run loop's rounds
-	seq, p, owner, ok := s.attribute(m)
+	seq, p, owner, _, ok := s.attribute(m)
 	if !ok {
 		return
 	}
@@ -123,7 +121,7 @@ func (s *Sender) settle(m *kafka.Message) {
 }
 
 func (s *Sender) report(m *kafka.Message) {
-	seq, p, owner, ok := s.attribute(m)
+	seq, p, owner, alone, ok := s.attribute(m)
 	if !ok {
 		return
 	}
@@ -143,11 +141,12 @@ func (s *Sender) report(m *kafka.Message) {
 	}
 	switch c := classify(err); c {
 	case permanent:
-		if seq != s.soloSeq {
+		if !alone {
 			// Kafka may have refused the batch this record was in, not
-			// the record: send everything not yet acknowledged again, one
-			// record at a time, and believe the error only then.
-			s.isolateUntil = max(s.isolateUntil, s.win.hi)
+			// the record: send everything not yet acknowledged again, the
+			// partition's records one at a time, and believe the error
+			// only then.
+			s.isolate(p, m)
 			s.resolve(owner, seq, false)
 			s.enter(err)
 			break
@@ -216,7 +215,7 @@ func (s *Sender) rewind() {
 	s.win.rewind()
 	s.rewindLanes()
 	s.resetRouter()
-	s.soloOut = false
+	s.resetSolos()
 }
 
 // resetRouter forgets the queues of reports to come: every report of

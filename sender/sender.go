@@ -81,13 +81,14 @@ type Sender struct {
 	authLog          limiter   // "authentication with Kafka failed"
 	rebuildLog       *limiters // "fatal producer error", per error code
 	rdLines          *limiters // librdkafka's log lines at warning and above
-	// isolateUntil: sequences below it are produced one at a time. A
-	// "record too large" answer applies to librdkafka's whole batch, so a
-	// permanent error is only believed for a record sent alone.
+	// Isolation (isolate.go): records produced alone to confirm a
+	// permanent error. isolateUntil bounds the records of no known
+	// partition to isolate; solos are the records produced alone whose
+	// reports are not in yet, globalSolo whether one of them has no known
+	// partition (nothing else is produced until its report).
 	isolateUntil uint64
-	soloSeq      uint64 // the record last produced alone under isolation
-	soloOut      bool   // and its report is not in yet: nothing else is produced
-	soloLane     *lane  // its owner; nil: the window
+	solos        map[uint64]solo
+	globalSolo   bool
 	// now (Unix nanos) is read once per round of delivery reports, for
 	// their latency (Config.ObserveDelivery).
 	now int64
@@ -192,6 +193,7 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		// keep order).
 		positional: truthy(kcfg["enable.idempotence"]),
 		laneReady:  make(chan struct{}, 1),
+		solos:      map[uint64]solo{},
 		notify:     make(chan struct{}),
 		authLog:    limiter{every: repeatEvery},
 		rebuildLog: newLimiters(repeatEvery),

@@ -50,14 +50,14 @@ func (s *Sender) lagging(p *part) bool {
 	if p.age(s.rt.now) >= deferAfter {
 		return true
 	}
-	s.wakeAt(time.Unix(0, p.q.front().at).Add(deferAfter))
+	s.wakeAt(time.Unix(0, p.oldestAt()).Add(deferAfter))
 	return false
 }
 
 // unblock is for a window whose ring is full: the record at its low end is
 // in flight, and if its partition has not kept up, its lane takes it over.
 func (s *Sender) unblock() {
-	if p := s.win.lowPart(); p != nil && p.q.n > 0 && s.lagging(p) {
+	if p := s.win.lowPart(); p != nil && p.oldestAt() != 0 && s.lagging(p) {
 		s.deferPart(p)
 	}
 }

@@ -14,11 +14,11 @@ func (s *Sender) checkStalls() {
 	now := time.Now()
 	for _, t := range s.rt.topics {
 		for _, p := range t.parts {
-			if p.stalled || p.q.n == 0 || p.age(now) < s.cfg.PartitionStallTimeout {
+			if p.stalled || p.oldestAt() == 0 || p.age(now) < s.cfg.PartitionStallTimeout {
 				continue
 			}
 			p.stalled = true
-			p.since = time.Unix(0, p.q.front().at)
+			p.since = time.Unix(0, p.oldestAt())
 			if s.mode == normal {
 				s.deferPart(p)
 			}
