@@ -132,8 +132,9 @@ type Config struct {
 	AllowWeakerDelivery bool
 
 	// PartitionStallTimeout: a partition whose oldest record in flight has
-	// waited this long is stalled: logged once, listed in
-	// Stats.StalledPartitions, and left out for keyless records. (Its
+	// waited this long, and that delivered none in that time, is stalled:
+	// logged once, listed in Stats.StalledPartitions, and left out for
+	// keyless records. (Its
 	// records stop holding the others back as soon as it holds its share
 	// of the in-flight window, or holds up the window, for a second.)
 	// Default 10s.

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/kafkawal/kafkawal"
 	"github.com/kafkawal/kafkawal/internal/kafkatest"
+	"github.com/kafkawal/kafkawal/wal"
 )
 
 // logLines keeps a producer's log (JSON lines) for a test to count
@@ -61,6 +64,7 @@ type partialLoad struct {
 	partitions int32
 	rate       int // records per second
 	batch      int
+	from       uint64 // the first id
 
 	mu       sync.Mutex
 	ids      []uint64 // acknowledged ids, in append order
@@ -82,7 +86,7 @@ func (l *partialLoad) run(ctx context.Context) {
 	defer close(l.done)
 	every := time.Duration(l.batch) * time.Second / time.Duration(l.rate)
 	next := time.Now()
-	id := uint64(1)
+	id := max(l.from, 1)
 	for !l.stop.Load() {
 		recs := make([]kafkawal.Record, l.batch)
 		for i := range recs {
@@ -107,6 +111,26 @@ func (l *partialLoad) run(ctx context.Context) {
 		next = next.Add(every)
 		time.Sleep(time.Until(next))
 	}
+}
+
+// undelivered returns the bytes, as a park log stores them (the record's
+// encoding, its sequence, a frame), of the records appended to partitions
+// for which in is true and not delivered yet.
+func (l *partialLoad) undelivered(in func(int32) bool) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var n int64
+	for _, id := range l.ids {
+		if !in(l.part[id]) {
+			continue
+		}
+		if _, ok := l.delivered.Load(l.seqOf[id]); ok {
+			continue
+		}
+		r := idRecord(l.topic, l.part[id], id, value(1024, id))
+		n += int64(wal.EncodedLen(&r)) + 8 + 3
+	}
+	return n
 }
 
 // since returns the ids appended in [from, to) to partitions for which in
@@ -157,6 +181,9 @@ func TestPartialOutage(t *testing.T) {
 		// partition during the stall; it is dead-lettered after its
 		// partition's records are sent one at a time.
 		refuse bool
+		// park: the stall outlasts ParkAfter; the disk then holds the
+		// stalled partition's backlog and a few segments.
+		park bool
 	}{
 		{
 			// The stalled partition fills its share of a small window
@@ -188,6 +215,17 @@ func TestPartialOutage(t *testing.T) {
 			},
 			stallFor: 6 * time.Second,
 			timeout:  1500,
+		},
+		{
+			name: "stall parked",
+			cfg: func(c *kafkawal.Config) {
+				c.PartitionStallTimeout = time.Second
+				c.ParkAfter = 2 * time.Second
+				c.SegmentBytes = 2 << 20
+			},
+			stallFor: 12 * time.Second,
+			detected: true,
+			park:     true,
 		},
 		{
 			name: "a record refused for good during the stall",
@@ -284,6 +322,24 @@ func TestPartialOutage(t *testing.T) {
 					t.Fatalf("%d stall log lines for %d stalled partitions", n, len(stalledParts))
 				}
 			}
+			if c.park {
+				// The WAL's segments behind the parked records are
+				// deleted: the disk holds the stalled partitions' backlog
+				// (once, in their park logs, with a sequence and a frame
+				// each) and a few segments of the WAL.
+				var disk, bound int64
+				waitFor(t, time.Minute, "the disk to hold no more than the stalled backlog and 4 segments", func() bool {
+					st := p.Stats()
+					disk, bound = st.DiskBytes, load.undelivered(isStalled)+4*cfg.SegmentBytes
+					return disk <= bound && st.ParkedBytes > 0
+				})
+				t.Logf("parked: disk %d KiB, bound %d KiB; stats %+v", disk>>10, bound>>10, p.Stats())
+				for _, q := range stalledParts {
+					if _, err := os.Stat(filepath.Join(cfg.Dir, "park", fmt.Sprintf("%s.%d", topic, q))); err != nil {
+						t.Fatalf("park log of partition %d: %v", q, err)
+					}
+				}
+			}
 			peak := heapInUse()
 			if err := heal(); err != nil {
 				t.Fatal(err)
@@ -299,6 +355,15 @@ func TestPartialOutage(t *testing.T) {
 			st := p.Stats()
 			t.Logf("after the stall: heap %d -> %d MiB; stats %+v", heap0>>20, peak>>20, st)
 			waitFor(t, 10*time.Second, "no stalled partition in Stats", func() bool { return len(p.Stats().StalledPartitions) == 0 })
+			if c.park {
+				waitFor(t, 10*time.Second, "the park logs, delivered, to be removed", func() bool {
+					des, err := os.ReadDir(filepath.Join(cfg.Dir, "park"))
+					return (err == nil && len(des) == 0) || os.IsNotExist(err)
+				})
+				if st := p.Stats(); st.ParkedBytes != 0 || st.DiskBytes > 4*cfg.SegmentBytes {
+					t.Fatalf("after the stall: %d bytes parked, %d on disk", st.ParkedBytes, st.DiskBytes)
+				}
+			}
 			if c.detected {
 				if n := logs.count("sender: partition accepting records again; delivering its backlog"); n != len(stalledParts) {
 					t.Fatalf("%d recovery log lines for %d stalled partitions", n, len(stalledParts))

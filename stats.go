@@ -52,9 +52,14 @@ type Stats struct {
 	BacklogRecords uint64 `json:"backlog_records"`
 	// BacklogBytes is their size in the WAL's files: exact for whole
 	// segments, prorated by record count in the segment holding the oldest
-	// (off by at most part of one segment when record sizes vary).
+	// (off by at most part of one segment when record sizes vary), plus
+	// the park logs of stalled partitions (ParkedBytes).
 	BacklogBytes int64 `json:"backlog_bytes"`
-	// DiskBytes is the size of the WAL's segment files; MaxDiskBytes its cap.
+	// ParkedBytes is the size of the park logs (see Config.ParkAfter);
+	// DiskBytes counts them too.
+	ParkedBytes int64 `json:"parked_bytes"`
+	// DiskBytes is the size of the WAL's segment files and park logs;
+	// MaxDiskBytes its cap.
 	DiskBytes    int64 `json:"disk_bytes"`
 	MaxDiskBytes int64 `json:"max_disk_bytes"`
 	// FullErrors counts appends answered with an error matching ErrFull
@@ -135,9 +140,10 @@ func (p *Producer) Stats() Stats {
 
 		StalledPartitions: ss.StalledPartitions,
 	}
+	st.ParkedBytes = p.log.ParkedBytes()
 	if st.LastSeq > st.Cursor {
 		st.BacklogRecords = st.LastSeq - st.Cursor
-		st.BacklogBytes = p.log.BytesAfter(st.Cursor)
+		st.BacklogBytes = p.log.BytesAfter(max(st.Cursor, ws.Cursor)) + st.ParkedBytes
 	}
 	now := time.Now()
 	if !ss.OldestUnacked.IsZero() {

@@ -58,10 +58,15 @@ type laneReader struct {
 
 type laneSeek struct {
 	gen     uint64
-	from    uint64   // where to read from
+	from    uint64   // where to read the WAL from
 	readPos uint64   // its records from here on are wanted
 	again   []uint64 // and these, sorted
 	filter  laneFilter
+	// With a park log: the park log first, from parkFrom, for its records
+	// from readPos on and parkAgain; the WAL after it.
+	park      *wal.ParkLog
+	parkFrom  uint64
+	parkAgain []uint64
 }
 
 const (
@@ -129,11 +134,27 @@ func (r *laneReader) run() {
 	defer close(r.exit)
 	var q laneSeek
 	var pos uint64
+	var pr *wal.ParkReader // in the park log's phase
+	defer func() {
+		if pr != nil {
+			pr.Close()
+		}
+	}()
+	seek := func(n laneSeek) {
+		q, pos = n, n.from
+		if pr != nil {
+			pr.Close()
+			pr = nil
+		}
+		if q.park != nil {
+			pr = q.park.NewReader()
+		}
+	}
 	for {
 		if q.gen == 0 || pos == 0 {
 			select {
-			case q = <-r.seek:
-				pos = q.from
+			case n := <-r.seek:
+				seek(n)
 				continue
 			case <-r.done:
 				return
@@ -142,11 +163,18 @@ func (r *laneReader) run() {
 		var c chunk
 		select {
 		case c = <-r.free:
-		case q = <-r.seek:
-			pos = q.from
+		case n := <-r.seek:
+			seek(n)
 			continue
 		case <-r.done:
 			return
+		}
+		if pr != nil {
+			if r.readPark(&q, pr, &c) {
+				continue // sent
+			}
+			pr.Close() // read to its end: the WAL from here
+			pr = nil
 		}
 		again := q.again
 		for i := 0; ; i++ {
@@ -189,27 +217,74 @@ func (r *laneReader) run() {
 	}
 }
 
-// seekLane (re)starts l's reader at the lowest record it wants.
+// readPark reads the next records of the park log into c and sends them;
+// false when the park log has none left.
+func (r *laneReader) readPark(q *laneSeek, pr *wal.ParkReader, c *chunk) bool {
+	ents, data, err := pr.ReadInto(q.parkFrom, c.ents[:0], c.data, laneReadBytes)
+	*c = chunk{ents: ents, data: data}
+	if err != nil && len(ents) == 0 {
+		c.ents = c.ents[:0]
+		r.send(readBatch{gen: q.gen, chunk: *c, err: err})
+		q.gen = 0 // wait for a seek
+		return true
+	}
+	if len(ents) == 0 {
+		return false
+	}
+	again := q.parkAgain
+	kept := ents[:0]
+	for _, e := range ents {
+		for len(again) > 0 && again[0] < e.Seq {
+			again = again[1:]
+		}
+		if e.Seq >= q.readPos || (len(again) > 0 && again[0] == e.Seq) {
+			kept = append(kept, e)
+		}
+	}
+	q.parkAgain = again
+	q.parkFrom = ents[len(ents)-1].Seq + 1
+	c.ents = kept
+	r.send(readBatch{gen: q.gen, chunk: *c}) // end 0: nothing said of the WAL
+	return true
+}
+
+// seekLane (re)starts l's reader at the lowest record it wants: in its
+// park log, if it has one, then in the WAL after it.
 func (s *Sender) seekLane(l *lane) {
 	if l.rd == nil {
 		l.rd = newLaneReader(s.wal, s.laneReady)
 	}
-	var again []uint64
+	var again, parkAgain []uint64
 	for i := range l.owned {
-		if l.owned[i].state == free {
-			again = append(again, l.owned[i].seq)
+		if o := &l.owned[i]; o.state == free && o.parked {
+			parkAgain = append(parkAgain, o.seq)
+		} else if o.state == free {
+			again = append(again, o.seq)
 		}
 	}
 	// After the reader reached the end of the log, it goes on from there.
 	from := max(l.readPos, l.scanned)
+	q := laneSeek{readPos: l.readPos, again: again, filter: s.filterOf(l)}
+	if l.park != nil && (len(parkAgain) > 0 || l.readPos < l.park.to) {
+		q.park, q.parkAgain, q.parkFrom = l.park.log, parkAgain, l.readPos
+		if len(parkAgain) > 0 {
+			q.parkFrom = min(q.parkFrom, parkAgain[0])
+		}
+		from = max(from, l.park.to)
+	}
 	if len(again) > 0 {
 		from = min(from, again[0])
 	}
+	q.from = from
 	l.gen++
-	l.rd.seekTo(laneSeek{gen: l.gen, from: from, readPos: l.readPos, again: again, filter: s.filterOf(l)})
+	q.gen = l.gen
+	l.rd.seekTo(q)
 	l.rd.recycle(l.cur)
 	l.cur, l.pending = chunk{}, nil
-	l.scanned, l.atEnd = from, false
+	l.scanned, l.atEnd = 0, false
+	if q.park == nil {
+		l.scanned = from
+	}
 	l.reseek = false
 }
 
@@ -239,7 +314,9 @@ func (s *Sender) takeLane(l *lane, b readBatch) {
 	}
 	l.rd.recycle(l.cur)
 	l.cur, l.pending = b.chunk, b.ents
-	l.scanned = b.end
+	if b.end > 0 {
+		l.scanned = b.end
+	}
 	l.atEnd = b.atEnd
 }
 
@@ -343,7 +420,7 @@ func (s *Sender) fillLane(l *lane) {
 // its records below the main stream's next were produced): nothing owned
 // waits to be produced again, and its partition accepts records.
 func (s *Sender) caughtUp(l *lane) bool {
-	if !l.active || l.freeN > 0 {
+	if !l.active || l.freeN > 0 || (l.park != nil && l.readPos < l.park.to) {
 		return false
 	}
 	if l.p != nil {
@@ -398,7 +475,10 @@ func (s *Sender) produceLane(l *lane, p *part, e *wal.Entry, i int, alone bool) 
 		if e.Seq < l.hi {
 			s.stats.resent.Add(1)
 		}
-		l.own(owned{seq: e.Seq, ts: e.Record.Timestamp.UnixNano(), size: int32(e.Size), state: inFlight})
+		// Below the park log's end, a record of its own not produced
+		// before is in the park log (from where it was just read).
+		inPark := l.park != nil && e.Seq < l.park.to
+		l.own(owned{seq: e.Seq, ts: e.Record.Timestamp.UnixNano(), size: int32(e.Size), state: inFlight, parked: inPark})
 		l.readPos = e.Seq + 1
 		l.pendN, l.pendB = max(0, l.pendN-1), max(0, l.pendB-int64(e.Size))
 	}

@@ -54,8 +54,9 @@ type Config struct {
 	// Default 100ms.
 	CursorSyncInterval time.Duration
 	// PartitionStallTimeout: a partition whose oldest record in flight has
-	// waited this long is stalled: logged, listed in Stats, and left out
-	// for keyless records. Default 10s.
+	// waited this long, and that delivered none in that time, is stalled:
+	// logged, listed in Stats, and left out for keyless records. Default
+	// 10s.
 	PartitionStallTimeout time.Duration
 	// ParkAfter: a partition stalled this long has its unacknowledged
 	// records parked (park.go), so that the WAL holds only its backlog.

@@ -63,11 +63,13 @@ type part struct {
 	bytes      int64 // encoded bytes of q's records
 	lastOffset int64 // of the last success reported: the tripwire
 	lane       *lane
-	// stalled is set when q's oldest flight has waited PartitionStallTimeout
-	// and cleared by the next success; since is when that flight was
-	// produced.
+	// stalled is set when its oldest record in flight has waited
+	// PartitionStallTimeout and none was delivered in that time (acked,
+	// Unix nanos, is the last delivery), and cleared by the next one;
+	// since is when that record was produced.
 	stalled bool
 	since   time.Time
+	acked   int64
 	// Isolation (isolate.go): its records below isolateUntil are produced
 	// alone; soloSeq is one produced alone whose report is not in yet
 	// (soloOut), and nothing else of the partition is produced meanwhile.

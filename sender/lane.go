@@ -123,7 +123,7 @@ func (l *lane) disown(seq uint64) (owned, bool) {
 func (l *lane) take(seq uint64, size int) {
 	switch {
 	case l.park != nil && seq < l.park.skipBelow:
-		// Found in its park log at Open.
+		// In its park log since Open, and counted then.
 	case seq < l.start:
 		// A record produced by the main stream before the lane took
 		// over, reported failed since: the lane produces it again.
@@ -301,6 +301,20 @@ func (s *Sender) newLane(t *topicRoute, p *part) *lane {
 	t.lanes++
 	s.lanes = append(s.lanes, l)
 	return l
+}
+
+// setMeta takes a metadata answer. A topic's count can change under its
+// lanes only from unknown to known: their readers then look again, with
+// the count the main stream now hands them records by.
+func (s *Sender) setMeta(a metaAnswer) {
+	if !s.rt.setMeta(a.topic, a.md, a.err, s.stats.unreachable.Load()) {
+		return
+	}
+	for _, l := range s.lanes {
+		if l.t.name == a.topic {
+			l.reseek = true
+		}
+	}
 }
 
 // handOver passes the record at the main stream's next to l.

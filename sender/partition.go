@@ -340,8 +340,9 @@ func (r *router) reset() {
 }
 
 // setMeta records a metadata answer for topic name. unreachable says
-// librdkafka reports every broker down (see metaBackoff).
-func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreachable bool) {
+// librdkafka reports every broker down (see metaBackoff). It returns
+// whether the partition count changed.
+func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreachable bool) bool {
 	t := r.topic(name)
 	t.fetching = false
 	r.tick()
@@ -349,7 +350,7 @@ func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreac
 	if err != nil || md == nil || md.Error.Code() != kafka.ErrNoError || len(md.Partitions) == 0 {
 		t.retry = metaBackoff(t.retry, unreachable)
 		t.fetchAt = now.Add(t.retry)
-		return
+		return false
 	}
 	t.retry = 0
 	t.fetchAt = now.Add(metaRefresh)
@@ -357,6 +358,7 @@ func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreac
 	// the count falls; take whatever the cluster says, unless lanes of the
 	// topic need the count they were handed records with.
 	t.nextCount = int32(len(md.Partitions))
+	was := t.count
 	if t.lanes == 0 || t.count <= 0 {
 		t.count = t.nextCount
 	}
@@ -366,6 +368,7 @@ func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreac
 			t.avail = append(t.avail, p.ID)
 		}
 	}
+	return t.count != was
 }
 
 // forget drops what is known of topic name's partitions and asks again;

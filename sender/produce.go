@@ -52,6 +52,10 @@ func (s *Sender) fillMain() {
 		if e == nil {
 			return // caught up, or waiting for the read-ahead
 		}
+		if len(s.parkSkip) > 0 && s.skipParked(e.Seq) {
+			s.win.skip() // in a park log found at Open: its lane sends it
+			continue
+		}
 		if e.Hole {
 			s.lg.Error().Uint64("seq", e.Seq).Msg("sender: skipping a record recovery could not read (counted lost)")
 			s.stats.holes.Add(1)

@@ -84,8 +84,11 @@ func (s *Sender) delivered(seq uint64, owner *lane, p *part, m *kafka.Message) {
 		s.stats.delivered.Add(1)
 		s.backoff = minBackoff
 		s.reachable()
-		if p != nil && p.stalled {
-			s.recovered(p)
+		if p != nil {
+			p.acked = s.now
+			if p.stalled {
+				s.recovered(p)
+			}
 		}
 		if s.cfg.OnDelivered != nil {
 			s.cfg.OnDelivered(seq, *m.TopicPartition.Topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
@@ -233,6 +236,11 @@ func (s *Sender) resetRouter() {
 
 // readBack reads a record again by its sequence, for the dead-letter log.
 func (s *Sender) readBack(seq uint64, owner *lane) (wal.Record, error) {
+	if owner != nil && owner.park != nil {
+		if i := owner.find(seq); i >= 0 && owner.owned[i].parked {
+			return owner.park.log.Lookup(seq)
+		}
+	}
 	ents, err := s.wal.Read(seq, make([]wal.Entry, 0, 1), 1)
 	if err == nil && len(ents) != 1 {
 		err = fmt.Errorf("kafkawal: read seq %d: not in the WAL", seq)

@@ -53,6 +53,10 @@ type Sender struct {
 	wake        time.Time // come back then (a lagging partition's deadline)
 	partsM      sync.Mutex
 	parts       []PartitionStatus // published on the cursor tick
+	// Parking (park.go).
+	park        *parker
+	partitioner string   // librdkafka's setting, as park logs record it
+	parkSkip    []uint64 // records in park logs found at Open that the main stream skips
 	// positional: reports are attributed by partition and position
 	// (partition.go); false without idempotence, or after the tripwire.
 	positional bool
@@ -175,6 +179,10 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	partitioner := "consistent_random"
+	if v, ok := kcfg["partitioner"].(string); ok {
+		partitioner = v
+	}
 	linger, err := stickyLinger(kcfg)
 	if err != nil {
 		return nil, err
@@ -191,27 +199,32 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		backoff: minBackoff,
 		// Per-partition report order needs idempotence (retries that
 		// keep order).
-		positional: truthy(kcfg["enable.idempotence"]),
-		laneReady:  make(chan struct{}, 1),
-		solos:      map[uint64]solo{},
-		notify:     make(chan struct{}),
-		authLog:    limiter{every: repeatEvery},
-		rebuildLog: newLimiters(repeatEvery),
-		rdLines:    newLimiters(repeatEvery),
-		closeCh:    make(chan closeReq),
-		credsCh:    make(chan credsReq),
-		done:       make(chan struct{}),
+		positional:  truthy(kcfg["enable.idempotence"]),
+		laneReady:   make(chan struct{}, 1),
+		solos:       map[uint64]solo{},
+		partitioner: partitioner,
+		notify:      make(chan struct{}),
+		authLog:     limiter{every: repeatEvery},
+		rebuildLog:  newLimiters(repeatEvery),
+		rdLines:     newLimiters(repeatEvery),
+		closeCh:     make(chan closeReq),
+		credsCh:     make(chan credsReq),
+		done:        make(chan struct{}),
 	}
 	s.persisted = s.win.low - 1
-	s.stats.acked.Store(s.win.low - 1)
+	if err := s.resumeParked(); err != nil {
+		return nil, err
+	}
+	s.stats.acked.Store(s.watermark())
 	if err := s.newProducer(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// Start runs the sender goroutine (and its WAL reader).
+// Start runs the sender goroutine (and its WAL reader and parker).
 func (s *Sender) Start() {
+	s.park = newParker(s.wal)
 	go s.pf.run()
 	go s.run()
 }
@@ -228,6 +241,7 @@ const (
 func (s *Sender) run() {
 	defer close(s.done)
 	defer s.pf.stop()
+	defer s.park.close()
 	defer func() {
 		for _, l := range s.lanes {
 			s.stopReading(l)
@@ -277,13 +291,18 @@ func (s *Sender) run() {
 		case lg := <-s.logs:
 			s.logLibrdkafka(lg)
 		case a := <-s.meta.out:
-			s.rt.setMeta(a.topic, a.md, a.err, s.stats.unreachable.Load())
+			s.setMeta(a)
+		case d := <-s.park.out:
+			s.parkedRound(d)
 		case b := <-reads:
 			s.take(b)
 		case <-s.laneReady:
 		case now := <-tick.C:
 			if s.positional {
+				now := time.Now()
 				s.checkStalls()
+				s.parkLanes(now)
+				s.unpark()
 				s.publishPartitions()
 			}
 			s.persist()

@@ -33,6 +33,7 @@ func (s *Sender) shutdown() {
 	}
 	s.closeProducer()
 	s.published()
+	s.unpark()
 	s.persistAt = time.Time{} // the last chance, whatever the backoff
 	s.persist()
 }
