@@ -112,6 +112,7 @@ type parkSeg struct {
 	first, last uint64
 	n           int
 	bytes       int64
+	above       int // records above the cursor, counted at Open
 }
 
 func (s parkSeg) name() string { return SegmentName(s.first) }
@@ -521,7 +522,7 @@ func (l *Log) openPark(dir string) (*ParkLog, error) {
 		return nil, err
 	}
 	pl := &ParkLog{l: l, dir: dir, meta: meta, cur: cur, acked: st.Acked}
-	segs, err := scanParkSegments(dir, func(name string, off int64, cut []byte) error {
+	segs, _, err := scanParkSegments(dir, st.Acked, func(name string, off int64, cut []byte) error {
 		return l.quarantineParked(meta, name, off, cut)
 	})
 	if err != nil {
@@ -577,21 +578,21 @@ func listParkSegments(dir string) ([]string, error) {
 	return names, nil
 }
 
-// scanParkSegments checks every record of a park log's segments. A torn or
-// damaged tail of the last segment is cut off (after cut keeps the bytes);
+// scanParkSegments checks every record of a park log's segments, counting
+// in each those above acked. A torn or damaged tail of the last segment is
+// cut off (after cut keeps the bytes), or without cut returned as tail;
 // damage elsewhere fails with ErrCorrupt naming the file and offset.
-func scanParkSegments(dir string, cut func(name string, off int64, bytes []byte) error) ([]parkSeg, error) {
+func scanParkSegments(dir string, acked uint64, cut func(name string, off int64, bytes []byte) error) (segs []parkSeg, tail, err error) {
 	names, err := listParkSegments(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var segs []parkSeg
 	var prev uint64
 	for i, name := range names {
 		path := filepath.Join(dir, name)
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return nil, fmt.Errorf("kafkawal: park segment %s: %w", path, err)
+			return nil, nil, fmt.Errorf("kafkawal: park segment %s: %w", path, err)
 		}
 		s := parkSeg{}
 		off := 0
@@ -615,46 +616,62 @@ func scanParkSegments(dir string, cut func(name string, off int64, bytes []byte)
 			}
 			s.last, prev = seq, seq
 			s.n++
+			if seq > acked {
+				s.above++
+			}
 			off += h + int(size)
 		}
 		if bad != nil {
-			if i != len(names)-1 || cut == nil {
-				return nil, bad
-			}
-			if err := cut(name, int64(off), bytes.Clone(data[off:])); err != nil {
-				return nil, err
-			}
-			if err := os.Truncate(path, int64(off)); err != nil {
-				return nil, fmt.Errorf("kafkawal: cut park segment %s: %w", path, err)
+			switch {
+			case i != len(names)-1:
+				return nil, nil, bad
+			case cut == nil:
+				tail = bad
+			default:
+				if err := cut(name, int64(off), bytes.Clone(data[off:])); err != nil {
+					return nil, nil, err
+				}
+				if err := os.Truncate(path, int64(off)); err != nil {
+					return nil, nil, fmt.Errorf("kafkawal: cut park segment %s: %w", path, err)
+				}
 			}
 		}
 		s.bytes = int64(off)
 		if s.n == 0 {
 			if cut != nil {
 				if err := os.Remove(path); err != nil {
-					return nil, fmt.Errorf("kafkawal: park segment %s: %w", path, err)
+					return nil, nil, fmt.Errorf("kafkawal: park segment %s: %w", path, err)
 				}
 			}
 			continue
 		}
 		if want := SegmentName(s.first); want != name {
-			return nil, fmt.Errorf("%w: park segment %s starts at sequence %d", ErrCorrupt, path, s.first)
+			return nil, nil, fmt.Errorf("%w: park segment %s starts at sequence %d", ErrCorrupt, path, s.first)
 		}
 		segs = append(segs, s)
 	}
-	return segs, nil
+	return segs, tail, nil
 }
 
 // ParkReport is what VerifyParks found in one park log.
 type ParkReport struct {
-	Meta          ParkMeta
-	Dir           string
-	Segments      int
-	Records       int
-	Bytes         int64
-	First, Last   uint64
-	Acked         uint64
-	Err           error // damage: ErrCorrupt, naming the file and offset
+	Meta     ParkMeta
+	Dir      string
+	Segments int
+	Records  int   // in its files
+	Bytes    int64 // of its files
+	// Undelivered counts the records above its cursor: still to be
+	// delivered.
+	Undelivered int
+	First, Last uint64
+	Acked       uint64
+	// TornTail is damage at the end of its last segment (a crash
+	// mid-write): the next Open cuts it off, nothing is lost (the WAL
+	// still holds those records).
+	TornTail error
+	// Err is damage elsewhere (ErrCorrupt, naming the file and offset), or
+	// a file that cannot be read.
+	Err           error
 	CursorDamaged int
 }
 
@@ -689,13 +706,15 @@ func VerifyParks(dir string) ([]ParkReport, error) {
 			r.Err = err
 		}
 		r.Acked, r.CursorDamaged = st.Acked, damaged
-		segs, err := scanParkSegments(r.Dir, nil)
+		segs, tail, err := scanParkSegments(r.Dir, st.Acked, nil)
 		if err != nil && r.Err == nil {
 			r.Err = err
 		}
+		r.TornTail = tail
 		for _, s := range segs {
 			r.Segments++
 			r.Records += s.n
+			r.Undelivered += s.above
 			r.Bytes += s.bytes
 			if r.First == 0 {
 				r.First = s.first

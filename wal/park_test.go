@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -197,6 +198,10 @@ func TestParkLogReopen(t *testing.T) {
 			}
 			c.damage(t, pl)
 			l.Close()
+			if reps, err := VerifyParks(dir); c.want > 0 && (err != nil || len(reps) != 1 || reps[0].Err != nil ||
+				(reps[0].TornTail != nil) != strings.Contains(c.name, "tail")) {
+				t.Fatalf("VerifyParks before Open: %+v %v", reps, err)
+			}
 
 			l = openT(t, dir, Options{SegmentBytes: 64 << 10})
 			defer l.Close()
@@ -229,7 +234,7 @@ func TestParkLogReopen(t *testing.T) {
 				t.Fatalf("after a new append: %v", got)
 			}
 			reps, err := VerifyParks(dir)
-			if err != nil || len(reps) != 1 || reps[0].Err != nil || reps[0].Records != c.want+1 {
+			if err != nil || len(reps) != 1 || reps[0].Err != nil || reps[0].TornTail != nil || reps[0].Records != c.want+1 || reps[0].Undelivered != c.want+1 {
 				t.Fatalf("VerifyParks: %+v %v", reps, err)
 			}
 		})

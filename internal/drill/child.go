@@ -60,6 +60,10 @@ type ChildConfig struct {
 	Drain        bool
 	DrainRecords int
 	DrainTimeout time.Duration
+	// StallTimeout and ParkAfter are the Producer's PartitionStallTimeout
+	// and ParkAfter (0: its defaults).
+	StallTimeout time.Duration
+	ParkAfter    time.Duration
 }
 
 func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
@@ -83,6 +87,8 @@ func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
 	fs.BoolVar(&c.Drain, "drain", c.Drain, "append, flush, close, exit")
 	fs.IntVar(&c.DrainRecords, "drain-records", c.DrainRecords, "records the drain run appends")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", c.DrainTimeout, "bound of the drain's Flush and Close")
+	fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout, "PartitionStallTimeout")
+	fs.DurationVar(&c.ParkAfter, "park-after", c.ParkAfter, "ParkAfter")
 	return &c
 }
 
@@ -102,6 +108,8 @@ func (c ChildConfig) Args() []string {
 		"--drain=" + strconv.FormatBool(c.Drain),
 		"--drain-records", strconv.Itoa(c.DrainRecords),
 		"--drain-timeout", c.DrainTimeout.String(),
+		"--stall-timeout", c.StallTimeout.String(),
+		"--park-after", c.ParkAfter.String(),
 	}
 }
 
@@ -171,8 +179,10 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 			// second, not librdkafka's default 10.
 			"reconnect.backoff.max.ms": 1000,
 		},
-		Durability: dur,
-		Logger:     &lg,
+		Durability:            dur,
+		PartitionStallTimeout: c.StallTimeout,
+		ParkAfter:             c.ParkAfter,
+		Logger:                &lg,
 		OnDeliveryResult: func(kafkawal.DeliveryResult) {
 			first.Do(func() { _ = lw.line(lineDelivered, time.Now().UnixNano()) })
 		},
@@ -199,6 +209,7 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 	err = lw.line(lineOpen, OpenLine{
 		Repairs:          rep.Recovery.TornTailRepairs,
 		Replay:           rep.Replay,
+		Parked:           rep.Parked,
 		LostRecords:      rep.Recovery.LostRecords,
 		QuarantinedBytes: rep.Recovery.QuarantinedBytes,
 		CursorClamped:    rep.WAL.CursorClamped,

@@ -68,6 +68,10 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.DurationVar(&cfg.BrokerDown, "broker-down", DefaultBrokerDown, "how long a killed broker stays down")
 	fs.IntVar(&cfg.NetCuts, "net-cuts", 0, "network blackholes through the fault proxy at random points")
 	fs.DurationVar(&cfg.CutFor, "cut-for", DefaultCutFor, "length of each network cut")
+	fs.IntVar(&cfg.StallPartition, "stall-partition", 0, "times partition 0 of the first topic stops accepting records at random points (on a real broker: one of two brokers is cut off from clients); the children park it and drain it while being killed")
+	fs.DurationVar(&cfg.StallFor, "stall-for", DefaultStallFor, "length of each partition stall")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 0, "the children's PartitionStallTimeout (default 500ms with --stall-partition, else kafkawal's)")
+	fs.DurationVar(&cfg.ParkAfter, "park-after", 0, "the children's ParkAfter (default 500ms with --stall-partition, else kafkawal's)")
 	fs.IntVar(&cfg.DrainRecords, "drain-records", DefaultDrainRecords, "records the final child appends before it flushes and closes")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "bound of the final child's Flush and Close")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", DefaultVerifyTimeout, "bound of reading the topics back")
@@ -93,7 +97,7 @@ func ParseArgs(args []string) (Config, Output, error) {
 	var zero error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "kills", "seed", "broker-restarts", "net-cuts", "bootstrap", "dir", "json", "v", "listener":
+		case "kills", "seed", "broker-restarts", "net-cuts", "stall-partition", "bootstrap", "dir", "json", "v", "listener":
 			return
 		}
 		if g, ok := f.Value.(flag.Getter); ok && zero == nil {
