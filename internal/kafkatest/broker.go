@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -134,6 +135,10 @@ type Broker interface {
 	// Close stops the broker and removes what it created.
 	Close() error
 }
+
+// Seeds splits a bootstrap.servers value (a Broker's Bootstrap) into the
+// seed brokers franz-go takes.
+func Seeds(bootstrap string) []string { return strings.Split(bootstrap, ",") }
 
 // Kind returns the broker kind selected by KAFKAWAL_BROKER: "embedded" or "real".
 func Kind() string {
