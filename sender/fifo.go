@@ -62,6 +62,7 @@ type part struct {
 	q          fifo
 	bytes      int64 // encoded bytes of q's records
 	lastOffset int64 // of the last success reported: the tripwire
+	lastAt     int64 // when a record was last produced to it, Unix nanos
 	lane       *lane
 	// stalled is set when its oldest record in flight has waited
 	// PartitionStallTimeout and none was delivered in that time (acked,
@@ -110,6 +111,7 @@ func (s *Sender) pushFlight(p *part, f flight) {
 	}
 	p.q.push(f)
 	p.bytes += int64(f.size)
+	p.lastAt = f.at
 }
 
 // popFlight takes p's oldest flight, for its delivery report.

@@ -41,8 +41,9 @@ type Sender struct {
 	hdrs    []kafka.Header // reused by message
 	rt      *router
 	meta    *metaFetcher // of the current producer
-	// active counts the partitions with records in flight (share.go).
-	active int
+	// active counts the partitions with records in flight, recent those
+	// with records in flight or produced to lately (share.go).
+	active, recent int
 	// lanes carry the records of partitions that fell behind (lane.go);
 	// laneFlightN and laneFlightB count theirs in flight, beside the
 	// window's. Their readers signal laneReady when a batch is waiting.
@@ -300,6 +301,7 @@ func (s *Sender) run() {
 		case now := <-tick.C:
 			if s.positional {
 				now := time.Now()
+				s.countRecent(now)
 				s.checkStalls()
 				s.parkLanes(now)
 				s.unpark()

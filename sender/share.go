@@ -12,16 +12,38 @@ const deferAfter = time.Second
 
 // share returns the most records and bytes p may have in flight while the
 // window is shared: an equal part of MaxInFlight and MaxInFlightBytes
-// among the partitions with records in flight (p included), and never
-// more than half, so that a partition that stalls before any other has
-// records leaves them room.
+// among the partitions with records in flight or produced to within
+// activeFor (p included), and never more than half, so that a partition
+// that stalls before any other has records leaves them room. (Counting
+// only those with records in flight would leave out healthy partitions,
+// whose records are acknowledged within milliseconds, and give stalled
+// ones the whole window between them.)
 func (s *Sender) share(p *part) (int, int64) {
 	n := s.active
 	if p.q.n == 0 {
 		n++
 	}
-	n = max(n, 2)
+	n = max(n, s.recent, 2)
 	return max(1, s.cfg.MaxInFlight/n), max(1, s.cfg.MaxInFlightBytes/int64(n))
+}
+
+// activeFor is how long after its last record a partition still counts
+// for the shares.
+const activeFor = time.Second
+
+// countRecent counts the partitions with records in flight or produced to
+// within activeFor. It runs on the cursor tick.
+func (s *Sender) countRecent(now time.Time) {
+	n := 0
+	since := now.Add(-activeFor).UnixNano()
+	for _, t := range s.rt.topics {
+		for _, p := range t.parts {
+			if p.q.n > 0 || p.lastAt > since {
+				n++
+			}
+		}
+	}
+	s.recent = n
 }
 
 // atShare reports whether p holds its share of the window.
