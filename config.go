@@ -127,7 +127,24 @@ type Config struct {
 	// which can lose or reorder records in Kafka (a timeout: librdkafka
 	// gives records up and may accept later ones of their partition
 	// first; kafkawal re-sends them, out of order). Default false.
+	// Without idempotence a stalled partition holds the others back (see
+	// Partial outages in the README).
 	AllowWeakerDelivery bool
+
+	// PartitionStallTimeout: a partition whose oldest record in flight has
+	// waited this long, and that delivered none in that time, is stalled:
+	// logged once, listed in Stats.StalledPartitions, and left out for
+	// keyless records. (Its
+	// records stop holding the others back as soon as it holds its share
+	// of the in-flight window, or holds up the window, for a second.)
+	// Default 10s.
+	PartitionStallTimeout time.Duration
+	// ParkAfter: once a partition has been stalled this long, its
+	// unacknowledged records are copied into a park log in Dir/park/, so
+	// that the WAL's segments behind it can be deleted and the disk holds
+	// only the stalled partition's backlog. Default 30s; negative: never
+	// park.
+	ParkAfter time.Duration
 
 	// CorruptionPolicy: see the constants. Default FailOnCorruption.
 	CorruptionPolicy CorruptionPolicy
@@ -199,11 +216,13 @@ func (c Config) walOptions() wal.Options {
 func (c Config) senderConfig() sender.Config {
 	c = c.derive()
 	return sender.Config{
-		Kafka:               c.Kafka,
-		MaxInFlight:         c.MaxInFlight,
-		MaxInFlightBytes:    c.MaxInFlightBytes,
-		CursorSyncInterval:  c.CursorSyncInterval,
-		AllowWeakerDelivery: c.AllowWeakerDelivery,
-		Logger:              c.Logger,
+		Kafka:                 c.Kafka,
+		MaxInFlight:           c.MaxInFlight,
+		MaxInFlightBytes:      c.MaxInFlightBytes,
+		CursorSyncInterval:    c.CursorSyncInterval,
+		AllowWeakerDelivery:   c.AllowWeakerDelivery,
+		PartitionStallTimeout: c.PartitionStallTimeout,
+		ParkAfter:             c.ParkAfter,
+		Logger:                c.Logger,
 	}
 }

@@ -61,8 +61,12 @@ type OpenReport struct {
 	Recovery recovery.Report
 	WAL      wal.OpenInfo
 	// Replay is the number of records after the cursor that will be sent
-	// (again); up to CursorSyncInterval's worth may already be in Kafka.
+	// (again), the parked ones included; up to CursorSyncInterval's worth
+	// may already be in Kafka.
 	Replay uint64
+	// Parked is the number of records found in park logs (partitions that
+	// were stalled): each goes before its partition's records in the WAL.
+	Parked uint64
 	// DeadLetterBytesCut counts a torn dead-letter frame cut off at open.
 	DeadLetterBytesCut int64
 	// DeadLetterDamage lists damaged ranges inside the dead-letter log, with
@@ -139,8 +143,10 @@ func Open(cfg Config) (*Producer, error) {
 	if st.LastSeq > st.Cursor {
 		p.opened.Replay = st.LastSeq - st.Cursor
 	}
+	p.opened.Parked = uint64(p.snd.Parked())
+	p.opened.Replay += p.opened.Parked
 	lg.Info().Str("dir", cfg.Dir).Uint64("cursor", st.Cursor).Uint64("last_seq", st.LastSeq).
-		Uint64("replay", p.opened.Replay).Int64("disk_bytes", st.DiskBytes).Msg("kafkawal: opened")
+		Uint64("replay", p.opened.Replay).Uint64("parked", p.opened.Parked).Int64("disk_bytes", st.DiskBytes).Msg("kafkawal: opened")
 	p.snd.Start()
 	return p, nil
 }

@@ -1,6 +1,17 @@
 package kafkawal
 
-import "time"
+import (
+	"time"
+
+	"github.com/kafkawal/kafkawal/sender"
+)
+
+// PartitionStatus is a partition whose records wait while the others are
+// delivered: stalled (no delivery for PartitionStallTimeout), or accepting
+// again and delivering what waited. Partition is PartitionAny for a
+// topic's keyless records while none of its partitions accepts them.
+// ParkedBytes is the size of its park log on disk (see ParkAfter).
+type PartitionStatus = sender.PartitionStatus
 
 // Stats is a snapshot of a Producer's counters. Counters count since Open.
 type Stats struct {
@@ -41,9 +52,14 @@ type Stats struct {
 	BacklogRecords uint64 `json:"backlog_records"`
 	// BacklogBytes is their size in the WAL's files: exact for whole
 	// segments, prorated by record count in the segment holding the oldest
-	// (off by at most part of one segment when record sizes vary).
+	// (off by at most part of one segment when record sizes vary), plus
+	// the park logs of stalled partitions (ParkedBytes).
 	BacklogBytes int64 `json:"backlog_bytes"`
-	// DiskBytes is the size of the WAL's segment files; MaxDiskBytes its cap.
+	// ParkedBytes is the size of the park logs (see Config.ParkAfter);
+	// DiskBytes counts them too.
+	ParkedBytes int64 `json:"parked_bytes"`
+	// DiskBytes is the size of the WAL's segment files and park logs;
+	// MaxDiskBytes its cap.
 	DiskBytes    int64 `json:"disk_bytes"`
 	MaxDiskBytes int64 `json:"max_disk_bytes"`
 	// FullErrors counts appends answered with an error matching ErrFull
@@ -96,6 +112,10 @@ type Stats struct {
 	// authentication failure (which broker, SASL or TLS, why), "" when
 	// BrokerAuthFailed is false. It holds no secret.
 	BrokerAuthError string `json:"broker_auth_error,omitempty"`
+	// StalledPartitions lists the partitions that stalled while the
+	// others went on, until they have delivered what waited (updated
+	// every CursorSyncInterval). Empty when healthy.
+	StalledPartitions []PartitionStatus `json:"stalled_partitions,omitempty"`
 }
 
 // Stats returns the current counters. It is cheap and safe to call often.
@@ -122,10 +142,13 @@ func (p *Producer) Stats() Stats {
 		BrokerReachable:  ss.BrokerReachable,
 		BrokerAuthFailed: ss.BrokerAuthFailed,
 		BrokerAuthError:  ss.BrokerAuthError,
+
+		StalledPartitions: ss.StalledPartitions,
 	}
+	st.ParkedBytes = p.log.ParkedBytes()
 	if st.LastSeq > st.Cursor {
 		st.BacklogRecords = st.LastSeq - st.Cursor
-		st.BacklogBytes = p.log.BytesAfter(st.Cursor)
+		st.BacklogBytes = p.log.BytesAfter(max(st.Cursor, ws.Cursor)) + st.ParkedBytes
 	}
 	now := time.Now()
 	if !ss.OldestUnacked.IsZero() {

@@ -106,7 +106,7 @@ func (l *lazyBroker) get(b testing.TB) kafkatest.Broker {
 }
 
 func closeBrokers() {
-	for _, l := range []*lazyBroker{directBroker, proxiedBroker} {
+	for _, l := range []*lazyBroker{directBroker, proxiedBroker, partialBroker} {
 		if l.b != nil {
 			if err := l.b.Close(); err != nil {
 				fmt.Fprintf(os.Stderr, "bench: close broker: %v\n", err)
@@ -132,7 +132,7 @@ func newTopic(b testing.TB, br kafkatest.Broker) string {
 }
 
 func deleteTopic(bootstrap, name string) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kafkatest.Seeds(bootstrap)...))
 	if err != nil {
 		return
 	}

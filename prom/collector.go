@@ -45,7 +45,7 @@ var scalars = []scalar{
 		func(s *kafkawal.Stats) float64 { return float64(s.BacklogRecords) }},
 	{"backlog_bytes", "Size in the WAL of the records not yet acknowledged (prorated within one segment).", prometheus.GaugeValue,
 		func(s *kafkawal.Stats) float64 { return float64(s.BacklogBytes) }},
-	{"disk_bytes", "Size of the WAL's segment files.", prometheus.GaugeValue,
+	{"disk_bytes", "Size of the WAL's segment files and park logs.", prometheus.GaugeValue,
 		func(s *kafkawal.Stats) float64 { return float64(s.DiskBytes) }},
 	{"disk_max_bytes", "Cap on the WAL's segment files (MaxDiskBytes); at it, Append blocks or fails with ErrFull.", prometheus.GaugeValue,
 		func(s *kafkawal.Stats) float64 { return float64(s.MaxDiskBytes) }},
@@ -67,11 +67,28 @@ var scalars = []scalar{
 			}
 			return 0
 		}},
-	// Partition isolation (DESIGN.md, "Partial outages") adds here, from
-	// the Stats fields it brings: kafkawal_stalled_partitions and
-	// kafkawal_parked_partitions (gauges). examples/prometheus/alerts.yml
-	// already alerts on the first; collector_test.go lists both as
-	// pending until they are exported.
+	{"stalled_partitions", "Partitions that stopped taking records (no delivery for PartitionStallTimeout) while the others go on.", prometheus.GaugeValue,
+		func(s *kafkawal.Stats) float64 {
+			n := 0
+			for _, p := range s.StalledPartitions {
+				if p.Stalled {
+					n++
+				}
+			}
+			return float64(n)
+		}},
+	{"parked_partitions", "Partitions with records in a park log (stalled for ParkAfter), until those are delivered.", prometheus.GaugeValue,
+		func(s *kafkawal.Stats) float64 {
+			n := 0
+			for _, p := range s.StalledPartitions {
+				if p.ParkedBytes > 0 {
+					n++
+				}
+			}
+			return float64(n)
+		}},
+	{"parked_bytes", "Size of the park logs (counted in disk_bytes too).", prometheus.GaugeValue,
+		func(s *kafkawal.Stats) float64 { return float64(s.ParkedBytes) }},
 }
 
 // hist is one histogram: which Latencies field, and the range of

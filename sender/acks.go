@@ -1,10 +1,12 @@
 package sender
 
-// window tracks the records handed to librdkafka, from low (the lowest
-// sequence not yet acknowledged) to next (the next sequence to produce).
-// Delivery reports arrive out of order across partitions; the window turns
-// them into the contiguous watermark low-1, which is what the cursor may
-// become. It is owned by the sender goroutine.
+// window tracks the main stream's records, from low (the lowest sequence
+// it has not yet seen acknowledged) to next (the next sequence to
+// produce). Delivery reports arrive out of order across partitions; the
+// window turns them into the contiguous mark low-1. Records the main stream
+// hands to a lane (lane.go) count as done here: the lane answers for them,
+// and the watermark is the least of low-1 and what every lane holds. It is
+// owned by the sender goroutine.
 type window struct {
 	low, next uint64
 	hi        uint64 // highest next ever: sequences below it were produced before
@@ -17,6 +19,7 @@ type slot struct {
 	state slotState
 	size  int32
 	ts    int64 // record timestamp, Unix nanos (for the oldest-unacknowledged age)
+	p     *part // the partition it was produced to, if known
 }
 
 type slotState uint8
@@ -41,9 +44,14 @@ func (w *window) hasRoom(maxRecords int, maxBytes int64) bool {
 	return w.span() < len(w.slots) && w.span() < maxRecords && (w.bytes < maxBytes || w.produced == 0)
 }
 
-// add records that seq (== next) was produced.
-func (w *window) add(seq uint64, size int, ts int64) {
-	*w.at(seq) = slot{state: inFlight, size: int32(size), ts: ts}
+// full reports whether the ring has no slot for next.
+func (w *window) full() bool { return w.span() >= len(w.slots) }
+
+// add records that seq (== next) was produced, to p if known.
+func (w *window) add(seq uint64, size int, ts int64) { w.addTo(seq, size, ts, nil) }
+
+func (w *window) addTo(seq uint64, size int, ts int64, p *part) {
+	*w.at(seq) = slot{state: inFlight, size: int32(size), ts: ts, p: p}
 	w.bytes += int64(size)
 	w.produced++
 	w.next = seq + 1
@@ -90,6 +98,40 @@ func (w *window) resolve(seq uint64, ok bool) bool {
 	s.state = done
 	w.advance()
 	return true
+}
+
+// handOver gives seq, in flight, to a lane: it counts as done here. It
+// returns the slot's size and timestamp, or false if seq is not in flight.
+func (w *window) handOver(seq uint64) (size int32, ts int64, ok bool) {
+	if seq < w.low || seq >= w.next {
+		return 0, 0, false
+	}
+	s := w.at(seq)
+	if s.state != inFlight {
+		return 0, 0, false
+	}
+	size, ts = s.size, s.ts
+	w.bytes -= int64(size)
+	w.produced--
+	s.state = done
+	w.advance()
+	return size, ts, true
+}
+
+// inFlight reports whether seq is a record of the window in flight.
+func (w *window) inFlight(seq uint64) bool {
+	return seq >= w.low && seq < w.next && w.at(seq).state == inFlight
+}
+
+// lowPart returns the partition of the record at low when it is in
+// flight there: the one holding the ring.
+func (w *window) lowPart() *part {
+	if w.low < w.next {
+		if s := w.at(w.low); s.state == inFlight {
+			return s.p
+		}
+	}
+	return nil
 }
 
 // rewind moves next back to low so that every unacknowledged sequence is

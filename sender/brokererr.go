@@ -149,7 +149,7 @@ func (s *Sender) outageTick(now time.Time) {
 		st := s.wal.Stats()
 		ev := s.lg.Warn().Str("err", s.outageErr).Uint64("backlog_records", s.backlogRecords(st.LastSeq)).
 			Int64("backlog_bytes", st.BacklogBytes).Int64("disk_bytes", st.DiskBytes).Int64("max_disk_bytes", st.MaxDiskBytes)
-		oldestField(ev, s.win.oldest(), now).Msg("sender: Kafka unreachable; records wait in the WAL")
+		oldestField(ev, s.oldest(), now).Msg("sender: Kafka unreachable; records wait in the WAL")
 	}
 }
 
@@ -205,7 +205,7 @@ func (s *Sender) rebuildPaced(now time.Time) {
 // pause.
 func (s *Sender) rebuildWake() time.Time {
 	at := s.rebuildNotBefore
-	if s.win.produced > 0 && s.rebuildBy.After(at) {
+	if n, _ := s.inFlight(); n > 0 && s.rebuildBy.After(at) {
 		at = s.rebuildBy
 	}
 	return at

@@ -28,6 +28,15 @@ const (
 	// WAL, in order: nothing is lost, and records that had reached Kafka
 	// before the purge arrive twice (Stats.Resent).
 	DefaultMessageTimeoutMs = 0
+	// DefaultPartitionStallTimeout: a partition whose oldest record in
+	// flight has waited this long is stalled. A leader election or a
+	// broker restart ends well within it; a partition that waits longer is
+	// not coming back soon.
+	DefaultPartitionStallTimeout = 10 * time.Second
+	// DefaultParkAfter: a partition stalled this long has its records
+	// parked. Parking copies them once more; a stall that ends sooner costs
+	// the disk its traffic instead.
+	DefaultParkAfter = 30 * time.Second
 )
 
 // Config configures a Sender.
@@ -44,6 +53,15 @@ type Config struct {
 	// CursorSyncInterval is how often the delivered watermark is persisted.
 	// Default 100ms.
 	CursorSyncInterval time.Duration
+	// PartitionStallTimeout: a partition whose oldest record in flight has
+	// waited this long, and that delivered none in that time, is stalled:
+	// logged, listed in Stats, and left out for keyless records. Default
+	// 10s.
+	PartitionStallTimeout time.Duration
+	// ParkAfter: a partition stalled this long has its unacknowledged
+	// records parked (park.go), so that the WAL holds only its backlog.
+	// Default 30s; negative: never.
+	ParkAfter time.Duration
 	// AllowWeakerDelivery permits acks other than all and
 	// enable.idempotence=false, which can lose or reorder records in Kafka
 	// itself. Default false: Open rejects them. (kafkawal.Config also
@@ -77,6 +95,12 @@ func (c Config) withDefaults() Config {
 	if c.CursorSyncInterval == 0 {
 		c.CursorSyncInterval = DefaultCursorSyncInterval
 	}
+	if c.PartitionStallTimeout == 0 {
+		c.PartitionStallTimeout = DefaultPartitionStallTimeout
+	}
+	if c.ParkAfter == 0 {
+		c.ParkAfter = DefaultParkAfter
+	}
 	if c.Logger == nil {
 		nop := zerolog.Nop()
 		c.Logger = &nop
@@ -100,6 +124,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafkawal: config: MaxInFlightBytes: %d is negative", c.MaxInFlightBytes)
 	case c.CursorSyncInterval < 0:
 		return fmt.Errorf("kafkawal: config: CursorSyncInterval: %v is negative", c.CursorSyncInterval)
+	case c.PartitionStallTimeout < 0:
+		return fmt.Errorf("kafkawal: config: PartitionStallTimeout: %v is negative", c.PartitionStallTimeout)
 	}
 	_, err := c.KafkaConfig()
 	return err

@@ -16,24 +16,89 @@
 // CursorSyncInterval and at Close; the WAL then deletes whole segments below
 // it.
 //
+// # Partial outages
+//
+// A partition that stops taking records (no leader, too few in-sync
+// replicas, its broker behind a failed switch) must delay only its own
+// records, and the disk must hold only its backlog. With one stream and one
+// contiguous watermark it would do neither: its records fill the window
+// and hold the watermark, so nothing else moves, and the WAL keeps
+// everyone's records behind its oldest. So the sender keeps, per
+// partition, what it has in flight (its flights, in produce order: the
+// positional attribution above), and:
+//
+//   - Fair share (share.go). While others have records waiting, a partition
+//     may hold at most its share of the window: MaxInFlight and
+//     MaxInFlightBytes divided among the partitions with records in flight
+//     (never more than half). A partition at its share whose oldest flight
+//     has waited less than deferAfter (1 s) is busy, not stuck: the main
+//     stream waits for it as before, which costs less than reading its
+//     records back later. Past that, or when its flight at the window's low
+//     end holds a full ring, or when it is found stalled, the partition is
+//     deferred to a lane.
+//   - Lanes (lane.go, catchup.go). A lane takes over the partition's
+//     flights (from the window, and from other lanes) and the main stream
+//     hands it every record of the partition it meets (done in the window)
+//     and goes on with the others. The lane keeps only a read position, the
+//     records it owns (at most what it had in flight) and counters; as the
+//     partition takes records again it reads the WAL from its position with
+//     a wal.Reader of its own, keeps the partition's records (laneFilter:
+//     the explicit partition, or the key hashed with the topic's partition
+//     count, which stays fixed while the topic has lanes), produces them in
+//     order, and rejoins the main stream once it has produced every record
+//     of its own below the main stream's position. Per-partition order
+//     holds because, while a lane is active, only it produces its
+//     partition's records. Keyless PartitionAny records go to partitions
+//     that accept records (steer: not stalled, no active lane, preferably
+//     below their share); when none of a topic's partitions does, to the
+//     topic's keyless lane, which produces them to the first that accepts
+//     again.
+//   - Watermark and cursor. Flush's watermark is the least of the window's
+//     low and every lane's oldest unacknowledged record, minus one. The WAL
+//     cursor is the least of the window's low and every lane's lowest
+//     record still to read from the WAL (not those in a park log), minus
+//     one; whole segments below it are deleted as before.
+//   - Stalls (stall.go). A partition whose oldest record in flight has
+//     waited PartitionStallTimeout (default 10 s) and that delivered nothing
+//     in that time is stalled: one log line, Stats.StalledPartitions, no
+//     keyless records, and a lane at once. Its next delivery ends the
+//     stall: one more line.
+//   - Parking (park.go). A partition stalled for ParkAfter (default 30 s)
+//     has its unacknowledged records copied in rounds, with their
+//     sequences, into a park log (wal.ParkLog) by the parker goroutine;
+//     only once a round is synced does the lane stop holding the WAL cursor
+//     for them. When the partition accepts again its lane reads the park
+//     log first, then the WAL from the park log's end. See wal/doc.go for
+//     the format, and below for crashes.
+//
+// The seams for exactly-once: the commit step is persist (the WAL cursor)
+// and unpark (park logs' cursors), both from the same per-stream positions
+// (window low, lane.need and lane.hold); the rewind is rewind (report.go),
+// which takes every stream back to its own oldest unacknowledged record.
+//
 // What a failed record costs:
 //
 //   - transient (broker down, timeouts, not leader, transport): librdkafka
 //     is purged, nothing is produced until every outstanding report is in,
-//     then every record not yet acknowledged is produced again, in sequence
-//     order, after a backoff
-//     (50 ms doubling to 5 s). Never dead-lettered. With kafkawal's default
-//     message.timeout.ms=0 librdkafka itself retries for ever, so this path
-//     is taken only when the application set a finite timeout.
+//     then every stream produces its unacknowledged records again, in
+//     order, after a backoff (50 ms doubling to 5 s): the window from its
+//     low, each lane the records it owns that failed, then its own from its
+//     read position; a lane that had rejoined the main stream takes its
+//     partition's failed records back from the window first. Never
+//     dead-lettered. With kafkawal's default message.timeout.ms=0
+//     librdkafka itself retries for ever, so this path is taken only when
+//     the application set a finite timeout.
 //   - permanent (record too large, invalid, not authorized, topic missing
 //     with auto-create off): Kafka answers "too large" for librdkafka's
-//     whole batch, so the error is believed only for a record sent alone:
-//     the records concerned are re-sent one at a time, and the one refused
-//     again goes to the dead-letter log (wal.DeadLetters) with the error
-//     and time; the watermark moves past it and the application is told
-//     (OnDeadLetter, Stats).
+//     whole batch, so the error is believed only for a record sent alone
+//     (isolate.go): the failed record's partition sends its unacknowledged
+//     records one at a time, the others go on at full speed, and the one
+//     refused again goes to the dead-letter log (wal.DeadLetters) with the
+//     error and time; the watermark moves past it and the application is
+//     told (OnDeadLetter, Stats). A failure without a partition isolates
+//     every record, each alone in the producer.
 //   - fatal (idempotence state lost, fenced): librdkafka is purged, closed
-//     and replaced, and every record not acknowledged is re-sent in order.
+//     and replaced, and every stream rewinds as for a transient failure.
 //     Counted in Stats.Rebuilds; re-sent records in Stats.Resent.
 //
 // Failures of the connection itself are not a record's: librdkafka keeps
@@ -45,15 +110,23 @@
 // own repeated lines are held back the same way. SetSASLCredentials
 // replaces the SASL credentials of the producer and of every rebuilt one.
 //
+// What a crash costs while a partition is parked: a round's records count
+// as parked only once its park log is synced, and only then does the WAL
+// cursor move past them, so a crash before that finds them in the WAL
+// (the park log's torn tail is cut off at Open); a crash after it finds
+// them in the park log, and the main stream skips them (they are the
+// lane's below the park log's end; keyless ones it held are skipped by
+// sequence). The park log's own cursor follows the lane's oldest
+// unacknowledged record. So a crash at any point loses nothing and keeps
+// each partition's order; records delivered since the last persisted
+// cursors are sent again.
+//
 // Close delivers until everything appended is acknowledged or its context
 // ends, then purges librdkafka (never closing it with records inside: Close
-// does not flush), collects the reports and persists the cursor; the rest
-// is replayed by the next Open.
+// does not flush), collects the reports and persists the cursors; the
+// rest is replayed by the next Open, park logs first.
 //
-// Exactly-once is planned as a mode that replaces the cursor step: a
-// transactional producer would commit the watermark (as consumer-group
-// offsets of a WAL-named group, SendOffsetsToTransaction) inside the
-// transaction holding the records. The window, the WAL reader and the
-// rewind-on-failure logic stay as they are; only "persist" and "rebuild"
-// change, which is why they are separate steps here.
+// Without idempotence (AllowWeakerDelivery) reports are not attributed by
+// position, nothing is known per partition, and a stalled partition holds
+// the others back as one stream would.
 package sender

@@ -19,16 +19,16 @@ func TestNoMetadataRequestWhileUnreachable(t *testing.T) {
 	e := &wal.Entry{Seq: 1, Record: wal.Record{Topic: "t", Partition: wal.PartitionAny, Key: []byte("k")}}
 	s.stats.unreachable.Store(true)
 	for range 100 {
-		if p, q := s.route(e); p != wal.PartitionAny || q != nil {
-			t.Fatalf("routed to %d without a partition count", p)
+		if d := s.dest(e, false); !d.opaque || d.p != nil {
+			t.Fatalf("routed to %+v without a partition count", d)
 		}
 	}
 	if n := len(s.meta.req); n != 0 {
 		t.Fatalf("%d metadata requests while unreachable, want 0", n)
 	}
 	s.stats.unreachable.Store(false)
-	s.route(e)
-	s.route(e)
+	s.dest(e, false)
+	s.dest(e, false)
 	if n := len(s.meta.req); n != 1 {
 		t.Fatalf("%d metadata requests once reachable, want 1", n)
 	}

@@ -55,15 +55,15 @@ func (s *Sender) summarize(now time.Time) {
 	if st.MaxDiskBytes > 0 {
 		ev = ev.Float64("disk_used_percent", float64(100*st.DiskBytes/st.MaxDiskBytes))
 	}
-	ev = oldestField(ev, s.win.oldest(), now)
+	ev = oldestField(ev, s.oldest(), now)
 	ev.Msg("sender: records still undelivered; they wait in the WAL")
 }
 
 // backlogRecords is the number of records appended and not yet
 // acknowledged.
 func (s *Sender) backlogRecords(last uint64) uint64 {
-	if last >= s.win.low {
-		return last - s.win.low + 1
+	if w := s.watermark(); last > w {
+		return last - w
 	}
 	return 0
 }

@@ -179,6 +179,7 @@ const (
 
 // topicRoute is what the sender knows of one topic's partitions.
 type topicRoute struct {
+	name     string
 	count    int32   // 0: unknown, PartitionAny records use Opaque
 	avail    []int32 // partitions with a leader
 	sticky   int32
@@ -186,41 +187,17 @@ type topicRoute struct {
 	fetchAt  time.Time     // next metadata request
 	retry    time.Duration // after the last failed request; 0 after a success
 	fetching bool
-	fifos    map[int32]*fifo
-	lastFifo *fifo // fifos[lastPart], for runs of one partition
-	lastPart int32
-}
-
-// fifo holds the sequences produced to one partition and not yet
-// reported, oldest first, in a ring.
-type fifo struct {
-	buf        []uint64
-	head, n    int
-	lastOffset int64 // of the last success reported: the tripwire
-}
-
-func newFifo() *fifo { return &fifo{buf: make([]uint64, 64), lastOffset: -1} }
-
-func (f *fifo) push(seq uint64) {
-	if f.n == len(f.buf) {
-		nb := make([]uint64, 2*len(f.buf))
-		for i := 0; i < f.n; i++ {
-			nb[i] = f.buf[(f.head+i)&(len(f.buf)-1)]
-		}
-		f.buf, f.head = nb, 0
-	}
-	f.buf[(f.head+f.n)&(len(f.buf)-1)] = seq
-	f.n++
-}
-
-func (f *fifo) pop() (uint64, bool) {
-	if f.n == 0 {
-		return 0, false
-	}
-	seq := f.buf[f.head]
-	f.head = (f.head + 1) & (len(f.buf) - 1)
-	f.n--
-	return seq, true
+	parts    map[int32]*part
+	last     *part // parts[last.id], for runs of one partition
+	// keyless is the lane of the topic's keyless PartitionAny records
+	// while none of its partitions accepts them (lane.go).
+	keyless *lane
+	// lanes counts the topic's lanes. While there are any, count does not
+	// change (but from unknown to known): a lane reads back the records of
+	// its partition by hashing their keys, and must find the same ones the
+	// main stream handed it. A newer count waits in nextCount.
+	lanes     int
+	nextCount int32
 }
 
 // router partitions PartitionAny records and attributes reports. It is
@@ -237,6 +214,7 @@ type router struct {
 	now   time.Time
 	clock func() time.Time
 	rnd   *rand.Rand
+	all   []int32 // scratch for pick
 }
 
 const clockEvery = 256
@@ -255,87 +233,116 @@ func (r *router) topic(name string) *topicRoute {
 	}
 	t := r.topics[name]
 	if t == nil {
-		t = &topicRoute{fifos: map[int32]*fifo{}, lastPart: -1}
+		t = &topicRoute{name: name, parts: map[int32]*part{}}
 		r.topics[name] = t
 	}
 	r.last, r.lastN = t, name
 	return t
 }
 
-// partition chooses the partition for a PartitionAny record of topic t,
-// or returns false while t's partition count is unknown.
+// partition returns the partition of a PartitionAny record with a key
+// librdkafka's partitioner hashes, or false while t's partition count is
+// unknown or the record is keyless (see steer).
 func (r *router) partition(t *topicRoute, key []byte) (int32, bool) {
 	if t.count <= 0 {
 		return 0, false
 	}
-	if p, ok := r.kind.hash(key, t.count); ok {
-		return p, true
-	}
-	if r.kind == random {
-		return r.pick(t), true
-	}
-	if t.stickyAt.IsZero() || r.now.Sub(t.stickyAt) >= r.linger || !t.available(t.sticky) {
-		t.sticky, t.stickyAt = r.pick(t), r.now
-	}
-	return t.sticky, true
+	return r.kind.hash(key, t.count)
 }
 
-// pick is librdkafka's random partitioner, preferring partitions with a
-// leader.
-func (r *router) pick(t *topicRoute) int32 {
-	if len(t.avail) > 0 {
-		return t.avail[r.rnd.IntN(len(t.avail))]
-	}
-	return r.rnd.Int32N(t.count)
+// keyless reports whether librdkafka's partitioner would not hash key:
+// such records go to the topic's sticky partition (or a random one).
+func (k partitionerKind) keyless(key []byte) bool {
+	return k == random || key == nil || (len(key) == 0 && k == consistentRandom)
 }
 
-func (t *topicRoute) available(p int32) bool {
-	for _, a := range t.avail {
-		if a == p {
-			return true
+// steer chooses the partition of a keyless PartitionAny record of t among
+// those that accept records (ok), as librdkafka's sticky partitioner does
+// among those with a leader: the sticky one for sticky.partitioning.linger.ms
+// (with the random partitioner, a new one each time). It returns false
+// when t's partition count is unknown or no partition accepts.
+func (r *router) steer(t *topicRoute, ok func(*topicRoute, int32) bool) (int32, bool) {
+	if t.count <= 0 {
+		return 0, false
+	}
+	if r.kind != random && !t.stickyAt.IsZero() && r.now.Sub(t.stickyAt) < r.linger && ok(t, t.sticky) {
+		return t.sticky, true
+	}
+	p, found := r.pick(t, ok)
+	if !found {
+		return 0, false
+	}
+	if r.kind != random {
+		t.sticky, t.stickyAt = p, r.now
+	}
+	return p, true
+}
+
+// pick is librdkafka's random partitioner over the partitions with a
+// leader (all of them while none is known), leaving out those that do not
+// accept records.
+func (r *router) pick(t *topicRoute, ok func(*topicRoute, int32) bool) (int32, bool) {
+	cand := t.avail
+	if len(cand) == 0 {
+		cand = r.all[:0]
+		for p := int32(0); p < t.count; p++ {
+			cand = append(cand, p)
+		}
+		r.all = cand
+	}
+	n := len(cand)
+	// From a random candidate on, the first that accepts: librdkafka's
+	// uniform choice when all of them do.
+	i := r.rnd.IntN(n)
+	for k := 0; k < n; k++ {
+		if p := cand[(i+k)%n]; ok(t, p) {
+			return p, true
 		}
 	}
-	return false
+	return 0, false
 }
 
-func (t *topicRoute) queue(p int32) *fifo {
-	if t.lastFifo != nil && t.lastPart == p {
-		return t.lastFifo
+// part returns the state of partition p.
+func (t *topicRoute) part(p int32) *part {
+	if t.last != nil && t.last.id == p {
+		return t.last
 	}
-	f := t.fifos[p]
-	if f == nil {
-		f = newFifo()
-		t.fifos[p] = f
+	pt := t.parts[p]
+	if pt == nil {
+		pt = newPart(t, p)
+		t.parts[p] = pt
 	}
-	t.lastFifo, t.lastPart = f, p
-	return f
+	t.last = pt
+	return pt
 }
 
 // outstanding counts sequences produced positionally and not yet reported.
 func (r *router) outstanding() int {
 	n := 0
 	for _, t := range r.topics {
-		for _, f := range t.fifos {
-			n += f.n
+		for _, p := range t.parts {
+			n += p.q.n
 		}
 	}
 	return n
 }
 
-// reset forgets every outstanding sequence and success offset (after a
+// reset forgets every outstanding flight and success offset (after a
 // rewind or a new producer: the old producer's reports are all in, or
 // will never come).
 func (r *router) reset() {
 	for _, t := range r.topics {
-		for _, f := range t.fifos {
-			f.head, f.n, f.lastOffset = 0, 0, -1
+		for _, p := range t.parts {
+			p.q.reset()
+			p.bytes, p.lastOffset = 0, -1
 		}
 	}
 }
 
 // setMeta records a metadata answer for topic name. unreachable says
-// librdkafka reports every broker down (see metaBackoff).
-func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreachable bool) {
+// librdkafka reports every broker down (see metaBackoff). It returns
+// whether the partition count changed.
+func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreachable bool) bool {
 	t := r.topic(name)
 	t.fetching = false
 	r.tick()
@@ -343,25 +350,35 @@ func (r *router) setMeta(name string, md *kafka.TopicMetadata, err error, unreac
 	if err != nil || md == nil || md.Error.Code() != kafka.ErrNoError || len(md.Partitions) == 0 {
 		t.retry = metaBackoff(t.retry, unreachable)
 		t.fetchAt = now.Add(t.retry)
-		return
+		return false
 	}
 	t.retry = 0
 	t.fetchAt = now.Add(metaRefresh)
 	// A topic deleted and re-created with fewer partitions is the one way
-	// the count falls; take whatever the cluster says.
-	t.count = int32(len(md.Partitions))
+	// the count falls; take whatever the cluster says, unless lanes of the
+	// topic need the count they were handed records with.
+	t.nextCount = int32(len(md.Partitions))
+	was := t.count
+	if t.lanes == 0 || t.count <= 0 {
+		t.count = t.nextCount
+	}
 	t.avail = t.avail[:0]
 	for _, p := range md.Partitions {
 		if p.Leader >= 0 && p.ID < t.count {
 			t.avail = append(t.avail, p.ID)
 		}
 	}
+	return t.count != was
 }
 
-// forget drops what is known of topic name's partitions and asks again.
+// forget drops what is known of topic name's partitions and asks again;
+// the count stays while the topic has lanes.
 func (r *router) forget(name string) {
 	t := r.topic(name)
-	t.count, t.avail, t.fetchAt = 0, nil, time.Time{}
+	t.avail, t.fetchAt = nil, time.Time{}
+	if t.lanes == 0 {
+		t.count = 0
+	}
 }
 
 // restartFetches is for a new producer (and its new metaFetcher): the old

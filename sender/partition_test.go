@@ -112,68 +112,86 @@ func TestPartitionerKeyless(t *testing.T) {
 
 // Keyless records stay on one partition for sticky.partitioning.linger.ms,
 // then move; the random partitioner picks per record; both only among
-// partitions with a leader when some have none.
+// partitions with a leader when some have none, and never a partition that
+// does not accept records (a stalled one) while another does.
 func TestStickyAndRandomPartitions(t *testing.T) {
 	r := newRouter(consistentRandom, 10*time.Millisecond)
 	now := time.Unix(1000, 0)
 	r.clock = func() time.Time { return now }
 	r.tick()
 	tr := r.topic("t")
-	if _, ok := r.partition(tr, nil); ok {
+	all := func(*topicRoute, int32) bool { return true }
+	if _, ok := r.steer(tr, all); ok {
 		t.Fatal("a partition chosen before the partition count is known")
 	}
 	r.setMeta("t", &kafka.TopicMetadata{Topic: "t", Partitions: []kafka.PartitionMetadata{
 		{ID: 0, Leader: -1}, {ID: 1, Leader: 1}, {ID: 2, Leader: -1}, {ID: 3, Leader: 1}}}, nil, false)
-	first, _ := r.partition(tr, nil)
+	first, _ := r.steer(tr, all)
 	seen := map[int32]bool{}
 	for i := 0; i < 200; i++ {
-		p, ok := r.partition(tr, nil)
+		p, ok := r.steer(tr, all)
 		if !ok || p != first {
 			t.Fatalf("keyless record %d within the linger went to %d, not the sticky %d", i, p, first)
 		}
 		now = now.Add(11 * time.Millisecond)
 		r.tick()
-		p, _ = r.partition(tr, nil)
+		p, _ = r.steer(tr, all)
 		seen[p] = true
 		first = p
 	}
 	if len(seen) != 2 || !seen[1] || !seen[3] {
 		t.Fatalf("sticky partitions %v, want both partitions with a leader (1, 3)", seen)
 	}
+	// The sticky partition stops accepting: the next keyless record goes
+	// to the other one at once, and to none when neither accepts.
+	sticky, _ := r.steer(tr, all)
+	other := map[int32]int32{1: 3, 3: 1}[sticky]
+	notSticky := func(_ *topicRoute, p int32) bool { return p != sticky }
+	for i := 0; i < 50; i++ {
+		if p, ok := r.steer(tr, notSticky); !ok || p != other {
+			t.Fatalf("with partition %d refusing, a keyless record went to %d (%v)", sticky, p, ok)
+		}
+	}
+	if _, ok := r.steer(tr, func(*topicRoute, int32) bool { return false }); ok {
+		t.Fatal("a partition chosen while none accepts")
+	}
 	r.kind = random
 	seen = map[int32]bool{}
 	for i := 0; i < 200; i++ {
-		p, _ := r.partition(tr, []byte("k"))
+		p, _ := r.steer(tr, all)
 		seen[p] = true
 	}
 	if len(seen) != 2 || !seen[1] || !seen[3] {
 		t.Fatalf("random partitions %v, want both partitions with a leader", seen)
 	}
 	r.setMeta("t", nil, errors.New("timed out"), false)
-	if p, ok := r.partition(tr, []byte("k")); !ok || p < 0 || p > 3 {
+	if p, ok := r.steer(tr, all); !ok || p < 0 || p > 3 {
 		t.Fatal("a failed metadata refresh dropped the known partition count")
 	}
 }
 
 func TestFifoRing(t *testing.T) {
-	f := newFifo()
+	var f fifo
 	next, want := uint64(1), uint64(1)
 	for round := 0; round < 50; round++ {
 		for i := 0; i < round*7; i++ {
-			f.push(next)
+			f.push(flight{seq: next})
 			next++
+		}
+		if f.n > 0 && f.front().seq != want {
+			t.Fatalf("front %d, want %d", f.front().seq, want)
 		}
 		for i := 0; i < round*5; i++ {
 			got, ok := f.pop()
-			if !ok || got != want {
-				t.Fatalf("pop %d: %d %v", want, got, ok)
+			if !ok || got.seq != want {
+				t.Fatalf("pop %d: %d %v", want, got.seq, ok)
 			}
 			want++
 		}
 	}
 	for ; want < next; want++ {
-		if got, ok := f.pop(); !ok || got != want {
-			t.Fatalf("pop %d: %d %v", want, got, ok)
+		if got, ok := f.pop(); !ok || got.seq != want {
+			t.Fatalf("pop %d: %d %v", want, got.seq, ok)
 		}
 	}
 	if _, ok := f.pop(); ok {
@@ -197,8 +215,9 @@ func positionalSender(t *testing.T, n int) *Sender {
 		if _, err := l.Append(context.Background(), []wal.Record{{Topic: "t", Value: []byte("v")}}); err != nil {
 			t.Fatal(err)
 		}
-		s.win.add(seq, 10, 0)
-		s.rt.topic("t").queue(0).push(seq)
+		p := s.rt.topic("t").part(0)
+		s.win.addTo(seq, 10, 0, p)
+		s.pushFlight(p, flight{seq: seq, size: 10})
 	}
 	return s
 }
@@ -258,8 +277,8 @@ func TestPositionalTripwire(t *testing.T) {
 	if s.win.low != 2 {
 		t.Fatalf("low %d, want 2: only the first report was believed", s.win.low)
 	}
-	e := wal.Entry{Seq: 4, Record: wal.Record{Topic: "t", Partition: wal.PartitionAny}}
-	if _, q := s.route(&e); q != nil {
+	e := wal.Entry{Seq: 4, Record: wal.Record{Topic: "t", Partition: 0}}
+	if d := s.dest(&e, false); !d.opaque {
 		t.Fatal("a record routed by position after the tripwire")
 	}
 }

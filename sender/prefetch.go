@@ -29,6 +29,10 @@ type readBatch struct {
 	gen uint64
 	chunk
 	err error
+	// end: a lane's reader read every record below it (the chunk holds
+	// those it wants); atEnd: it reached the end of the log.
+	end   uint64
+	atEnd bool
 }
 
 // chunk is one of the circulating buffers: entries, and the bytes the

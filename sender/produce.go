@@ -8,7 +8,8 @@ import (
 	"github.com/kafkawal/kafkawal/wal"
 )
 
-// fill produces from the WAL while the window has room.
+// fill produces from the WAL while the window has room: the main stream,
+// then the lanes.
 func (s *Sender) fill() {
 	if s.mode != normal {
 		return
@@ -20,16 +21,28 @@ func (s *Sender) fill() {
 		s.retryAt = time.Time{}
 	}
 	s.rt.tick()
-	for n := 1; s.win.hasRoom(s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes); n++ {
+	s.fillMain()
+	if len(s.lanes) > 0 {
+		s.fillLanes()
+	}
+	s.published()
+}
+
+// fillMain produces the main stream's records, in sequence order, handing
+// those of lagging partitions to their lanes.
+func (s *Sender) fillMain() {
+	for n := 1; ; n++ {
 		if n%clockEvery == 0 {
 			s.rt.tick()
 		}
-		// Isolated: one record at a time, and the record after the range
-		// waits for the last isolated one's report too, or librdkafka
-		// would batch them together again.
-		lastSolo := s.soloSeq != 0 && s.soloSeq == s.win.next-1
-		if s.win.produced > 0 && (s.win.next < s.isolateUntil || lastSolo) {
-			break
+		if s.win.full() {
+			s.unblock()
+			if s.win.full() {
+				return
+			}
+		}
+		if !s.hasBudget() || s.globalSolo {
+			return
 		}
 		if s.win.nextDone() {
 			s.win.skip()
@@ -38,6 +51,10 @@ func (s *Sender) fill() {
 		e := s.peek()
 		if e == nil {
 			return // caught up, or waiting for the read-ahead
+		}
+		if len(s.parkSkip) > 0 && s.skipParked(e.Seq) {
+			s.win.skip() // in a park log found at Open: its lane sends it
+			continue
 		}
 		if e.Hole {
 			s.lg.Error().Uint64("seq", e.Seq).Msg("sender: skipping a record recovery could not read (counted lost)")
@@ -48,17 +65,40 @@ func (s *Sender) fill() {
 			s.win.skip()
 			continue
 		}
-		m, q := s.message(e)
+		global := e.Seq < s.isolateUntil // isolated with no known partition
+		d := s.dest(e, global)
+		if d.lane != nil {
+			s.handOver(d.lane, e)
+			continue
+		}
+		ok, alone := s.gate(d.p, e.Seq)
+		if !ok {
+			return // a record produced alone is out (isolate.go)
+		}
+		if d.p != nil && !alone && s.atShare(d.p) {
+			if !s.lagging(d.p) {
+				return // busy: its reports will come soon
+			}
+			s.deferPart(d.p)
+			continue // the same record again, now to the lane (or, keyless, elsewhere)
+		}
+		pid, opaque := e.Record.Partition, d.opaque || alone
+		if d.p != nil && !global {
+			pid = d.p.id
+		}
+		m := s.message(e, pid, opaque)
 		err := s.p.Produce(m, nil)
 		if err != nil {
 			c := classify(err)
-			if q != nil && e.Record.Partition == wal.PartitionAny && c == permanent {
+			if !opaque && e.Record.Partition == wal.PartitionAny && c == permanent {
 				// The partition we chose does not exist (a topic re-created
 				// with fewer): forget the count; the record goes again with
 				// PartitionAny and Opaque until new metadata is in.
 				s.lg.Warn().Err(err).Str("topic", e.Record.Topic).Msg("sender: chosen partition refused; refreshing the topic's partitions")
 				s.rt.forget(e.Record.Topic)
-				continue
+				if d.p.t.lanes == 0 {
+					continue
+				}
 			}
 			switch c {
 			case permanent:
@@ -73,19 +113,19 @@ func (s *Sender) fill() {
 			}
 			return
 		}
-		if q != nil {
-			q.push(e.Seq)
+		switch {
+		case alone && global:
+			s.producedAlone(nil, e.Seq, nil)
+		case alone:
+			s.producedAlone(d.p, e.Seq, nil)
+		case !opaque:
+			s.pushFlight(d.p, flight{seq: e.Seq, at: s.rt.now.UnixNano(), size: int32(e.Size)})
 		}
 		if e.Seq < s.win.hi {
 			s.stats.resent.Add(1)
 		}
-		if e.Seq < s.isolateUntil {
-			s.soloSeq = e.Seq
-		}
-		s.win.add(e.Seq, e.Size, e.Record.Timestamp.UnixNano())
+		s.win.addTo(e.Seq, e.Size, e.Record.Timestamp.UnixNano(), d.p)
 	}
-	s.stats.inFlight.Store(int64(s.win.produced))
-	s.stats.oldest.Store(s.win.oldest())
 }
 
 // peek returns the record at win.next from the read-ahead, or nil when it
@@ -139,23 +179,20 @@ func (s *Sender) take(b readBatch) {
 	s.pfNext = b.ents[len(b.ents)-1].Seq + 1
 }
 
-// message fills the sender's one reusable kafka.Message with e: Produce
-// copies what it needs (librdkafka's RD_KAFKA_MSG_F_COPY) and keeps no
-// reference to the Message, so one per sender saves an allocation per
-// record. It returns the queue of the partition the record goes to, to
-// push its sequence on once produced, or nil when the record carries its
-// sequence as Opaque instead.
-func (s *Sender) message(e *wal.Entry) (*kafka.Message, *fifo) {
+// message fills the sender's one reusable kafka.Message with e, to
+// partition part, with its sequence as Opaque if opaque. Produce copies
+// what it needs (librdkafka's RD_KAFKA_MSG_F_COPY) and keeps no reference
+// to the Message, so one per sender saves an allocation per record.
+func (s *Sender) message(e *wal.Entry, part int32, opaque bool) *kafka.Message {
 	r := &e.Record
 	m := &s.msg
-	part, q := s.route(e)
 	*m = kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &r.Topic, Partition: part},
 		Key:            r.Key,
 		Value:          r.Value,
 		Timestamp:      r.Timestamp,
 	}
-	if q == nil {
+	if opaque {
 		m.Opaque = e.Seq
 	}
 	if len(r.Headers) > 0 {
@@ -165,39 +202,73 @@ func (s *Sender) message(e *wal.Entry) (*kafka.Message, *fifo) {
 		}
 		m.Headers = s.hdrs
 	}
-	return m, q
+	return m
 }
 
-// route returns the partition to produce e to and its queue, or the
-// record's own partition and nil to attribute its report by Opaque: when
-// reports are not positional, for records sent alone to confirm a
-// permanent error (the dead-letter decision must not rest on our choice
-// of partition), and for PartitionAny records of a topic whose partitions
-// are not known yet.
-func (s *Sender) route(e *wal.Entry) (int32, *fifo) {
+// dest is where a record goes.
+type dest struct {
+	p *part // its partition; nil: not known, librdkafka partitions it
+	// opaque: its report is attributed by Opaque, not by position: when
+	// reports are not positional, for records sent alone to confirm a
+	// permanent error (the dead-letter decision must not rest on our
+	// choice of partition), and for PartitionAny records of a topic whose
+	// partitions are not known yet.
+	opaque bool
+	lane   *lane // the active lane that carries its partition's records
+}
+
+// dest returns where the record at the main stream's next goes. Keyless
+// PartitionAny records go to a partition that accepts them; when none
+// does, to the topic's keyless lane.
+func (s *Sender) dest(e *wal.Entry, isolated bool) dest {
 	r := &e.Record
-	if !s.positional || e.Seq < s.isolateUntil {
-		return r.Partition, nil
+	if !s.positional {
+		return dest{opaque: true}
 	}
 	t := s.rt.topic(r.Topic)
-	p := r.Partition
-	if p == wal.PartitionAny {
-		// No request while every broker is down: it could not be
-		// answered, and it would make librdkafka try to connect at once
-		// (metabackoff.go).
-		if !t.fetching && !s.rt.now.Before(t.fetchAt) && !s.stats.unreachable.Load() {
-			if s.meta.ask(r.Topic) {
-				t.fetching = true
-			} else {
-				t.fetchAt = s.rt.now.Add(metaRetry)
-			}
+	if r.Partition != wal.PartitionAny {
+		p := t.part(r.Partition)
+		if p.lane != nil && p.lane.active {
+			return dest{lane: p.lane}
 		}
-		var ok bool
-		if p, ok = s.rt.partition(t, r.Key); !ok {
-			return wal.PartitionAny, nil
+		return dest{p: p, opaque: isolated}
+	}
+	// No metadata request while every broker is down: it could not be
+	// answered, and it would make librdkafka try to connect at once
+	// (metabackoff.go).
+	if !t.fetching && !s.rt.now.Before(t.fetchAt) && !s.stats.unreachable.Load() {
+		if s.meta.ask(r.Topic) {
+			t.fetching = true
+		} else {
+			t.fetchAt = s.rt.now.Add(metaRetry)
 		}
 	}
-	return p, t.queue(p)
+	if !s.rt.kind.keyless(r.Key) {
+		q, ok := s.rt.partition(t, r.Key)
+		if !ok {
+			return dest{opaque: true}
+		}
+		p := t.part(q)
+		if p.lane != nil && p.lane.active {
+			return dest{lane: p.lane}
+		}
+		return dest{p: p, opaque: isolated}
+	}
+	if t.keyless != nil && t.keyless.active {
+		return dest{lane: t.keyless}
+	}
+	if isolated || t.count <= 0 {
+		return dest{opaque: true}
+	}
+	q, ok := s.rt.steer(t, s.accepts)
+	if !ok {
+		// Every partition busy (the record waits for one) or refusing
+		// (the keyless lane takes it).
+		if q, ok = s.rt.steer(t, s.open); !ok {
+			return dest{lane: s.keylessLane(t)}
+		}
+	}
+	return dest{p: t.part(q)}
 }
 
 func (s *Sender) retryLater() {

@@ -39,7 +39,8 @@ func (s *Sender) startRebuild(cause error) {
 		key = kerr.Code().String()
 	}
 	if ok, held := s.rebuildLog.allow(key, now); ok {
-		ev := s.lg.Error().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced)
+		flying, _ := s.inFlight()
+		ev := s.lg.Error().Err(cause).Uint64("from_seq", s.watermark()+1).Int("in_flight", flying)
 		if held > 0 {
 			ev = ev.Int("suppressed", held)
 		}
@@ -65,13 +66,21 @@ func (s *Sender) purge() {
 
 func (s *Sender) checkRebuild() {
 	now := time.Now()
-	if s.mode != rebuilding || (s.win.produced > 0 && now.Before(s.rebuildBy)) || now.Before(s.rebuildNotBefore) {
+	flying, _ := s.inFlight()
+	if s.mode != rebuilding || (flying > 0 && now.Before(s.rebuildBy)) || now.Before(s.rebuildNotBefore) {
 		return
 	}
-	if s.win.produced > 0 {
-		s.lg.Warn().Int("in_flight", s.win.produced).Msg("sender: purged records did not report in time; re-sending them")
+	if flying > 0 {
+		s.lg.Warn().Int("in_flight", flying).Msg("sender: purged records did not report in time; re-sending them")
 		for seq := s.win.low; seq < s.win.next; seq++ {
 			s.win.resolve(seq, false)
+		}
+		for _, l := range s.lanes {
+			for i := range l.owned {
+				if o := l.owned[i]; o.state == inFlight {
+					s.resolve(l, o.seq, false)
+				}
+			}
 		}
 	}
 	s.closeProducer()
@@ -81,8 +90,7 @@ func (s *Sender) checkRebuild() {
 		return
 	}
 	s.stats.rebuilds.Add(1)
-	s.win.rewind()
-	s.rt.reset()
+	s.rewind()
 	s.closing = false
 	s.mode = normal
 }

@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -17,22 +18,26 @@ func (s *Sender) handle(ev kafka.Event) {
 	}
 }
 
-// attribute returns the sequence a report is for: its Opaque, or the
-// oldest sequence produced to its partition and not yet reported.
-func (s *Sender) attribute(m *kafka.Message) (seq uint64, q *fifo, ok bool) {
+// attribute returns the sequence a report is for and who owns it (a
+// lane, or nil for the window): its Opaque, or the oldest flight of its
+// partition (p).
+// alone says the record was produced alone (isolate.go).
+func (s *Sender) attribute(m *kafka.Message) (seq uint64, p *part, owner *lane, alone, ok bool) {
 	if seq, ok := m.Opaque.(uint64); ok {
-		return seq, nil, true
+		owner, alone := s.soloReported(seq)
+		return seq, nil, owner, alone, true
 	}
 	tp := m.TopicPartition
 	if tp.Topic == nil {
-		return 0, nil, false
+		return 0, nil, nil, false, false
 	}
-	q = s.rt.topic(*tp.Topic).queue(tp.Partition)
-	if seq, ok = q.pop(); !ok {
+	p = s.rt.topic(*tp.Topic).part(tp.Partition)
+	f, ok := s.popFlight(p)
+	if !ok {
 		s.anomaly("sender: a delivery report for a partition with no record in flight; ignored", m)
-		return 0, nil, false
+		return 0, nil, nil, false, false
 	}
-	return seq, q, true
+	return f.seq, p, f.lane, false, true
 }
 
 func (s *Sender) anomaly(msg string, m *kafka.Message) {
@@ -47,7 +52,7 @@ func (s *Sender) anomaly(msg string, m *kafka.Message) {
 // and only while the partition's offsets rise in report order. If they do
 // not, the tripwire trips: the report is counted and logged, and reports
 // are attributed by Opaque from now on.
-func (s *Sender) positionalSuccess(m *kafka.Message, q *fifo) (believe, tripped bool) {
+func (s *Sender) positionalSuccess(m *kafka.Message, q *part) (believe, tripped bool) {
 	if s.mode != normal || s.closing {
 		return false, false
 	}
@@ -62,16 +67,29 @@ func (s *Sender) positionalSuccess(m *kafka.Message, q *fifo) (believe, tripped 
 	return true, false
 }
 
-// delivered marks seq delivered on a success report.
-func (s *Sender) delivered(seq uint64, m *kafka.Message) {
-	ts := s.win.at(seq).ts // before resolve frees the slot; valid if it succeeds
-	if s.win.resolve(seq, true) {
+// delivered marks seq, owned by owner (nil: the window), delivered on a
+// success report from partition p (nil: attributed by Opaque).
+func (s *Sender) delivered(seq uint64, owner *lane, p *part, m *kafka.Message) {
+	// The timestamp before resolve frees the record; valid if it succeeds.
+	var ts int64
+	if owner == nil {
+		ts = s.win.at(seq).ts
+	} else if i := owner.find(seq); i >= 0 {
+		ts = owner.owned[i].ts
+	}
+	if s.resolve(owner, seq, true) {
 		if ts > 0 {
 			s.cfg.ObserveDelivery(time.Duration(s.now - ts))
 		}
 		s.stats.delivered.Add(1)
 		s.backoff = minBackoff
 		s.reachable()
+		if p != nil {
+			p.acked = s.now
+			if p.stalled {
+				s.recovered(p)
+			}
+		}
 		if s.cfg.OnDelivered != nil {
 			s.cfg.OnDelivered(seq, *m.TopicPartition.Topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset))
 		}
@@ -87,33 +105,33 @@ func (s *Sender) delivered(seq uint64, m *kafka.Message) {
 // (closing): the failure may have been that success's record's.
 func (s *Sender) settle(m *kafka.Message) {
 	s.now = time.Now().UnixNano() // settle runs outside the run loop's rounds
-	seq, q, ok := s.attribute(m)
+	seq, p, owner, _, ok := s.attribute(m)
 	if !ok {
 		return
 	}
 	if m.TopicPartition.Error != nil {
-		s.win.resolve(seq, false)
+		s.resolve(owner, seq, false)
 		s.closing = true
 		return
 	}
-	if q != nil {
-		if believe, _ := s.positionalSuccess(m, q); !believe {
-			s.win.resolve(seq, false)
+	if p != nil {
+		if believe, _ := s.positionalSuccess(m, p); !believe {
+			s.resolve(owner, seq, false)
 			return
 		}
 	}
-	s.delivered(seq, m)
+	s.delivered(seq, owner, p, m)
 }
 
 func (s *Sender) report(m *kafka.Message) {
-	seq, q, ok := s.attribute(m)
+	seq, p, owner, alone, ok := s.attribute(m)
 	if !ok {
 		return
 	}
 	err := m.TopicPartition.Error
-	if err == nil && q != nil {
-		if believe, tripped := s.positionalSuccess(m, q); !believe {
-			s.win.resolve(seq, false)
+	if err == nil && p != nil {
+		if believe, tripped := s.positionalSuccess(m, p); !believe {
+			s.resolve(owner, seq, false)
 			if tripped {
 				s.enter(errMisordered)
 			}
@@ -121,45 +139,46 @@ func (s *Sender) report(m *kafka.Message) {
 		}
 	}
 	if err == nil {
-		s.delivered(seq, m)
+		s.delivered(seq, owner, p, m)
 		return
 	}
 	switch c := classify(err); c {
 	case permanent:
-		if seq != s.soloSeq {
+		if !alone {
 			// Kafka may have refused the batch this record was in, not
-			// the record: send everything not yet acknowledged again, one
-			// record at a time, and believe the error only then.
-			s.isolateUntil = max(s.isolateUntil, s.win.hi)
-			s.win.resolve(seq, false)
+			// the record: send everything not yet acknowledged again, the
+			// partition's records one at a time, and believe the error
+			// only then.
+			s.isolate(p, m)
+			s.resolve(owner, seq, false)
 			s.enter(err)
 			break
 		}
 		// The report carries no payload (go.delivery.report.fields=none):
-		// read the record back from the WAL for the dead-letter log.
-		ents, rerr := s.wal.Read(seq, make([]wal.Entry, 0, 1), 1)
-		if rerr != nil || len(ents) != 1 {
+		// read the record back for the dead-letter log.
+		rec, rerr := s.readBack(seq, owner)
+		if rerr != nil {
 			s.lg.Error().Err(rerr).Uint64("seq", seq).Msg("sender: cannot read back a refused record; will retry it")
-			s.win.resolve(seq, false)
+			s.resolve(owner, seq, false)
 			s.enter(err)
 			return
 		}
-		if s.deadLetter(seq, ents[0].Record, m.TopicPartition.Partition, err) {
-			s.win.resolve(seq, true)
+		if s.deadLetter(seq, rec, m.TopicPartition.Partition, err) {
+			s.resolve(owner, seq, true)
 		} else {
-			s.win.resolve(seq, false)
+			s.resolve(owner, seq, false)
 			s.enter(err)
 		}
 	case fatal:
-		s.win.resolve(seq, false)
+		s.resolve(owner, seq, false)
 		s.startRebuild(err)
 	case purged:
-		s.win.resolve(seq, false)
+		s.resolve(owner, seq, false)
 		if s.mode == normal {
 			s.enter(err)
 		}
 	default:
-		s.win.resolve(seq, false)
+		s.resolve(owner, seq, false)
 		s.enter(err)
 	}
 	s.maybeRewind()
@@ -173,7 +192,8 @@ func (s *Sender) enter(cause error) {
 		return
 	}
 	s.mode = draining
-	s.lg.Warn().Err(cause).Uint64("from_seq", s.win.low).Int("in_flight", s.win.produced).
+	flying, _ := s.inFlight()
+	s.lg.Warn().Err(cause).Uint64("from_seq", s.watermark()+1).Int("in_flight", flying).
 		Msg("sender: transient delivery failure; re-sending from the oldest unacknowledged record")
 	// Take back everything still queued or in flight now: left alone,
 	// later records could be delivered before the failed one is re-sent,
@@ -183,22 +203,52 @@ func (s *Sender) enter(cause error) {
 }
 
 func (s *Sender) maybeRewind() {
-	if s.mode == draining && s.win.produced == 0 {
-		s.win.rewind() // peek then finds next behind the read-ahead and seeks
-		s.resetRouter()
+	if n, _ := s.inFlight(); s.mode == draining && n == 0 {
+		s.rewind()
 		s.mode = normal
 		s.retryLater()
 	}
 }
 
+// rewind makes every stream produce its unacknowledged records again, in
+// order, each from its own oldest: the window from its low (peek then
+// finds next behind the read-ahead and seeks), each lane from its records
+// reported failed. It must only run with nothing in flight.
+func (s *Sender) rewind() {
+	s.win.rewind()
+	s.rewindLanes()
+	s.resetRouter()
+	s.resetSolos()
+}
+
 // resetRouter forgets the queues of reports to come: every report of
 // what was produced is in (or, after a rebuild, will never come).
 func (s *Sender) resetRouter() {
-	if n := s.rt.outstanding(); n > 0 && s.win.produced == 0 {
-		s.stats.anomalies.Add(uint64(n))
-		s.lg.Error().Int("records", n).Msg("sender: records produced without a delivery report; they are re-sent")
+	if n := s.rt.outstanding(); n > 0 {
+		if flying, _ := s.inFlight(); flying == 0 {
+			s.stats.anomalies.Add(uint64(n))
+			s.lg.Error().Int("records", n).Msg("sender: records produced without a delivery report; they are re-sent")
+		}
 	}
 	s.rt.reset()
+	s.active = 0
+}
+
+// readBack reads a record again by its sequence, for the dead-letter log.
+func (s *Sender) readBack(seq uint64, owner *lane) (wal.Record, error) {
+	if owner != nil && owner.park != nil {
+		if i := owner.find(seq); i >= 0 && owner.owned[i].parked {
+			return owner.park.log.Lookup(seq)
+		}
+	}
+	ents, err := s.wal.Read(seq, make([]wal.Entry, 0, 1), 1)
+	if err == nil && len(ents) != 1 {
+		err = fmt.Errorf("kafkawal: read seq %d: not in the WAL", seq)
+	}
+	if err != nil {
+		return wal.Record{}, err
+	}
+	return ents[0].Record, nil
 }
 
 // deadLetter records a refused record durably, then tells the application.

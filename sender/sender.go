@@ -41,6 +41,23 @@ type Sender struct {
 	hdrs    []kafka.Header // reused by message
 	rt      *router
 	meta    *metaFetcher // of the current producer
+	// active counts the partitions with records in flight, recent those
+	// with records in flight or produced to lately (share.go).
+	active, recent int
+	// lanes carry the records of partitions that fell behind (lane.go);
+	// laneFlightN and laneFlightB count theirs in flight, beside the
+	// window's. Their readers signal laneReady when a batch is waiting.
+	lanes       []*lane
+	laneFlightN int
+	laneFlightB int64
+	laneReady   chan struct{}
+	wake        time.Time // come back then (a lagging partition's deadline)
+	partsM      sync.Mutex
+	parts       []PartitionStatus // published on the cursor tick
+	// Parking (park.go).
+	park        *parker
+	partitioner string   // librdkafka's setting, as park logs record it
+	parkSkip    []uint64 // records in park logs found at Open that the main stream skips
 	// positional: reports are attributed by partition and position
 	// (partition.go); false without idempotence, or after the tripwire.
 	positional bool
@@ -69,11 +86,14 @@ type Sender struct {
 	authLog          limiter   // "authentication with Kafka failed"
 	rebuildLog       *limiters // "fatal producer error", per error code
 	rdLines          *limiters // librdkafka's log lines at warning and above
-	// isolateUntil: sequences below it are produced one at a time. A
-	// "record too large" answer applies to librdkafka's whole batch, so a
-	// permanent error is only believed for a record sent alone.
+	// Isolation (isolate.go): records produced alone to confirm a
+	// permanent error. isolateUntil bounds the records of no known
+	// partition to isolate; solos are the records produced alone whose
+	// reports are not in yet, globalSolo whether one of them has no known
+	// partition (nothing else is produced until its report).
 	isolateUntil uint64
-	soloSeq      uint64 // the record last produced alone under isolation
+	solos        map[uint64]solo
+	globalSolo   bool
 	// now (Unix nanos) is read once per round of delivery reports, for
 	// their latency (Config.ObserveDelivery).
 	now int64
@@ -139,6 +159,9 @@ type Stats struct {
 	// librdkafka's text of the last one.
 	BrokerAuthFailed bool
 	BrokerAuthError  string
+	// StalledPartitions are the partitions whose records wait while the
+	// others go on (published every CursorSyncInterval).
+	StalledPartitions []PartitionStatus
 }
 
 // New creates a sender that starts at the WAL's cursor. It fails with an
@@ -157,6 +180,10 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 	if err != nil {
 		return nil, err
 	}
+	partitioner := "consistent_random"
+	if v, ok := kcfg["partitioner"].(string); ok {
+		partitioner = v
+	}
 	linger, err := stickyLinger(kcfg)
 	if err != nil {
 		return nil, err
@@ -173,25 +200,32 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		backoff: minBackoff,
 		// Per-partition report order needs idempotence (retries that
 		// keep order).
-		positional: truthy(kcfg["enable.idempotence"]),
-		notify:     make(chan struct{}),
-		authLog:    limiter{every: repeatEvery},
-		rebuildLog: newLimiters(repeatEvery),
-		rdLines:    newLimiters(repeatEvery),
-		closeCh:    make(chan closeReq),
-		credsCh:    make(chan credsReq),
-		done:       make(chan struct{}),
+		positional:  truthy(kcfg["enable.idempotence"]),
+		laneReady:   make(chan struct{}, 1),
+		solos:       map[uint64]solo{},
+		partitioner: partitioner,
+		notify:      make(chan struct{}),
+		authLog:     limiter{every: repeatEvery},
+		rebuildLog:  newLimiters(repeatEvery),
+		rdLines:     newLimiters(repeatEvery),
+		closeCh:     make(chan closeReq),
+		credsCh:     make(chan credsReq),
+		done:        make(chan struct{}),
 	}
 	s.persisted = s.win.low - 1
-	s.stats.acked.Store(s.win.low - 1)
+	if err := s.resumeParked(); err != nil {
+		return nil, err
+	}
+	s.stats.acked.Store(s.watermark())
 	if err := s.newProducer(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-// Start runs the sender goroutine (and its WAL reader).
+// Start runs the sender goroutine (and its WAL reader and parker).
 func (s *Sender) Start() {
+	s.park = newParker(s.wal)
 	go s.pf.run()
 	go s.run()
 }
@@ -208,6 +242,12 @@ const (
 func (s *Sender) run() {
 	defer close(s.done)
 	defer s.pf.stop()
+	defer s.park.close()
+	defer func() {
+		for _, l := range s.lanes {
+			s.stopReading(l)
+		}
+	}()
 	tick := time.NewTicker(s.cfg.CursorSyncInterval)
 	defer tick.Stop()
 	timer := time.NewTimer(time.Hour) // re-armed for retries and rebuild deadlines
@@ -216,7 +256,7 @@ func (s *Sender) run() {
 	var closeDone <-chan struct{}
 	closeCh := s.closeCh
 	for {
-		if closing != nil && (s.win.low > closing.target || closing.ctx.Err() != nil) {
+		if closing != nil && (s.watermark() >= closing.target || closing.ctx.Err() != nil) {
 			s.shutdown()
 			return
 		}
@@ -232,11 +272,7 @@ func (s *Sender) run() {
 			reads = s.pf.out
 		}
 		var retry <-chan time.Time
-		if !s.retryAt.IsZero() || s.mode == rebuilding {
-			at := s.retryAt
-			if s.mode == rebuilding {
-				at = s.rebuildWake()
-			}
+		if at := s.nextWake(); !at.IsZero() {
 			timer.Reset(max(time.Until(at), time.Millisecond))
 			retry = timer.C
 		}
@@ -256,14 +292,26 @@ func (s *Sender) run() {
 		case lg := <-s.logs:
 			s.logLibrdkafka(lg)
 		case a := <-s.meta.out:
-			s.rt.setMeta(a.topic, a.md, a.err, s.stats.unreachable.Load())
+			s.setMeta(a)
+		case d := <-s.park.out:
+			s.parkedRound(d)
 		case b := <-reads:
 			s.take(b)
+		case <-s.laneReady:
 		case now := <-tick.C:
+			if s.positional {
+				now := time.Now()
+				s.countRecent(now)
+				s.checkStalls()
+				s.parkLanes(now)
+				s.unpark()
+				s.publishPartitions()
+			}
 			s.persist()
 			s.outageTick(now)
 			s.summarize(now)
 		case <-retry:
+			s.wake = time.Time{}
 		case r := <-s.credsCh:
 			s.setCredentials(r)
 		case req := <-closeCh:
@@ -271,6 +319,19 @@ func (s *Sender) run() {
 		case <-closeDone:
 		}
 	}
+}
+
+// nextWake returns when the run loop must come back without an event,
+// zero if never.
+func (s *Sender) nextWake() time.Time {
+	if s.mode == rebuilding {
+		return s.rebuildWake()
+	}
+	at := s.retryAt
+	if !s.wake.IsZero() && (at.IsZero() || s.wake.Before(at)) {
+		at = s.wake
+	}
+	return at
 }
 
 // Stats returns the sender's counters.
@@ -286,6 +347,8 @@ func (s *Sender) Stats() Stats {
 		InFlight:         int(s.stats.inFlight.Load()),
 		BrokerReachable:  !s.stats.unreachable.Load(),
 		BrokerAuthFailed: s.stats.authFailed.Load(),
+
+		StalledPartitions: s.stalledPartitions(),
 	}
 	if e := s.stats.authError.Load(); e != nil {
 		st.BrokerAuthError = *e

@@ -12,17 +12,18 @@ import (
 // by the next Open), collects every report it can, closes the producer and
 // persists the final cursor.
 func (s *Sender) shutdown() {
-	if s.win.produced > 0 {
+	if n, _ := s.inFlight(); n > 0 {
 		s.purge()
 		deadline := time.NewTimer(closePurgeWait)
 		defer deadline.Stop()
 	collect:
-		for s.win.produced > 0 {
+		for n > 0 {
 			select {
 			case ev := <-s.events:
 				if m, ok := ev.(*kafka.Message); ok {
 					s.settle(m)
 				}
+				n, _ = s.inFlight()
 			case lg := <-s.logs:
 				s.logLibrdkafka(lg)
 			case <-deadline.C:
@@ -32,6 +33,7 @@ func (s *Sender) shutdown() {
 	}
 	s.closeProducer()
 	s.published()
+	s.unpark()
 	s.persistAt = time.Time{} // the last chance, whatever the backoff
 	s.persist()
 }

@@ -9,8 +9,9 @@ import (
 
 // published makes the new watermark visible to Stats and Flush.
 func (s *Sender) published() {
-	s.stats.inFlight.Store(int64(s.win.produced))
-	oldest := s.win.oldest()
+	n, _ := s.inFlight()
+	s.stats.inFlight.Store(int64(n))
+	oldest := s.oldest()
 	s.stats.oldest.Store(oldest)
 	if p := s.pending; oldest == 0 && len(p) > 0 && p[0].Seq == s.win.low && !p[0].Hole && !p[0].Record.Timestamp.IsZero() {
 		// Nothing in flight: the oldest record of the backlog is the next
@@ -18,7 +19,7 @@ func (s *Sender) published() {
 		oldest = p[0].Record.Timestamp.UnixNano()
 	}
 	s.stats.oldestBacklog.Store(oldest)
-	if acked := s.win.low - 1; acked != s.stats.acked.Load() {
+	if acked := s.watermark(); acked != s.stats.acked.Load() {
 		s.stats.acked.Store(acked)
 		s.notifyM.Lock()
 		close(s.notify)
@@ -27,12 +28,24 @@ func (s *Sender) published() {
 	}
 }
 
-// persist stores the watermark as the WAL cursor. After a failure it
-// waits before it tries again, doubling from CursorSyncInterval up to
-// maxBackoff, so that a failing disk is not written, and the failure not
-// logged, at every tick.
+// oldest returns the timestamp of the oldest unacknowledged record in
+// flight or owned by a lane, 0 if none.
+func (s *Sender) oldest() int64 {
+	ts := s.win.oldest()
+	for _, l := range s.lanes {
+		if o := l.oldest(); o != 0 && (ts == 0 || o < ts) {
+			ts = o
+		}
+	}
+	return ts
+}
+
+// persist stores the cursor: the watermark, or below it what lanes still
+// read from the WAL. After a failure it waits before it tries again,
+// doubling from CursorSyncInterval up to maxBackoff, so that a failing
+// disk is not written, and the failure not logged, at every tick.
 func (s *Sender) persist() {
-	acked := s.win.low - 1
+	acked := s.cursorBound()
 	if acked <= s.persisted || time.Now().Before(s.persistAt) {
 		return
 	}

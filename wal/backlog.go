@@ -34,7 +34,7 @@ func (l *Log) BytesAfter(seq uint64) int64 {
 		return 0
 	}
 	n := len(s.firsts)
-	used := l.disk.usedBytes()
+	used := l.disk.usedBytes() - l.ParkedBytes() // the segments' share
 	// The segment holding seq+1; -1 when seq+1 lies before the first.
 	k := sort.Search(n, func(i int) bool { return s.firsts[i] > seq+1 }) - 1
 	if k < 0 {

@@ -50,6 +50,11 @@ const PartitionAny int32 = -1
 // to the layout in doc.go; Decode refuses versions it does not know.
 const codecVersion = 1
 
+// parkedVersion is the codec version of a record in a park log: version
+// 1's layout with the record's original WAL sequence (8 bytes) after the
+// version byte, under the same checksum. It appears only in park logs.
+const parkedVersion = 2
+
 // headerSize is crc32c(4) + version(1) + timestamp(8) + partition(4).
 const headerSize = 4 + 1 + 8 + 4
 
@@ -99,6 +104,25 @@ func AppendEncode(dst []byte, r *Record) []byte { return appendEncode(dst, r, 0)
 func appendEncode(dst []byte, r *Record, unset int64) []byte {
 	start := len(dst)
 	dst = append(dst, 0, 0, 0, 0, codecVersion)
+	dst = appendFields(dst, r, unset)
+	binary.BigEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], castagnoli))
+	return dst
+}
+
+// AppendEncodeParked appends r's encoding as a parked record of original
+// sequence seq (version 2, see doc.go) to dst.
+func AppendEncodeParked(dst []byte, seq uint64, r *Record) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0, parkedVersion)
+	dst = binary.BigEndian.AppendUint64(dst, seq)
+	dst = appendFields(dst, r, 0)
+	binary.BigEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], castagnoli))
+	return dst
+}
+
+// appendFields appends the fields after the version (and, parked, the
+// sequence): timestamp, partition, topic, key, value, headers.
+func appendFields(dst []byte, r *Record, unset int64) []byte {
 	ts := unset
 	if !r.Timestamp.IsZero() {
 		ts = r.Timestamp.UnixNano()
@@ -115,7 +139,6 @@ func appendEncode(dst []byte, r *Record, unset int64) []byte {
 		dst = append(dst, h.Key...)
 		dst = appendBytes(dst, h.Value)
 	}
-	binary.BigEndian.PutUint32(dst[start:], crc32.Checksum(dst[start+4:], castagnoli))
 	return dst
 }
 
@@ -147,14 +170,38 @@ func decodeEntry(b []byte, topic string, verify bool) (Record, error) {
 	if b[4] != codecVersion {
 		return r, fmt.Errorf("%w: unknown codec version %d", errEntry, b[4])
 	}
-	if ts := int64(binary.BigEndian.Uint64(b[5:])); ts != 0 {
+	return decodeFields(b[5:], topic)
+}
+
+// DecodeParked parses one parked entry (version 2): the record's original
+// sequence and the record, aliasing b as Decode does.
+func DecodeParked(b []byte) (uint64, Record, error) { return decodeParked(b, "") }
+
+func decodeParked(b []byte, topic string) (uint64, Record, error) {
+	if len(b) < headerSize+8 {
+		return 0, Record{}, fmt.Errorf("%w: %d bytes, shorter than the %d-byte parked header", errEntry, len(b), headerSize+8)
+	}
+	if want, got := binary.BigEndian.Uint32(b), crc32.Checksum(b[4:], castagnoli); want != got {
+		return 0, Record{}, fmt.Errorf("%w: crc32c %08x, want %08x", errEntry, got, want)
+	}
+	if b[4] != parkedVersion {
+		return 0, Record{}, fmt.Errorf("%w: codec version %d in a park log", errEntry, b[4])
+	}
+	r, err := decodeFields(b[13:], topic)
+	return binary.BigEndian.Uint64(b[5:]), r, err
+}
+
+// decodeFields parses what appendFields wrote; b is checksummed.
+func decodeFields(b []byte, topic string) (Record, error) {
+	var r Record
+	if ts := int64(binary.BigEndian.Uint64(b)); ts != 0 {
 		r.Timestamp = time.Unix(0, ts)
 	}
-	r.Partition = int32(binary.BigEndian.Uint32(b[13:]))
+	r.Partition = int32(binary.BigEndian.Uint32(b[8:]))
 	if r.Partition < PartitionAny {
 		return Record{}, fmt.Errorf("%w: partition %d", errEntry, r.Partition)
 	}
-	d := decoder{b: b[headerSize:]}
+	d := decoder{b: b[12:]}
 	if t := d.bytes(); string(t) == topic {
 		r.Topic = topic
 	} else {

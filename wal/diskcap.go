@@ -101,6 +101,20 @@ func (d *diskCap) fullAnswers() uint64 {
 	return d.answers
 }
 
+// reserveParked takes n bytes for a park log, or fails with ErrFull when
+// they do not fit under the cap plus slack. Parking frees more than it
+// takes (the WAL's segments behind the parked records), so it may go over
+// the cap by slack, or it could never start on a full disk.
+func (d *diskCap) reserveParked(n, slack int64) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.used+d.reserved+n > d.max+slack {
+		return fmt.Errorf("%w: parking %d bytes: %d in use of MaxDiskBytes %d", ErrFull, n, d.used+d.reserved, d.max)
+	}
+	d.reserved += n
+	return nil
+}
+
 // waiters returns how many appenders are blocked at the cap.
 func (d *diskCap) waiters() int {
 	d.mu.Lock()

@@ -11,6 +11,11 @@
 //	  cursor.0, cursor.1    the durable cursor, two slots written in turn
 //	  deadletter.log        records Kafka refused for good (see DeadLetters)
 //	  quarantine/           bytes cut off by repair (package recovery)
+//	  park/                 park logs: records of stalled partitions
+//	    orders.3/           topic.partition, or topic.any for keyless records
+//	      meta              whose records: topic, partition, count, partitioner
+//	      00000000000000000457  park segments, named by first original sequence
+//	      cursor.0, cursor.1    the park log's cursor, as the WAL's
 //
 // Files are created 0600 and directories 0700 unless Options say otherwise.
 //
@@ -142,9 +147,54 @@
 // nothing, so bytes written per byte appended stay 1. Truncation runs at most
 // once a second unless an appender is waiting for room.
 //
+// # Park logs
+//
+// When a partition stops taking records for long, the sender copies its
+// unacknowledged records into a park log, so that the WAL's segments behind
+// them can be deleted: the disk then holds the stalled partition's backlog
+// instead of everyone's (ParkLog; the sender's park.go says when).
+//
+// A park segment holds frames as a WAL segment does (uvarint length, then
+// the entry), each entry a record in codec version 2: version 1's layout
+// with the record's original WAL sequence after the version byte, under the
+// same checksum:
+//
+//	offset  size  field
+//	0       4     crc32c (Castagnoli) of bytes 4..end
+//	4       1     codec version = 2
+//	5       8     original sequence
+//	13      ...   as version 1 from offset 5: timestamp, partition, topic,
+//	              key, value, headers
+//
+// Sequences rise through the segments but are not contiguous (one
+// partition's records among all). Version 2 appears only in park logs;
+// Decode refuses it, and DecodeParked refuses version 1.
+//
+// meta is "KWPK", version 1, the partition (int32; -1: the topic's keyless
+// records), the topic's partition count (int32; 0: unknown) and
+// partitioner the records were sorted with (uvarint length and bytes),
+// the topic (the same), and a crc32c of all before it. It is written once
+// (through a renamed temporary file, then a directory fsync), and again if
+// the count becomes known.
+//
+// A round of copied records is written a MiB at a time and made durable
+// by one fdatasync of its segment (and a directory fsync for a new one);
+// only then does it count as parked, and only then does the WAL cursor
+// move past its records. A segment that reaches SegmentBytes is synced
+// before the next begins. The park log's cursor (the WAL's two-slot
+// format) says every parked record with a sequence <= it is delivered;
+// whole park segments wholly at or below it are deleted (not the one being
+// written), and a park log whose records are all delivered is removed. At
+// Open every park record is checked: a torn or zeroed tail of the last
+// segment is cut off and kept in quarantine/park-NAME-SEGMENT-OFFSET (those
+// records are still in the WAL, whose cursor had not passed them); damage
+// elsewhere fails Open with ErrCorrupt naming the file and offset.
+//
 // # Disk cap
 //
-// MaxDiskBytes bounds the bytes of all segment files plus bytes reserved by
-// queued appends. At the cap Append waits (Block) or fails (Reject) with an
-// error matching ErrFull.
+// MaxDiskBytes bounds the bytes of all segment files and park logs plus
+// bytes reserved by queued appends. At the cap Append waits (Block) or
+// fails (Reject) with an error matching ErrFull. A park round may go over
+// the cap by one segment: parking frees more than it takes (the WAL's
+// segments behind it), or it could never start on a full disk.
 package wal

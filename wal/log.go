@@ -57,7 +57,11 @@ type Log struct {
 	// (never modified) by the writer whenever the list changes, and
 	// before a new segment's records are published.
 	segFirsts atomic.Pointer[[]uint64]
-	sizes     atomic.Pointer[segSizes] // for BytesAfter, published with segFirsts
+
+	// Park logs (park.go): found at Open or created since.
+	parksMu sync.Mutex
+	parks   []*ParkLog
+	sizes   atomic.Pointer[segSizes] // for BytesAfter, published with segFirsts
 
 	reqs    chan *appendReq
 	reqPool sync.Pool // of *appendReq
@@ -204,6 +208,11 @@ func (l *Log) open() (info OpenInfo, err error) {
 	l.sealed.Store(segs[len(segs)-1].First)
 	l.segsChanged()
 	l.disk = newDiskCap(l.w.segs.totalBytes(), l.opts.MaxDiskBytes)
+	parked, err := l.openParks()
+	if err != nil {
+		return info, err
+	}
+	l.disk.used += parked
 	l.watchFull()
 	info.FirstSeq, info.LastSeq, info.Cursor = first, last, st
 	return info, nil
@@ -370,6 +379,11 @@ func (l *Log) Close() error {
 		l.tl = nil
 	}
 	l.w.closeTail()
+	l.parksMu.Lock()
+	for _, pl := range l.parks {
+		pl.close()
+	}
+	l.parksMu.Unlock()
 	if uerr := l.lock.unlock(); uerr != nil {
 		err = errors.Join(err, uerr)
 	}

@@ -34,7 +34,7 @@ import (
 // One call reads from one segment at most: it stops at a sealed segment's
 // end, and the next call goes on in the next one.
 func (l *Log) ReadInto(seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
-	return l.readInto(noPin, seq, dst, buf, maxBytes)
+	return l.readInto(&l.sr, noPin, seq, dst, buf, maxBytes)
 }
 
 // ReadIntoPinned is ReadInto for a consumer that says when it is done with
@@ -44,10 +44,36 @@ func (l *Log) ReadInto(seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Ent
 // records of a plain ReadInto stay valid as long as they are held, and
 // the memory they alias is never reused.
 func (l *Log) ReadIntoPinned(slot int, seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
-	return l.readInto(slot, seq, dst, buf, maxBytes)
+	return l.readInto(&l.sr, slot, seq, dst, buf, maxBytes)
 }
 
-func (l *Log) readInto(slot int, seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
+// Reader is a sequential read position of its own in the log, for a reader
+// beside the one ReadInto serves (the sender's lanes, which read back the
+// records of one partition): each keeps its place in the segment files, so
+// that two readers do not make each other scan a segment from its start
+// on every call. Reads of all readers are serialized. A Reader does not
+// pin: the memory its records alias is never reused, as for ReadInto.
+type Reader struct {
+	l  *Log
+	sr sealedReader
+}
+
+// NewReader returns a new read position. Close it when done.
+func (l *Log) NewReader() *Reader { return &Reader{l: l} }
+
+// ReadInto is Log.ReadInto from r's position.
+func (r *Reader) ReadInto(seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
+	return r.l.readInto(&r.sr, noPin, seq, dst, buf, maxBytes)
+}
+
+// Close releases the segment file r holds open.
+func (r *Reader) Close() {
+	r.l.readMu.Lock()
+	r.sr.close()
+	r.l.readMu.Unlock()
+}
+
+func (l *Log) readInto(sr *sealedReader, slot int, seq uint64, dst []Entry, buf []byte, maxBytes int) ([]Entry, []byte, error) {
 	l.readMu.Lock()
 	defer l.readMu.Unlock()
 	l.tlMu.RLock()
@@ -62,7 +88,7 @@ func (l *Log) readInto(slot int, seq uint64, dst []Entry, buf []byte, maxBytes i
 	if first := l.first.Load(); seq < first {
 		return dst, buf, fmt.Errorf("kafkawal: read %d: below the first sequence on disk %d", seq, first)
 	}
-	return l.sr.read(l, seq, dst, buf, maxBytes)
+	return sr.read(l, seq, dst, buf, maxBytes)
 }
 
 // tidwallCached is how many sealed segments tidwall keeps in memory (its

@@ -19,8 +19,9 @@ import (
 const inspectHelp = `
 Inspect prints the state of a kafkawal directory: segments, the durable
 cursor, the backlog not yet acknowledged by Kafka and the age of its oldest
-record, dead letters, quarantined bytes, and whether a producer holds the
-directory (and its pid). It reads the last segment entry by entry; run
+record, park logs (the records of partitions that stalled), dead letters,
+quarantined bytes, and whether a producer holds the directory (and its
+pid). It reads the last segment entry by entry; run
 'kafkawal verify' to check every segment.
 
 It takes no lock and changes nothing: run it while the producer is up. The
@@ -66,6 +67,18 @@ error.
                             damage lies at or below the cursor, its records
                             are in Kafka already (the next open quarantines
                             it, nothing is lost)
+  parks.count              park logs in park/: each holds the records of one
+                            partition that stalled (or a topic's keyless
+                            records, partition "any"), copied out of the WAL
+                            so that its segments could be deleted; they go to
+                            Kafka before that partition's records in the WAL
+  parks.records, .bytes     records still to deliver in them, and their size
+  parks.logs[]              {name, topic, partition, records, bytes,
+                            first_seq, last_seq, acked, torn_tail, error};
+                            records: above acked, the park log's own cursor;
+                            torn_tail: an incomplete last record (the next
+                            open cuts it off; the WAL still holds it);
+                            error: damage (run 'kafkawal verify')
   dead_letters.count, .bytes
   dead_letters.newest       null or {seq, time, error, code, topic, partition};
                             code: librdkafka's error code (0: not kept);
@@ -91,9 +104,30 @@ type inspectReport struct {
 	Cursor      cursorInfo      `json:"cursor"`
 	Backlog     backlogInfo     `json:"backlog"`
 	Tail        tailInfo        `json:"tail"`
+	Parks       parksInfo       `json:"parks"`
 	DeadLetters deadLettersInfo `json:"dead_letters"`
 	Quarantine  quarantineInfo  `json:"quarantine"`
 	Warnings    []string        `json:"warnings"`
+}
+
+type parksInfo struct {
+	Count   int        `json:"count"`
+	Records int        `json:"records"` // still to deliver
+	Bytes   int64      `json:"bytes"`
+	Logs    []parkInfo `json:"logs"`
+}
+
+type parkInfo struct {
+	Name      string    `json:"name"`
+	Topic     string    `json:"topic"`
+	Partition partition `json:"partition"`
+	Records   int       `json:"records"` // above acked
+	Bytes     int64     `json:"bytes"`
+	FirstSeq  uint64    `json:"first_seq"`
+	LastSeq   uint64    `json:"last_seq"`
+	Acked     uint64    `json:"acked"`
+	TornTail  bool      `json:"torn_tail"`
+	Error     string    `json:"error,omitempty"`
 }
 
 type lockInfo struct {
@@ -216,6 +250,11 @@ func runInspect(args []string, stdout, stderr io.Writer) int {
 			return exitProblem
 		}
 	}
+	for _, pl := range rep.Parks.Logs {
+		if pl.Error != "" {
+			return exitProblem
+		}
+	}
 	return exitOK
 }
 
@@ -282,6 +321,9 @@ func collectInspect(dir string) (*inspectReport, error) {
 	if n := rep.Backlog.Records; n > 0 && !held {
 		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d %s wait for delivery and no producer has the directory open: start the service on this directory, or deliver them with 'kafkawal ship %s'", n, plural(int(min(n, 2)), "record", "records"), dir))
 	}
+	if err := collectParks(rep, dir); err != nil {
+		rep.Warnings = append(rep.Warnings, "cannot list park/: "+trimPrefix(err))
+	}
 	// Dead letters and quarantine are reported even when damaged: one
 	// unreadable file must not hide the rest of the picture.
 	if err := collectDeadLetters(rep, dir); err != nil {
@@ -341,6 +383,31 @@ func collectBacklog(rep *inspectReport, segs []wal.SegmentFile, acked uint64) er
 		// The rest of the report is still worth having at 3 a.m.
 		rep.Backlog.Oldest = &oldestInfo{Seq: base + 1, Error: trimPrefix(err)}
 		rep.Warnings = append(rep.Warnings, "cannot read the oldest unacknowledged record: "+trimPrefix(err))
+	}
+	return nil
+}
+
+// collectParks reads every park log (wal.VerifyParks checks each record).
+func collectParks(rep *inspectReport, dir string) error {
+	rep.Parks.Logs = []parkInfo{}
+	reps, err := wal.VerifyParks(dir)
+	if err != nil {
+		return err
+	}
+	for _, r := range reps {
+		pi := parkInfo{Name: filepath.Base(r.Dir), Topic: r.Meta.Topic, Partition: partition(r.Meta.Partition), Records: r.Undelivered,
+			Bytes: r.Bytes, FirstSeq: r.First, LastSeq: r.Last, Acked: r.Acked, TornTail: r.TornTail != nil}
+		if r.Err != nil {
+			pi.Error = trimPrefix(r.Err)
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("park log %s is damaged: %s; run 'kafkawal verify'", pi.Name, pi.Error))
+		} else if pi.Records > 0 {
+			rep.Warnings = append(rep.Warnings, fmt.Sprintf("%d %s of %s/%s parked in park/%s (the partition stalled): they go to Kafka before its records in the WAL",
+				pi.Records, plural(min(pi.Records, 2), "record", "records"), pi.Topic, pi.Partition, pi.Name))
+		}
+		rep.Parks.Count++
+		rep.Parks.Records += pi.Records
+		rep.Parks.Bytes += pi.Bytes
+		rep.Parks.Logs = append(rep.Parks.Logs, pi)
 	}
 	return nil
 }
@@ -463,6 +530,22 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 				k = "tail"
 			}
 			row(k, "%s at %s offset %d, %d bytes: %s", kind, filepath.Base(d.Segment), d.Offset, d.Bytes, d.Error)
+		}
+	}
+
+	if rep.Parks.Count == 0 {
+		row("parked", "none")
+	} else {
+		row("parked", "%d records in %d park %s, %s", rep.Parks.Records, rep.Parks.Count, plural(rep.Parks.Count, "log", "logs"), humanBytes(rep.Parks.Bytes))
+		for _, pl := range rep.Parks.Logs {
+			state := ""
+			switch {
+			case pl.Error != "":
+				state = ", DAMAGED: " + pl.Error
+			case pl.TornTail:
+				state = ", torn tail (the next open cuts it off)"
+			}
+			row("", "  %s/%s: %d records, seq %d..%d, %s%s", pl.Topic, pl.Partition, pl.Records, pl.FirstSeq, pl.LastSeq, humanBytes(pl.Bytes), state)
 		}
 	}
 

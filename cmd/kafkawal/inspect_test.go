@@ -347,6 +347,7 @@ func TestInspectFieldsDocumented(t *testing.T) {
 	dir := t.TempDir()
 	writeLog(t, dir, 300, 100)
 	addDeadLetters(t, dir, 5)
+	addPark(t, dir, 10, 0)
 	if err := os.Mkdir(filepath.Join(dir, "quarantine"), 0o700); err != nil {
 		t.Fatal(err)
 	}

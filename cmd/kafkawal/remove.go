@@ -65,6 +65,15 @@ func checkShipped(dir string, last uint64) error {
 	if end := max(last, rep.LastSeq); cur.Acked < end {
 		return &keptError{fmt.Sprintf("its cursor (%d) is behind its last record (%d)", cur.Acked, end)}
 	}
+	parks, err := wal.VerifyParks(dir)
+	if err != nil {
+		return err
+	}
+	for _, p := range parks {
+		if p.Undelivered > 0 || p.Err != nil {
+			return &keptError{fmt.Sprintf("its park log %s holds %d undelivered %s of a partition that stalled", filepath.Base(p.Dir), p.Undelivered, plural(p.Undelivered, "record", "records"))}
+		}
+	}
 	dead := 0
 	if err := wal.ReadDeadLetters(dir, func(wal.DeadLetter) error { dead++; return nil }); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

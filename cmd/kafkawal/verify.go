@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"path/filepath"
 
 	"github.com/kafkawal/kafkawal/recovery"
 	"github.com/kafkawal/kafkawal/wal"
@@ -13,7 +14,8 @@ import (
 const verifyHelp = `
 Verify reads every segment and checks every record's CRC32C and framing,
 and that each sealed segment holds as many records as the next segment's
-name implies. Progress goes to stderr (a bar on a terminal, a line per 10%
+name implies; then every park log (park/: the records of partitions that
+stalled), record by record. Progress goes to stderr (a bar on a terminal, a line per 10%
 otherwise); the verdict goes to stdout.
 
 It takes no lock and changes nothing. A producer writing meanwhile may show
@@ -78,6 +80,26 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 	if rep.Holes > 0 {
 		summary += fmt.Sprintf(", %d %s (records lost in an earlier repair)", rep.Holes, plural(int(rep.Holes), "hole", "holes"))
 	}
+	parks, err := wal.VerifyParks(dir)
+	if err != nil {
+		return fail(stderr, "verify", err, exitUsage)
+	}
+	parked, torn := 0, len(rep.Damage) > 0
+	for _, p := range parks {
+		name := filepath.Base(p.Dir)
+		switch {
+		case p.Err != nil:
+			corrupt++
+			fmt.Fprintf(stdout, "CORRUPT: park log %s: %v\n", name, p.Err)
+		case p.TornTail != nil:
+			torn = true
+			fmt.Fprintf(stdout, "TORN TAIL: park log %s: %v\n", name, p.TornTail)
+		}
+		parked += p.Undelivered
+	}
+	if len(parks) > 0 {
+		summary += fmt.Sprintf("; %d park %s, %d records to deliver", len(parks), plural(len(parks), "log", "logs"), parked)
+	}
 	switch {
 	case corrupt > 0 && delivered == corrupt:
 		fmt.Fprintf(stdout, "verify: CORRUPT: %d damaged %s, all in records already delivered: nothing lost, the next open quarantines %s; %s\n",
@@ -91,7 +113,7 @@ func runVerify(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "verify: CORRUPT: %d damaged %s%s in %s\n", corrupt, plural(corrupt, "range", "ranges"), already, summary)
 		return exitProblem
 	}
-	if len(rep.Damage) > 0 {
+	if torn {
 		fmt.Fprintf(stdout, "verify: ok with a torn tail (the next open repairs it): %s\n", summary)
 		return exitOK
 	}

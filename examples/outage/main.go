@@ -6,13 +6,22 @@
 // At the end an independent client reads the topic back and checks that
 // every appended record arrived.
 //
+// With -partial the outage is partial instead: one partition of three
+// stops taking records (its broker answers NOT_ENOUGH_REPLICAS, as when
+// too few in-sync replicas are left) while the other two keep being
+// delivered; after a few seconds the stalled partition's records are
+// parked, and the WAL behind them deleted, so the disk holds its backlog
+// only.
+//
 //	go run ./examples/outage                      # ~30 s
 //	go run ./examples/outage -rate 20000 -outage 60s
+//	go run ./examples/outage -partial
 //
 // One line a second shows the backlog (records appended and not yet
-// acknowledged by Kafka), the WAL's size on disk, the live Go heap, the
-// process's resident memory (librdkafka's C memory included), the records
-// delivered and whether librdkafka can reach a broker.
+// acknowledged by Kafka), the WAL's size on disk (park logs included), the
+// live Go heap, the process's resident memory (librdkafka's C memory
+// included), the records delivered, the stalled partitions and what they
+// parked, and whether librdkafka can reach a broker.
 package main
 
 import (
@@ -52,6 +61,11 @@ type config struct {
 	Drain time.Duration
 	// Every is the period of the status lines.
 	Every time.Duration
+	// Partial stalls one partition instead of cutting the network;
+	// StallTimeout and ParkAfter are then the Producer's
+	// PartitionStallTimeout and ParkAfter.
+	Partial                 bool
+	StallTimeout, ParkAfter time.Duration
 	// Dir is the WAL directory; "" for a temporary one.
 	Dir string
 	// Logger, if set, receives kafkawal's and librdkafka's log events.
@@ -64,6 +78,9 @@ type result struct {
 	Appended    uint64
 	PeakBacklog uint64
 	PeakDisk    int64
+	PeakParked  int64
+	// DeliveredDuringOutage counts deliveries while the outage lasted.
+	DeliveredDuringOutage uint64
 	// HeapAtCut and PeakHeap are the live Go heap when the network was cut
 	// and its peak during the outage.
 	HeapAtCut, PeakHeap uint64
@@ -88,6 +105,9 @@ func main() {
 	flag.DurationVar(&c.After, "after", 10*time.Second, "appending after the network heals")
 	flag.DurationVar(&c.Drain, "drain", 2*time.Minute, "how long to wait for the backlog to drain once appending stops")
 	flag.StringVar(&c.Dir, "dir", "", "WAL directory (default: a temporary directory, removed at exit)")
+	flag.BoolVar(&c.Partial, "partial", false, "stall one partition of three instead of cutting the network")
+	flag.DurationVar(&c.StallTimeout, "stall-timeout", 2*time.Second, "with -partial: PartitionStallTimeout")
+	flag.DurationVar(&c.ParkAfter, "park-after", 5*time.Second, "with -partial: ParkAfter")
 	logLevel := flag.String("log", "", "show kafkawal's and librdkafka's log events at this level and above (debug, info, warn, error) on stderr")
 	flag.Parse()
 	c.Every = time.Second
@@ -119,7 +139,11 @@ func run(ctx context.Context, w io.Writer, c config) (result, error) {
 	if c.Rate <= 0 || c.Size <= 0 || c.Every <= 0 {
 		return res, errors.New("rate, size and the status period must be positive")
 	}
-	b, err := kafkatest.StartEmbedded(ctx, kafkatest.Options{Proxy: true})
+	opts := kafkatest.Options{Proxy: true}
+	if c.Partial {
+		opts = kafkatest.Options{Brokers: 3} // the stalled partition alone on one
+	}
+	b, err := kafkatest.StartEmbedded(ctx, opts)
 	if err != nil {
 		return res, err
 	}
@@ -144,8 +168,10 @@ func run(ctx context.Context, w io.Writer, c config) (result, error) {
 			// outage shows as "DOWN" within a few seconds.
 			"socket.timeout.ms": 2000,
 		},
-		MaxDiskBytes: 4 << 30,
-		Logger:       c.Logger,
+		MaxDiskBytes:          4 << 30,
+		PartitionStallTimeout: c.StallTimeout,
+		ParkAfter:             c.ParkAfter,
+		Logger:                c.Logger,
 	})
 	if err != nil {
 		return res, err
@@ -158,9 +184,13 @@ func run(ctx context.Context, w io.Writer, c config) (result, error) {
 		_ = p.Close(ctx)
 	}()
 
-	fmt.Fprintf(w, "appending %d records/s of %d bytes to an embedded Kafka behind a fault proxy; WAL in %s\n", c.Rate, c.Size, c.Dir)
-	fmt.Fprintf(w, "%6s  %-8s %10s %10s %9s %9s %9s %8s  %s\n",
-		"time", "network", "appended", "delivered", "backlog", "disk MiB", "live heap", "RSS MiB", "kafka")
+	if c.Partial {
+		fmt.Fprintf(w, "appending %d records/s of %d bytes to %d partitions of an embedded Kafka of 3 brokers; WAL in %s\n", c.Rate, c.Size, partitions, c.Dir)
+	} else {
+		fmt.Fprintf(w, "appending %d records/s of %d bytes to an embedded Kafka behind a fault proxy; WAL in %s\n", c.Rate, c.Size, c.Dir)
+	}
+	fmt.Fprintf(w, "%6s  %-8s %10s %10s %9s %9s %9s %8s %7s %10s  %s\n",
+		"time", "network", "appended", "delivered", "backlog", "disk MiB", "live heap", "RSS MiB", "stalled", "parked MiB", "kafka")
 
 	appendCtx, stopAppending := context.WithCancel(ctx)
 	defer stopAppending()
@@ -177,6 +207,8 @@ func run(ctx context.Context, w io.Writer, c config) (result, error) {
 	defer tick.Stop()
 	network, cut, healed, stopped := "up", false, false, false
 	var drainUntil time.Time
+	var heal func() error
+	var deliveredAtCut uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -197,19 +229,45 @@ func run(ctx context.Context, w io.Writer, c config) (result, error) {
 		if cut && !healed {
 			res.PeakHeap = max(res.PeakHeap, heap)
 		}
-		fmt.Fprintf(w, "%5.*fs  %-8s %10d %10d %9d %9.1f %9.1f %8s  %s\n",
+		stalled := 0
+		for _, s := range st.StalledPartitions {
+			if s.Stalled {
+				stalled++
+			}
+		}
+		res.PeakParked = max(res.PeakParked, st.ParkedBytes)
+		fmt.Fprintf(w, "%5.*fs  %-8s %10d %10d %9d %9.1f %9.1f %8s %7d %10.1f  %s\n",
 			decimals, elapsed.Seconds(), network, st.Appended, st.Delivered, st.BacklogRecords,
-			mib(uint64(st.DiskBytes)), mib(heap), rssMiB(), reachable(st.BrokerReachable))
+			mib(uint64(st.DiskBytes)), mib(heap), rssMiB(), stalled, mib(uint64(st.ParkedBytes)), reachable(st.BrokerReachable))
 
 		switch {
 		case !cut && elapsed >= c.Before:
-			b.Proxy().Blackhole()
-			cut, network = true, "CUT"
+			if c.Partial {
+				if _, heal, err = b.StallPartition(ctx, topic, 0); err != nil {
+					return res, err
+				}
+				network = "STALL"
+				fmt.Fprintln(w, "--- partition 0 stalled: its broker answers NOT_ENOUGH_REPLICAS; partitions 1 and 2 keep going")
+			} else {
+				b.Proxy().Blackhole()
+				network = "CUT"
+				fmt.Fprintln(w, "--- network cut: every byte to and from Kafka is dropped")
+			}
+			cut = true
+			deliveredAtCut = st.Delivered
 			res.HeapAtCut, res.PeakHeap = heap, heap
-			fmt.Fprintln(w, "--- network cut: every byte to and from Kafka is dropped")
 		case cut && !healed && elapsed >= c.Before+c.Outage:
-			b.Proxy().Heal()
 			healed, network = true, "healed"
+			res.DeliveredDuringOutage = st.Delivered - deliveredAtCut
+			if c.Partial {
+				if err := heal(); err != nil {
+					return res, err
+				}
+				fmt.Fprintf(w, "--- partition healed: %d records delivered to the others during the stall; %d records (%.1f MiB on disk, %.1f MiB parked) waiting\n",
+					res.DeliveredDuringOutage, st.BacklogRecords, mib(uint64(st.DiskBytes)), mib(uint64(st.ParkedBytes)))
+				break
+			}
+			b.Proxy().Heal()
 			fmt.Fprintf(w, "--- network healed: %d records (%.1f MiB of WAL) waiting; live Go heap %.1f MiB at the cut, %.1f MiB at most since\n",
 				st.BacklogRecords, mib(uint64(st.DiskBytes)), mib(res.HeapAtCut), mib(res.PeakHeap))
 		case healed && !stopped && elapsed >= c.Before+c.Outage+c.After:

@@ -70,6 +70,10 @@ type ChildConfig struct {
 	DeadLetterTopic string
 	DeadLetterEvery int
 	DeadLetterSize  int
+	// StallTimeout and ParkAfter are the Producer's PartitionStallTimeout
+	// and ParkAfter (0: its defaults).
+	StallTimeout time.Duration
+	ParkAfter    time.Duration
 }
 
 func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
@@ -97,6 +101,8 @@ func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
 	fs.StringVar(&c.DeadLetterTopic, "dead-letter-topic", c.DeadLetterTopic, "topic that refuses the dead-letter records")
 	fs.IntVar(&c.DeadLetterEvery, "dead-letter-every", c.DeadLetterEvery, "every n-th record is refused (0: none)")
 	fs.IntVar(&c.DeadLetterSize, "dead-letter-size", c.DeadLetterSize, "value bytes of a refused record")
+	fs.DurationVar(&c.StallTimeout, "stall-timeout", c.StallTimeout, "PartitionStallTimeout")
+	fs.DurationVar(&c.ParkAfter, "park-after", c.ParkAfter, "ParkAfter")
 	return &c
 }
 
@@ -120,6 +126,8 @@ func (c ChildConfig) Args() []string {
 		"--dead-letter-topic", c.DeadLetterTopic,
 		"--dead-letter-every", strconv.Itoa(c.DeadLetterEvery),
 		"--dead-letter-size", strconv.Itoa(c.DeadLetterSize),
+		"--stall-timeout", c.StallTimeout.String(),
+		"--park-after", c.ParkAfter.String(),
 	}
 }
 
@@ -193,9 +201,11 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 			// second, not librdkafka's default 10.
 			"reconnect.backoff.max.ms": 1000,
 		},
-		Durability:   dur,
-		SegmentBytes: c.SegmentBytes,
-		Logger:       &lg,
+		Durability:            dur,
+		SegmentBytes:          c.SegmentBytes,
+		PartitionStallTimeout: c.StallTimeout,
+		ParkAfter:             c.ParkAfter,
+		Logger:                &lg,
 		OnDeliveryResult: func(kafkawal.DeliveryResult) {
 			first.Do(func() { _ = lw.line(lineDelivered, time.Now().UnixNano()) })
 		},
@@ -223,6 +233,7 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 	err = lw.line(lineOpen, OpenLine{
 		Repairs:          rep.Recovery.TornTailRepairs,
 		Replay:           rep.Replay,
+		Parked:           rep.Parked,
 		LostRecords:      rep.Recovery.LostRecords,
 		QuarantinedBytes: rep.Recovery.QuarantinedBytes,
 		CursorClamped:    rep.WAL.CursorClamped,

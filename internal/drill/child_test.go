@@ -133,7 +133,7 @@ func TestParseArgs(t *testing.T) {
 
 func TestPlanFaults(t *testing.T) {
 	plan := func(seed uint64) []plannedFault {
-		return planFaults(rand.New(rand.NewPCG(seed, seed)), 2, 3, 10*time.Second)
+		return planFaults(rand.New(rand.NewPCG(seed, seed)), 2, 3, 1, 10*time.Second)
 	}
 	p := plan(1)
 	if !reflect.DeepEqual(p, plan(1)) || reflect.DeepEqual(p, plan(2)) {
@@ -146,7 +146,7 @@ func TestPlanFaults(t *testing.T) {
 			t.Fatalf("plan %+v: out of span or order", p)
 		}
 	}
-	if kinds[faultBrokerRestart] != 2 || kinds[faultNetCut] != 3 {
+	if kinds[faultBrokerRestart] != 2 || kinds[faultNetCut] != 3 || kinds[faultStall] != 1 {
 		t.Fatalf("plan %+v", p)
 	}
 }

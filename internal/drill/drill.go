@@ -33,14 +33,20 @@ import (
 
 // Defaults of Config's zero fields.
 const (
-	DefaultTopic         = "drill"
-	DefaultPartitions    = 4
-	DefaultRate          = 500
-	DefaultSize          = 100
-	DefaultKills         = 20
-	DefaultKillAfterMin  = 100 * time.Millisecond
-	DefaultKillAfterMax  = 2 * time.Second
-	DefaultCutFor        = 3 * time.Second
+	DefaultTopic        = "drill"
+	DefaultPartitions   = 4
+	DefaultRate         = 500
+	DefaultSize         = 100
+	DefaultKills        = 20
+	DefaultKillAfterMin = 100 * time.Millisecond
+	DefaultKillAfterMax = 2 * time.Second
+	DefaultCutFor       = 3 * time.Second
+	DefaultStallFor     = 10 * time.Second
+	// Children of a drill with partition stalls find a stall within a
+	// second and park after two: the kills then land while records are
+	// parked, and while they drain.
+	DefaultStallTimeout  = time.Second
+	DefaultParkAfter     = 2 * time.Second
 	DefaultBrokerDown    = time.Second
 	DefaultDrainRecords  = 100
 	DefaultDrainTimeout  = 2 * time.Minute
@@ -112,6 +118,17 @@ type Config struct {
 	// (default 3s), through a fault proxy that the broker advertises.
 	NetCuts int
 	CutFor  time.Duration
+	// StallPartition is the number of times partition 0 of the first
+	// topic stops accepting records (kafkatest.Broker.StallPartition: on
+	// a real cluster, one of two brokers is cut off from clients, and the
+	// partitions it leads stall), each StallFor long (default 10s), at
+	// random points of the kill phase. The children then use
+	// StallTimeout (default 500ms) as PartitionStallTimeout and ParkAfter
+	// (default 500ms), so that they park and drain while being killed.
+	StallPartition int
+	StallFor       time.Duration
+	StallTimeout   time.Duration
+	ParkAfter      time.Duration
 
 	// DrainRecords is how many records the final child appends before it
 	// flushes and closes. Default 100.
@@ -203,6 +220,15 @@ func (c Config) withDefaults() Config {
 	if c.CutFor == 0 {
 		c.CutFor = DefaultCutFor
 	}
+	if c.StallFor == 0 {
+		c.StallFor = DefaultStallFor
+	}
+	if c.StallPartition > 0 && c.StallTimeout == 0 {
+		c.StallTimeout = DefaultStallTimeout
+	}
+	if c.StallPartition > 0 && c.ParkAfter == 0 {
+		c.ParkAfter = DefaultParkAfter
+	}
 	if c.DrainRecords == 0 {
 		c.DrainRecords = DefaultDrainRecords
 	}
@@ -240,10 +266,12 @@ func (c Config) Validate() error {
 		return errors.New("drill: Command: required")
 	case c.Bootstrap == "" && c.Broker != "embedded" && c.Broker != "real":
 		return fmt.Errorf("drill: --broker: %q is neither embedded nor real", c.Broker)
-	case c.Bootstrap != "" && (c.BrokerRestarts > 0 || c.NetCuts > 0):
-		return errors.New("drill: --broker-restarts and --net-cuts need a broker the drill starts, not --bootstrap")
+	case c.Bootstrap != "" && (c.BrokerRestarts > 0 || c.NetCuts > 0 || c.StallPartition > 0):
+		return errors.New("drill: --broker-restarts, --net-cuts and --stall-partition need a broker the drill starts, not --bootstrap")
 	case c.Bootstrap != "" && c.Listener != string(kafkatest.Plaintext):
 		return errors.New("drill: --listener needs a broker the drill starts, not --bootstrap")
+	case c.StallPartition > 0 && c.Listener != string(kafkatest.Plaintext) && c.Broker == "real":
+		return errors.New("drill: --stall-partition on a real broker needs the PLAINTEXT --listener (two brokers, not Secure)")
 	case c.Partitions < 1:
 		return fmt.Errorf("drill: --partitions: %d, want at least 1", c.Partitions)
 	case c.Rate <= 0:
@@ -254,10 +282,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drill: --kills: %d, want >= 0", c.Kills)
 	case c.KillAfterMin < 0 || c.KillAfterMax < c.KillAfterMin:
 		return fmt.Errorf("drill: --kill-after-min %v and --kill-after-max %v: want 0 <= min <= max", c.KillAfterMin, c.KillAfterMax)
-	case c.BrokerRestarts < 0 || c.NetCuts < 0:
-		return errors.New("drill: --broker-restarts and --net-cuts: want >= 0")
-	case c.BrokerDown < 0 || c.CutFor < 0:
-		return errors.New("drill: --broker-down and --cut-for: want >= 0")
+	case c.BrokerRestarts < 0 || c.NetCuts < 0 || c.StallPartition < 0:
+		return errors.New("drill: --broker-restarts, --net-cuts and --stall-partition: want >= 0")
+	case c.BrokerDown < 0 || c.CutFor < 0 || c.StallFor < 0 || c.StallTimeout < 0:
+		return errors.New("drill: --broker-down, --cut-for, --stall-for and --stall-timeout: want >= 0")
 	case c.DrainRecords < 0:
 		return fmt.Errorf("drill: --drain-records: %d, want >= 0", c.DrainRecords)
 	case c.DrainTimeout < 0 || c.VerifyTimeout < 0:
@@ -276,8 +304,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("drill: --topics: bad topic name %q", t)
 		}
 	}
-	if (c.BrokerRestarts > 0 || c.NetCuts > 0) && c.Kills == 0 {
-		return errors.New("drill: --broker-restarts and --net-cuts happen during the kill phase: need --kills > 0")
+	if (c.BrokerRestarts > 0 || c.NetCuts > 0 || c.StallPartition > 0) && c.Kills == 0 {
+		return errors.New("drill: --broker-restarts, --net-cuts and --stall-partition happen during the kill phase: need --kills > 0")
 	}
 	if _, err := parseDurability(c.Durability); err != nil {
 		return err

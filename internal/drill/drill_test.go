@@ -192,6 +192,52 @@ func TestDrillSecureListener(t *testing.T) {
 	}
 }
 
+// TestDrillPartitionStall: children are SIGKILLed while partition 0 of
+// the first topic is stalled, parked and drained (on a real cluster, while
+// one of its two brokers is cut off from clients). Nothing acknowledged
+// may be lost or reordered.
+func TestDrillPartitionStall(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var pids pidRecorder
+	cfg := Config{
+		Broker:         kafkatest.Kind(),
+		Topics:         []string{"stall-a", "stall-b"},
+		Partitions:     4,
+		Rate:           400,
+		Size:           64,
+		Kills:          10,
+		KillAfterMin:   time.Second,
+		KillAfterMax:   3 * time.Second,
+		Seed:           7,
+		StallPartition: 1,
+		StallFor:       12 * time.Second,
+		DrainRecords:   50,
+		DrainTimeout:   2 * time.Minute,
+		VerifyTimeout:  time.Minute,
+		Command:        testCommand,
+		Log:            logWriter{t},
+		onChildStart:   pids.add,
+	}
+	rep, err := Run(ctx, cfg)
+	pids.checkDead(t)
+	if rep != nil {
+		var b strings.Builder
+		rep.WriteText(&b)
+		t.Logf("%s drill:\n%s", kafkatest.Kind(), b.String())
+	}
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if rep.Lost != 0 || rep.OrderViolations != 0 || rep.Kills != 10 || !rep.Drained || !rep.OK || rep.PartitionStalls != 1 {
+		t.Fatalf("lost %d, order violations %d, kills %d, drained %v, stalls %d, ok %v: %v",
+			rep.Lost, rep.OrderViolations, rep.Kills, rep.Drained, rep.PartitionStalls, rep.OK, rep.Failures)
+	}
+	if rep.OpensWithParked == 0 {
+		t.Fatal("no child opened with parked records: no kill landed while a partition was parked")
+	}
+}
+
 // TestDrillCancelKillsChild: a drill cancelled while a child runs returns
 // the context's error, and the child and the broker are gone.
 func TestDrillCancelKillsChild(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 const (
 	faultBrokerRestart = "broker-restart"
 	faultNetCut        = "net-cut"
+	faultStall         = "stall-partition"
 )
 
 // plannedFault is a fault due at offset At into the kill phase.
@@ -24,9 +25,9 @@ type plannedFault struct {
 	At   time.Duration
 }
 
-// planFaults spreads restarts broker restarts and cuts network cuts
-// uniformly over [0, span), in time order.
-func planFaults(rng *rand.Rand, restarts, cuts int, span time.Duration) []plannedFault {
+// planFaults spreads restarts broker restarts, cuts network cuts and
+// stalls partition stalls uniformly over [0, span), in time order.
+func planFaults(rng *rand.Rand, restarts, cuts, stalls int, span time.Duration) []plannedFault {
 	var plan []plannedFault
 	add := func(kind string, n int) {
 		for range n {
@@ -35,6 +36,7 @@ func planFaults(rng *rand.Rand, restarts, cuts int, span time.Duration) []planne
 	}
 	add(faultBrokerRestart, restarts)
 	add(faultNetCut, cuts)
+	add(faultStall, stalls)
 	slices.SortStableFunc(plan, func(a, b plannedFault) int { return cmp.Compare(a.At, b.At) })
 	return plan
 }
@@ -53,6 +55,8 @@ type faultRunner struct {
 	plan       []plannedFault
 	cutFor     time.Duration
 	brokerDown time.Duration
+	stallTopic string
+	stallFor   time.Duration
 	t0         time.Time // the drill's start, for FaultReport times
 	log        io.Writer
 
@@ -62,8 +66,9 @@ type faultRunner struct {
 	err    error         // valid after done
 }
 
-func newFaultRunner(b kafkatest.Broker, plan []plannedFault, cutFor, brokerDown time.Duration, t0 time.Time, log io.Writer) *faultRunner {
-	return &faultRunner{broker: b, plan: plan, cutFor: cutFor, brokerDown: brokerDown, t0: t0, log: log,
+func newFaultRunner(b kafkatest.Broker, plan []plannedFault, cfg Config, t0 time.Time) *faultRunner {
+	return &faultRunner{broker: b, plan: plan, cutFor: cfg.CutFor, brokerDown: cfg.BrokerDown,
+		stallTopic: cfg.Topics[0], stallFor: cfg.StallFor, t0: t0, log: cfg.Log,
 		finish: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -92,6 +97,8 @@ func (f *faultRunner) run(ctx context.Context, phaseStart time.Time) {
 			err = f.restartBroker(ctx)
 		case faultNetCut:
 			err = f.cutNetwork(ctx)
+		case faultStall:
+			err = f.stallPartition(ctx)
 		}
 		f.faults = append(f.faults, FaultReport{pf.Kind, ms(start.Sub(f.t0)), ms(time.Since(f.t0))})
 		if err != nil {
@@ -124,13 +131,15 @@ func (f *faultRunner) restartBroker(ctx context.Context) error {
 }
 
 func (f *faultRunner) cutNetwork(ctx context.Context) error {
-	p := f.broker.Proxy()
-	if p == nil {
+	proxies := f.broker.Proxies()
+	if len(proxies) == 0 {
 		return fmt.Errorf("no fault proxy in front of the %s broker", f.broker.Kind())
 	}
 	fmt.Fprintf(f.log, "drill: blackholing the network for %v\n", f.cutFor)
-	p.Blackhole()
-	defer p.Heal()
+	for _, p := range proxies {
+		p.Blackhole()
+		defer p.Heal()
+	}
 	t := time.NewTimer(f.cutFor)
 	defer t.Stop()
 	select {
@@ -139,4 +148,24 @@ func (f *faultRunner) cutNetwork(ctx context.Context) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// stallPartition makes partition 0 of the first topic stop accepting
+// records for stallFor (see kafkatest.Broker.StallPartition).
+func (f *faultRunner) stallPartition(ctx context.Context) error {
+	stalled, heal, err := f.broker.StallPartition(ctx, f.stallTopic, 0)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(f.log, "drill: stalling %s partitions %v for %v\n", f.stallTopic, stalled, f.stallFor)
+	t := time.NewTimer(f.stallFor)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+	if err := heal(); err != nil {
+		return err
+	}
+	return ctx.Err()
 }

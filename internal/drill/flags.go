@@ -81,6 +81,10 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.StringVar(&cfg.Metadata, "metadata", "strict", "with --power-cuts: when directory changes are durable: strict (after an fsync of the directory) or immediate")
 	fs.Int64Var(&cfg.SegmentBytes, "segment-bytes", 0, "WAL segment size of the children (default: kafkawal's, or 65536 with --power-cuts)")
 	fs.IntVar(&cfg.DeadLetterEvery, "dead-letter-every", 0, "make every n-th record one Kafka refuses for good (default: none, or 500 with --power-cuts)")
+	fs.IntVar(&cfg.StallPartition, "stall-partition", 0, "times partition 0 of the first topic stops accepting records at random points (on a real broker: one of two brokers is cut off from clients); the children park it and drain it while being killed")
+	fs.DurationVar(&cfg.StallFor, "stall-for", DefaultStallFor, "length of each partition stall")
+	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 0, "the children's PartitionStallTimeout (default 500ms with --stall-partition, else kafkawal's)")
+	fs.DurationVar(&cfg.ParkAfter, "park-after", 0, "the children's ParkAfter (default 500ms with --stall-partition, else kafkawal's)")
 	fs.IntVar(&cfg.DrainRecords, "drain-records", DefaultDrainRecords, "records the final child appends before it flushes and closes")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "bound of the final child's Flush and Close")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", DefaultVerifyTimeout, "bound of reading the topics back")
@@ -106,7 +110,7 @@ func ParseArgs(args []string) (Config, Output, error) {
 	var zero error
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "kills", "seed", "broker-restarts", "net-cuts", "bootstrap", "dir", "json", "v", "listener",
+		case "kills", "seed", "broker-restarts", "net-cuts", "stall-partition", "bootstrap", "dir", "json", "v", "listener",
 			"power-cuts", "segment-bytes", "dead-letter-every":
 			return
 		}

@@ -38,8 +38,12 @@ const (
 type OpenLine struct {
 	// Repairs counts torn tails cut off the WAL (0 or 1).
 	Repairs int `json:"repairs"`
-	// Replay is the number of records after the durable cursor.
+	// Replay is the number of records after the durable cursor (the
+	// parked ones included).
 	Replay uint64 `json:"replay"`
+	// Parked is the number of records found in park logs: partitions
+	// that were stalled when the previous run died.
+	Parked uint64 `json:"parked"`
 	// LostRecords counts records mid-log corruption destroyed (must be 0).
 	LostRecords int64 `json:"wal_lost_records"`
 	// QuarantinedBytes is what the repair kept in quarantine/.

@@ -38,10 +38,12 @@ type Report struct {
 	Kills          int     `json:"kills"`
 	KillAfterMinMS float64 `json:"kill_after_min_ms"`
 	KillAfterMaxMS float64 `json:"kill_after_max_ms"`
-	// BrokerRestarts and NetCuts count the faults injected.
-	BrokerRestarts int           `json:"broker_restarts"`
-	NetCuts        int           `json:"net_cuts"`
-	Faults         []FaultReport `json:"faults,omitempty"`
+	// BrokerRestarts, NetCuts and PartitionStalls count the faults
+	// injected.
+	BrokerRestarts  int           `json:"broker_restarts"`
+	NetCuts         int           `json:"net_cuts"`
+	PartitionStalls int           `json:"partition_stalls"`
+	Faults          []FaultReport `json:"faults,omitempty"`
 
 	// Acknowledged counts distinct ids in the ledger.
 	Acknowledged int `json:"acknowledged"`
@@ -86,6 +88,9 @@ type Report struct {
 	Repairs        int    `json:"repairs"`
 	Replayed       uint64 `json:"replayed"`
 	WALLostRecords int64  `json:"wal_lost_records"`
+	// OpensWithParked counts the children that opened the WAL with
+	// records in park logs: a kill landed while a partition was parked.
+	OpensWithParked int `json:"opens_with_parked"`
 
 	// PowerCut is the power-cut drill's part (Config.PowerCuts).
 	PowerCut *PowerCutReport `json:"power_cut,omitempty"`
@@ -137,6 +142,9 @@ func (r *Report) addRun(rr RunReport, start time.Time, l *runLedger) {
 			rr.OpenAfterMS = &d
 			r.Repairs += l.Open.Repairs
 			r.Replayed += l.Open.Replay
+			if l.Open.Parked > 0 {
+				r.OpensWithParked++
+			}
 			r.WALLostRecords += l.Open.LostRecords
 		}
 		if !l.FirstDelivery.IsZero() {
@@ -289,6 +297,7 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	row("broker restarts", "%d", r.BrokerRestarts)
 	row("network cuts", "%d", r.NetCuts)
+	row("partition stalls", "%d", r.PartitionStalls)
 	row("acknowledged", "%d", r.Acknowledged)
 	row("delivered", "%d (%d unique, %d beyond the ledger)", r.Delivered, r.Unique, r.UnackedDelivered)
 	row("lost", "%d", r.Lost)
@@ -302,6 +311,9 @@ func (r *Report) WriteText(w io.Writer) error {
 		row("max restart -> first delivery", "no run saw a delivery")
 	}
 	row("repairs", "%d torn tails over %d opens; %d records replayed", r.Repairs, r.opens(), r.Replayed)
+	if r.PartitionStalls > 0 {
+		row("opens with parked records", "%d", r.OpensWithParked)
+	}
 	if r.Drain != nil {
 		row("drain", "ok: flush %v, close %v, %d resent", dur(r.Drain.FlushMS), dur(r.Drain.CloseMS), r.Drain.Resent)
 	} else {

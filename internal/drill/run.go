@@ -126,8 +126,8 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 		span += delays[i]
 	}
 	var faults *faultRunner
-	if plan := planFaults(rng, cfg.BrokerRestarts, cfg.NetCuts, span); len(plan) > 0 {
-		faults = newFaultRunner(d.broker, plan, cfg.CutFor, cfg.BrokerDown, d.t0, cfg.Log)
+	if plan := planFaults(rng, cfg.BrokerRestarts, cfg.NetCuts, cfg.StallPartition, span); len(plan) > 0 {
+		faults = newFaultRunner(d.broker, plan, cfg, d.t0)
 		var fctx context.Context
 		fctx, d.stopFaults = context.WithCancel(ctx)
 		d.faults = faults
@@ -147,6 +147,8 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 				rep.BrokerRestarts++
 			case faultNetCut:
 				rep.NetCuts++
+			case faultStall:
+				rep.PartitionStalls++
 			}
 		}
 		if faults.err != nil {
@@ -199,6 +201,11 @@ func (d *drill) setUpBroker(ctx context.Context) error {
 		return fmt.Errorf("drill: %w", err)
 	}
 	opts := kafkatest.Options{Partitions: int32(cfg.Partitions), Proxy: cfg.NetCuts > 0, Secure: l != kafkatest.Plaintext, Listener: l}
+	if cfg.StallPartition > 0 && cfg.Broker == "real" {
+		// A partition stalls when its broker is cut off from clients, one
+		// of two, each behind its own proxy.
+		opts.Brokers, opts.Proxy = 2, true
+	}
 	start := kafkatest.StartEmbedded
 	if cfg.Broker == "real" {
 		start = kafkatest.StartReal
@@ -228,7 +235,7 @@ func (d *drill) setUpBroker(ctx context.Context) error {
 	d.bootstrap = b.Bootstrap()
 	d.rep.Bootstrap = d.bootstrap
 	via := ""
-	if b.Proxy() != nil {
+	if len(b.Proxies()) > 0 {
 		via = " (through the fault proxy)"
 	}
 	d.logf("%s broker at %s%s up in %v; topics %v x %d partitions; WAL %s",
@@ -443,6 +450,7 @@ func (d *drill) startChild(run int, drain bool) (*child, error) {
 		Run: uint32(run), Nonce: d.rep.Nonce, KafkaConfig: d.kafkaFile,
 		Drain: drain, DrainRecords: d.cfg.DrainRecords, DrainTimeout: d.cfg.DrainTimeout,
 		SegmentBytes: d.cfg.SegmentBytes,
+		StallTimeout: d.cfg.StallTimeout, ParkAfter: d.cfg.ParkAfter,
 	}
 	if d.cfg.PowerCuts > 0 {
 		cc.Dir = filepath.Join(d.mnt, walSubdir)
@@ -484,7 +492,7 @@ func (d *drill) finishRun(c *child, killAfter time.Duration, drain bool) *runLed
 	last := d.rep.Runs[len(d.rep.Runs)-1]
 	opened := "no open"
 	if o := last.Open; o != nil {
-		opened = fmt.Sprintf("open after %s (replay %d, repairs %d)", afterMS(last.OpenAfterMS), o.Replay, o.Repairs)
+		opened = fmt.Sprintf("open after %s (replay %d, parked %d, repairs %d)", afterMS(last.OpenAfterMS), o.Replay, o.Parked, o.Repairs)
 	}
 	d.logf("run %d (pid %d): %s after %v; %d acked; %s; first delivery after %s",
 		c.run, rr.PID, rr.Exit, time.Since(c.start).Round(time.Millisecond), last.Acked, opened, afterMS(last.FirstDeliveryAfterMS))

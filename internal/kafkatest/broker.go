@@ -22,6 +22,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -57,6 +58,12 @@ type Options struct {
 	// Listener is the listener Bootstrap returns and the proxy fronts.
 	// Default Plaintext; any other needs Secure.
 	Listener Listener
+	// Brokers is the number of broker nodes. Default 1. A real cluster of
+	// two or more puts each broker behind a fault proxy of its own (see
+	// Proxies), so that one broker can be cut off from clients while the
+	// cluster itself stays healthy: a partial outage. Several brokers are
+	// not Secure.
+	Brokers int
 }
 
 func (o Options) withDefaults() (Options, error) {
@@ -72,10 +79,16 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Listener != Plaintext && !o.Secure {
 		return o, fmt.Errorf("kafkatest: Options.Listener %s needs Options.Secure", o.Listener)
 	}
+	if o.Brokers <= 0 {
+		o.Brokers = 1
+	}
+	if o.Brokers > 1 && o.Secure {
+		return o, fmt.Errorf("kafkatest: Options.Brokers %d: a cluster of several brokers is not Secure", o.Brokers)
+	}
 	return o, nil
 }
 
-// Broker is a running Kafka cluster of one node.
+// Broker is a running Kafka cluster (one node unless Options.Brokers).
 type Broker interface {
 	// Bootstrap is the bootstrap.servers value for clients of
 	// Options.Listener (the proxy's address when Options.Proxy is set).
@@ -101,11 +114,31 @@ type Broker interface {
 	Kill() error
 	// Restart starts a killed broker again on the same address and data.
 	Restart(ctx context.Context) error
-	// Proxy is the fault proxy in front of the broker, nil without Options.Proxy.
+	// Proxy is the fault proxy in front of the broker, nil without
+	// Options.Proxy and for a cluster of several brokers (see Proxies).
 	Proxy() *Proxy
+	// Proxies are the fault proxies in front of each broker, in node
+	// order; nil without proxies.
+	Proxies() []*Proxy
+	// StallPartition makes a partition stop accepting records while the
+	// rest of the cluster goes on: the embedded broker answers its produce
+	// requests with NOT_ENOUGH_REPLICAS (retriable), after moving it to a
+	// broker of its own when there are several; a real cluster of two or
+	// more brokers blackholes the proxy of the partition's leader, which
+	// stalls every partition that broker leads. It returns the topic's
+	// partitions that stall and a function that ends the stall.
+	StallPartition(ctx context.Context, topic string, partition int32) (stalled []int32, heal func() error, err error)
+	// DeleteTopic deletes a topic.
+	DeleteTopic(ctx context.Context, name string) error
+	// AddPartitions grows a topic to total partitions.
+	AddPartitions(ctx context.Context, name string, total int32) error
 	// Close stops the broker and removes what it created.
 	Close() error
 }
+
+// Seeds splits a bootstrap.servers value (a Broker's Bootstrap) into the
+// seed brokers franz-go takes.
+func Seeds(bootstrap string) []string { return strings.Split(bootstrap, ",") }
 
 // Kind returns the broker kind selected by KAFKAWAL_BROKER: "embedded" or "real".
 func Kind() string {

@@ -19,15 +19,18 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 )
 
-// embedded is a one-node kfake cluster in the test process.
+// embedded is a kfake cluster in the test process.
 type embedded struct {
 	opts    Options
-	dir     string // kfake data dir; "" when Ephemeral
-	addr    string // 127.0.0.1:port the cluster really listens on, fixed at first start
-	proxy   *Proxy // nil without Options.Proxy
+	dir     string   // kfake data dir; "" when Ephemeral
+	addr    string   // 127.0.0.1:port the first broker really listens on, fixed at first start
+	addrs   []string // every broker's, in node order
+	proxy   *Proxy   // the first broker's; nil without Options.Proxy
+	proxies []*Proxy // every broker's
 	direct  kgo.Opt
-	reserve net.Listener // the first start's listener, handed to kfake once
-	sec     *Security    // nil without Options.Secure
+	// reserve holds the first start's listeners, handed to kfake once.
+	reserve map[string]net.Listener
+	sec     *Security // nil without Options.Secure
 	admin   []kgo.Opt
 
 	mu      sync.Mutex
@@ -35,12 +38,13 @@ type embedded struct {
 	closed  bool
 }
 
-// StartEmbedded starts a one-node kfake cluster on 127.0.0.1. Its port is
-// chosen at first start and kept by Restart. Unless opts.Ephemeral, the
-// cluster persists to a temporary directory, removed by Close, so that data
-// survives Kill and Restart. With opts.Proxy the cluster advertises the
-// proxy's address, so every client connection, including reconnections to
-// the advertised address, crosses the proxy.
+// StartEmbedded starts a kfake cluster of opts.Brokers nodes (default one)
+// on 127.0.0.1. Its ports are chosen at first start and kept by Restart.
+// Unless opts.Ephemeral, the cluster persists to a temporary directory,
+// removed by Close, so that data survives Kill and Restart. With opts.Proxy
+// each broker advertises the address of a proxy of its own, so every client
+// connection, including reconnections to the advertised addresses, crosses
+// a proxy.
 //
 // Kill closes the cluster: every client connection drops and in-flight
 // requests go unanswered. Unlike kill -9 of a real broker, kfake saves its
@@ -57,21 +61,33 @@ func StartEmbedded(ctx context.Context, opts Options) (Broker, error) {
 	if opts.Secure && opts.Listener == Plaintext {
 		return nil, errors.New("kafkatest: an embedded Secure broker has one listener: set Options.Listener")
 	}
-	e := &embedded{opts: opts}
+	e := &embedded{opts: opts, reserve: map[string]net.Listener{}}
 
-	// Reserve the broker's port first: the proxy needs it as its target
-	// before the cluster, which advertises the proxy, can start.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, fmt.Errorf("kafkatest: reserve embedded broker port: %w", err)
-	}
-	e.reserve = ln
-	e.addr = ln.Addr().String()
-	if opts.Proxy {
-		if e.proxy, err = NewProxy("127.0.0.1:0", e.addr); err != nil {
-			ln.Close()
-			return nil, err
+	// Reserve the brokers' ports first: the proxies need them as their
+	// targets before the cluster, which advertises the proxies, can start.
+	advertised := map[string]string{}
+	for range opts.Brokers {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			e.Close()
+			return nil, fmt.Errorf("kafkatest: reserve embedded broker port: %w", err)
 		}
+		addr := ln.Addr().String()
+		e.reserve[addr] = ln
+		e.addrs = append(e.addrs, addr)
+		if opts.Proxy {
+			px, err := NewProxy("127.0.0.1:0", addr)
+			if err != nil {
+				e.Close()
+				return nil, err
+			}
+			e.proxies = append(e.proxies, px)
+			advertised[px.Addr()] = addr
+		}
+	}
+	e.addr = e.addrs[0]
+	if opts.Proxy {
+		e.proxy = e.proxies[0]
 	}
 	if !opts.Ephemeral {
 		if e.dir, err = os.MkdirTemp("", "kafkawal-kfake-"); err != nil {
@@ -79,8 +95,8 @@ func StartEmbedded(ctx context.Context, opts Options) (Broker, error) {
 			return nil, fmt.Errorf("kafkatest: embedded broker data dir: %w", err)
 		}
 	}
-	e.direct = directDialer(e.Bootstrap(), e.addr)
-	e.admin = []kgo.Opt{kgo.SeedBrokers(e.addr), e.direct}
+	e.direct = directDialerMap(advertised)
+	e.admin = []kgo.Opt{kgo.SeedBrokers(e.addrs...), e.direct}
 	if opts.Secure {
 		if err := e.secure(); err != nil {
 			e.Close()
@@ -99,9 +115,14 @@ func StartEmbedded(ctx context.Context, opts Options) (Broker, error) {
 // that the package's own admin and readiness traffic does not depend on the
 // faults injected into the proxy.
 func directDialer(advertised, real string) kgo.Opt {
+	return directDialerMap(map[string]string{advertised: real})
+}
+
+// directDialerMap is directDialer for several brokers: real[advertised].
+func directDialerMap(real map[string]string) kgo.Opt {
 	return kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
-		if host == advertised {
-			host = real
+		if r, ok := real[host]; ok {
+			host = r
 		}
 		var d net.Dialer
 		return d.DialContext(ctx, network, host)
@@ -194,9 +215,24 @@ func (e *embedded) Security() *Security { return e.sec }
 
 func (e *embedded) AdminOpts() []kgo.Opt { return e.admin }
 
-func (e *embedded) Proxy() *Proxy { return e.proxy }
+func (e *embedded) Proxy() *Proxy {
+	if len(e.proxies) != 1 {
+		return nil
+	}
+	return e.proxy
+}
 
-// start creates the cluster on e.addr and waits until it answers.
+func (e *embedded) Proxies() []*Proxy { return e.proxies }
+
+func (e *embedded) DeleteTopic(ctx context.Context, name string) error {
+	return deleteTopic(ctx, e.admin, name)
+}
+
+func (e *embedded) AddPartitions(ctx context.Context, name string, total int32) error {
+	return addPartitions(ctx, e.admin, name, total)
+}
+
+// start creates the cluster on e.addrs and waits until it answers.
 func (e *embedded) start(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -206,14 +242,18 @@ func (e *embedded) start(ctx context.Context) error {
 	if e.cluster != nil {
 		return errors.New("kafkatest: embedded broker is running; Kill it before Restart")
 	}
-	_, portStr, _ := net.SplitHostPort(e.addr)
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return fmt.Errorf("kafkatest: embedded broker address %q: %w", e.addr, err)
+	ports := make([]int, len(e.addrs))
+	for i, a := range e.addrs {
+		_, portStr, _ := net.SplitHostPort(a)
+		port, err := strconv.Atoi(portStr)
+		if err != nil {
+			return fmt.Errorf("kafkatest: embedded broker address %q: %w", a, err)
+		}
+		ports[i] = port
 	}
 	kopts := []kfake.Opt{
-		kfake.NumBrokers(1),
-		kfake.Ports(port),
+		kfake.NumBrokers(len(e.addrs)),
+		kfake.Ports(ports...),
 		kfake.ListenFn(e.listen),
 		kfake.ClusterID("kafkawal-embedded"),
 		kfake.DefaultNumPartitions(int(e.opts.Partitions)),
@@ -237,7 +277,7 @@ func (e *embedded) start(ctx context.Context) error {
 	var c *kfake.Cluster
 	bindCtx, cancel := context.WithTimeout(ctx, portRetry)
 	defer cancel()
-	err = poll(bindCtx, func() (bool, error) {
+	err := poll(bindCtx, func() (bool, error) {
 		var err error
 		c, err = kfake.NewCluster(kopts...)
 		return !errors.Is(err, syscall.EADDRINUSE), err
@@ -258,19 +298,18 @@ func (e *embedded) start(ctx context.Context) error {
 // listen is kfake's ListenFn. The listener it returns reports the address
 // clients must use: kfake advertises its listener's Addr() in metadata.
 func (e *embedded) listen(network, address string) (net.Listener, error) {
-	ln := e.reserve
-	e.reserve = nil
-	if ln == nil || ln.Addr().String() != address {
-		if ln != nil {
-			ln.Close()
-		}
+	ln := e.reserve[address]
+	delete(e.reserve, address)
+	if ln == nil {
 		var err error
 		if ln, err = net.Listen(network, address); err != nil {
 			return nil, err
 		}
 	}
-	if e.proxy != nil {
-		return advertisingListener{Listener: ln, addr: e.proxy.ln.Addr()}, nil
+	for i, a := range e.addrs {
+		if a == address && e.proxies != nil {
+			return advertisingListener{Listener: ln, addr: e.proxies[i].ln.Addr()}, nil
+		}
 	}
 	return ln, nil
 }
@@ -312,15 +351,15 @@ func (e *embedded) Close() error {
 		e.cluster.Close()
 		e.cluster = nil
 	}
-	if e.reserve != nil {
-		e.reserve.Close()
-		e.reserve = nil
+	for a, ln := range e.reserve {
+		ln.Close()
+		delete(e.reserve, a)
 	}
 	e.mu.Unlock()
 
 	var errs []error
-	if e.proxy != nil {
-		errs = append(errs, e.proxy.Close())
+	for _, px := range e.proxies {
+		errs = append(errs, px.Close())
 	}
 	if e.dir != "" {
 		errs = append(errs, os.RemoveAll(e.dir))

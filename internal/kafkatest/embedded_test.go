@@ -45,7 +45,7 @@ func testCtx(t *testing.T) context.Context {
 
 func newKgo(t *testing.T, bootstrap string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(bootstrap)}, opts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(Seeds(bootstrap)...)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,7 @@ type topicPartition struct {
 // If ctx ends first, ReadAll returns what it read with an error that wraps
 // ctx's error and says how many records it had.
 func ReadAll(ctx context.Context, bootstrap string, topics []string, want int) ([]*kgo.Record, error) {
-	return ReadAllWith(ctx, []kgo.Opt{kgo.SeedBrokers(bootstrap)}, topics, want)
+	return ReadAllWith(ctx, []kgo.Opt{kgo.SeedBrokers(Seeds(bootstrap)...)}, topics, want)
 }
 
 // ReadAllWith is ReadAll through a client made of opts, such as a broker's
@@ -128,7 +128,7 @@ func endOffsets(ctx context.Context, cl *kgo.Client, topics []string) (map[topic
 // max.message.bytes, and waits until every partition of every topic has a
 // leader in metadata, so that produces to them succeed.
 func CreateTopics(ctx context.Context, bootstrap string, partitions int32, configs map[string]string, topics ...string) error {
-	return createTopics(ctx, []kgo.Opt{kgo.SeedBrokers(bootstrap)}, partitions, configs, topics...)
+	return createTopics(ctx, []kgo.Opt{kgo.SeedBrokers(Seeds(bootstrap)...)}, partitions, configs, topics...)
 }
 
 func createTopics(ctx context.Context, opts []kgo.Opt, partitions int32, configs map[string]string, topics ...string) error {

@@ -33,75 +33,123 @@ const EnvKeepRealDir = "KAFKAWAL_KAFKA_KEEP"
 // to 30 s for SIGTERM, then SIGKILLs).
 const realStopTimeout = 60 * time.Second
 
-// realBroker is a single-node Apache Kafka 4.x (KRaft, combined broker and
-// controller on 127.0.0.1) run by scripts/kafka/kafka.sh in a JVM of its own.
+// realBroker is an Apache Kafka 4.x cluster on 127.0.0.1 run by
+// scripts/kafka/kafka.sh, one JVM per node: node 1 is broker and
+// controller; with Options.Brokers above one, nodes 2.. are brokers that
+// join its controller, every node has an inter-broker listener of its own,
+// and each is advertised to clients through a fault proxy of its own.
 type realBroker struct {
 	opts   Options
 	script string
-	dir    string // server.properties, broker.log, broker.pid, data/
-	port   int    // PLAINTEXT listener on 127.0.0.1
-	cport  int    // CONTROLLER listener on 127.0.0.1
-	addr   string // 127.0.0.1:port
-	proxy  *Proxy // nil without Options.Proxy
+	nodes  []*realNode
 	direct kgo.Opt
-	ports  map[Listener]int // every listener's port, PLAINTEXT's included
-	sec    *Security        // nil without Options.Secure
+	sec    *Security // nil without Options.Secure (one node only)
 
 	mu      sync.Mutex
 	running bool
 	closed  bool
 }
 
-// StartReal starts Apache Kafka 4.x with scripts/kafka/kafka.sh in a new
-// temporary directory, on free loopback ports that Restart keeps. It needs
-// java (17+) and, on the first run on a machine, mvn and Maven Central to
-// resolve the broker's jars (cached in ~/.cache/kafkawal-kafka).
+// realNode is one broker of the cluster.
+type realNode struct {
+	id    int32
+	dir   string           // server.properties, broker.log, broker.pid, data/
+	ports map[Listener]int // every client listener's port, PLAINTEXT's included
+	cport int              // CONTROLLER listener; node 1 only
+	iport int              // INTERNAL listener (brokers among themselves); 0 with one node
+	addr  string           // PLAINTEXT listener: 127.0.0.1:port
+	proxy *Proxy           // fronts Options.Listener; nil without a proxy
+}
+
+func (n *realNode) listenerAddr(l Listener) string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(n.ports[l]))
+}
+
+// advertise is the address clients of l are told to use.
+func (n *realNode) advertise(l Listener) string {
+	if n.proxy != nil {
+		return n.proxy.Addr()
+	}
+	return n.listenerAddr(l)
+}
+
+// StartReal starts Apache Kafka 4.x with scripts/kafka/kafka.sh, each node
+// in a new temporary directory, on free loopback ports that Restart keeps.
+// It needs java (17+) and, on the first run on a machine, mvn and Maven
+// Central to resolve the broker's jars (cached in ~/.cache/kafkawal-kafka).
 //
-// With opts.Proxy the broker advertises the proxy's address, so that every
-// client connection, including reconnections to the advertised address,
-// crosses the proxy. The package's own admin traffic (readiness, CreateTopic)
-// goes straight to the broker, so it does not suffer the proxy's faults.
+// With opts.Proxy, and always with several brokers, each broker
+// advertises the address of a proxy of its own, so that every client
+// connection, including reconnections to the advertised address, crosses
+// it; the brokers talk to each other and to the controller directly, so a
+// proxy's faults cut a broker off from clients only (a partial outage).
+// The package's own admin traffic (readiness, CreateTopic) goes straight
+// to the brokers, so it does not suffer the proxies' faults.
 //
-// Kill is SIGKILL of the broker's JVM: what it acknowledged survives in the
-// page cache (Kafka does not fsync per request), so Restart brings it back
-// unless opts.Ephemeral, where Restart wipes the data and formats anew.
-// If the test process dies without Close, kafka.sh kills the broker.
+// Kill is SIGKILL of every broker's JVM: what they acknowledged survives
+// in the page cache (Kafka does not fsync per request), so Restart brings
+// it back unless opts.Ephemeral, where Restart wipes the data and formats
+// anew. If the test process dies without Close, kafka.sh kills the
+// brokers.
 func StartReal(ctx context.Context, opts Options) (Broker, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	if opts.Brokers > 1 {
+		opts.Proxy = true // a partial outage cuts one broker's proxy
+	}
 	script, err := kafkaScript()
 	if err != nil {
 		return nil, err
 	}
-	r := &realBroker{opts: opts, script: script, ports: make(map[Listener]int)}
+	r := &realBroker{opts: opts, script: script}
 	listeners := []Listener{Plaintext}
 	if opts.Secure {
 		listeners = append(listeners, SecureListeners...)
 	}
-	ports, err := freeLoopbackPorts(len(listeners) + 1)
+	need := opts.Brokers*len(listeners) + 1 // and node 1's controller
+	if opts.Brokers > 1 {
+		need += opts.Brokers // an inter-broker listener each
+	}
+	free, err := freeLoopbackPorts(need)
 	if err != nil {
 		return nil, err
 	}
-	for i, l := range listeners {
-		r.ports[l] = ports[i]
+	next := func() int {
+		p := free[0]
+		free = free[1:]
+		return p
 	}
-	r.port, r.cport = ports[0], ports[len(listeners)]
-	r.addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port))
-	if opts.Proxy {
-		target := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.ports[opts.Listener]))
-		if r.proxy, err = NewProxy("127.0.0.1:0", target); err != nil {
-			return nil, err
+	advertised := map[string]string{}
+	for i := range opts.Brokers {
+		n := &realNode{id: int32(i + 1), ports: make(map[Listener]int)}
+		r.nodes = append(r.nodes, n)
+		for _, l := range listeners {
+			n.ports[l] = next()
+		}
+		if i == 0 {
+			n.cport = next()
+		}
+		if opts.Brokers > 1 {
+			n.iport = next()
+		}
+		n.addr = n.listenerAddr(Plaintext)
+		if opts.Proxy {
+			if n.proxy, err = NewProxy("127.0.0.1:0", n.listenerAddr(opts.Listener)); err != nil {
+				r.Close()
+				return nil, err
+			}
+		}
+		advertised[n.advertise(opts.Listener)] = n.addr
+		if n.dir, err = os.MkdirTemp("", "kafkawal-kafka-"); err != nil {
+			r.Close()
+			return nil, fmt.Errorf("kafkatest: real broker dir: %w", err)
 		}
 	}
-	r.direct = directDialer(r.Bootstrap(), r.addr)
-	if r.dir, err = os.MkdirTemp("", "kafkawal-kafka-"); err != nil {
-		r.Close()
-		return nil, fmt.Errorf("kafkatest: real broker dir: %w", err)
-	}
+	r.direct = directDialerMap(advertised)
 	if opts.Secure {
-		if r.sec, err = newSecurity(filepath.Join(r.dir, "tls")); err != nil {
+		if r.sec, err = newSecurity(filepath.Join(r.nodes[0].dir, "tls")); err != nil {
 			r.Close()
 			return nil, err
 		}
@@ -113,24 +161,26 @@ func StartReal(ctx context.Context, opts Options) (Broker, error) {
 	return r, nil
 }
 
+// Bootstrap lists every broker's address for clients of Options.Listener.
 func (r *realBroker) Bootstrap() string {
-	if r.proxy != nil {
-		return r.proxy.Addr()
+	addrs := make([]string, len(r.nodes))
+	for i, n := range r.nodes {
+		addrs[i] = n.advertise(r.opts.Listener)
 	}
-	return r.listenerAddr(r.opts.Listener)
-}
-
-func (r *realBroker) listenerAddr(l Listener) string {
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.ports[l]))
+	return strings.Join(addrs, ",")
 }
 
 func (r *realBroker) ClientConfig(l Listener) (kafka.ConfigMap, error) {
-	if _, ok := r.ports[l]; !ok {
+	if _, ok := r.nodes[0].ports[l]; !ok {
 		return nil, fmt.Errorf("kafkatest: real broker has no %s listener (Options.Secure is %v)", l, r.opts.Secure)
 	}
-	bootstrap := r.listenerAddr(l)
-	if l == r.opts.Listener {
-		bootstrap = r.Bootstrap()
+	bootstrap := r.Bootstrap()
+	if l != r.opts.Listener {
+		addrs := make([]string, len(r.nodes))
+		for i, n := range r.nodes {
+			addrs[i] = n.listenerAddr(l)
+		}
+		bootstrap = strings.Join(addrs, ",")
 	}
 	if r.sec == nil {
 		return kafka.ConfigMap{"bootstrap.servers": bootstrap}, nil
@@ -140,21 +190,83 @@ func (r *realBroker) ClientConfig(l Listener) (kafka.ConfigMap, error) {
 
 func (r *realBroker) Security() *Security { return r.sec }
 
-// AdminOpts reach the PLAINTEXT listener, whose clients are User:ANONYMOUS,
-// the super user.
+// AdminOpts reach every node's PLAINTEXT listener, whose clients are
+// User:ANONYMOUS, the super user.
 func (r *realBroker) AdminOpts() []kgo.Opt {
-	return []kgo.Opt{kgo.SeedBrokers(r.addr), r.direct}
+	seeds := make([]string, len(r.nodes))
+	for i, n := range r.nodes {
+		seeds[i] = n.addr
+	}
+	return []kgo.Opt{kgo.SeedBrokers(seeds...), r.direct}
 }
 
 func (r *realBroker) Kind() string { return "real" }
 
-func (r *realBroker) Proxy() *Proxy { return r.proxy }
+func (r *realBroker) Proxy() *Proxy {
+	if len(r.nodes) != 1 {
+		return nil
+	}
+	return r.nodes[0].proxy
+}
 
-// Dir is the broker's directory: server.properties, broker.log, data/.
-func (r *realBroker) Dir() string { return r.dir }
+func (r *realBroker) Proxies() []*Proxy {
+	var ps []*Proxy
+	for _, n := range r.nodes {
+		if n.proxy != nil {
+			ps = append(ps, n.proxy)
+		}
+	}
+	return ps
+}
 
-// start runs kafka.sh start and waits until the broker answers metadata
-// requests. fresh wipes the data directory first (Ephemeral restarts).
+func (r *realBroker) DeleteTopic(ctx context.Context, name string) error {
+	return deleteTopic(ctx, r.AdminOpts(), name)
+}
+
+func (r *realBroker) AddPartitions(ctx context.Context, name string, total int32) error {
+	return addPartitions(ctx, r.AdminOpts(), name, total)
+}
+
+// StallPartition cuts the partition's leader off from clients
+// (blackholing its proxy): every partition that broker leads stalls.
+func (r *realBroker) StallPartition(ctx context.Context, topic string, partition int32) ([]int32, func() error, error) {
+	if len(r.nodes) < 2 {
+		return nil, nil, errors.New("kafkatest: stall partition: a real cluster needs Options.Brokers >= 2 (one proxy per broker)")
+	}
+	cl, err := kgo.NewClient(r.AdminOpts()...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafkatest: stall partition: %w", err)
+	}
+	defer cl.Close()
+	details, err := kadm.NewClient(cl).ListTopics(ctx, topic)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kafkatest: stall partition: %w", err)
+	}
+	d, ok := details[topic]
+	if !ok || d.Err != nil {
+		return nil, nil, fmt.Errorf("kafkatest: stall partition: topic %s: %v", topic, d.Err)
+	}
+	p, ok := d.Partitions[partition]
+	if !ok || p.Leader < 1 || int(p.Leader) > len(r.nodes) {
+		return nil, nil, fmt.Errorf("kafkatest: stall partition: %s/%d has no known leader", topic, partition)
+	}
+	var stalled []int32
+	for _, q := range d.Partitions.Sorted() {
+		if q.Leader == p.Leader {
+			stalled = append(stalled, q.Partition)
+		}
+	}
+	px := r.nodes[p.Leader-1].proxy
+	px.Blackhole()
+	return stalled, func() error { px.Heal(); return nil }, nil
+}
+
+// Dir is the first node's directory: server.properties, broker.log, data/.
+func (r *realBroker) Dir() string { return r.nodes[0].dir }
+
+// start runs kafka.sh start for every node, the controller's first, and
+// waits until the cluster lists them all. fresh wipes the data first
+// (Ephemeral restarts).
 func (r *realBroker) start(ctx context.Context, fresh bool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -164,33 +276,79 @@ func (r *realBroker) start(ctx context.Context, fresh bool) error {
 	if r.running {
 		return errors.New("kafkatest: real broker is running; Kill it before Restart")
 	}
-	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
+	ctx, cancel := context.WithTimeout(ctx, waitTimeout*time.Duration(len(r.nodes)))
 	defer cancel()
+	// From here on brokers may exist: mark them so that Kill and Close act
+	// even if the start fails half-way.
+	r.running = true
+	for _, n := range r.nodes {
+		if err := r.startNode(ctx, n, fresh); err != nil {
+			r.killLocked()
+			return err
+		}
+	}
+	err := poll(ctx, func() (bool, error) {
+		cl, err := kgo.NewClient(r.AdminOpts()...)
+		if err != nil {
+			return false, err
+		}
+		defer cl.Close()
+		m, err := kadm.NewClient(cl).BrokerMetadata(ctx)
+		if err != nil {
+			return false, err
+		}
+		if len(m.Brokers) != len(r.nodes) {
+			return false, fmt.Errorf("metadata lists %d of %d brokers", len(m.Brokers), len(r.nodes))
+		}
+		return true, nil
+	})
+	if err != nil {
+		r.killLocked()
+		return fmt.Errorf("kafkatest: real cluster on %s does not answer: %w%s", r.nodes[0].addr, err, r.logTail())
+	}
+	return nil
+}
+
+func (r *realBroker) startNode(ctx context.Context, n *realNode, fresh bool) error {
 	// Leave the script's own deadline a little inside ours, so that a slow
 	// start fails with the broker log rather than with "signal: killed".
 	timeout := waitTimeout
 	if dl, ok := ctx.Deadline(); ok {
-		timeout = time.Until(dl) - 2*time.Second
+		timeout = min(waitTimeout, time.Until(dl)-2*time.Second)
 	}
 	if timeout < time.Second {
 		return fmt.Errorf("kafkatest: start real broker: %w", context.DeadlineExceeded)
 	}
 	args := []string{"start",
-		"--dir", r.dir,
-		"--port", strconv.Itoa(r.port),
-		"--controller-port", strconv.Itoa(r.cport),
-		"--advertise", r.Bootstrap(),
+		"--dir", n.dir,
+		"--port", strconv.Itoa(n.ports[Plaintext]),
+		"--advertise", n.advertise(r.opts.Listener),
 		"--auto-create", strconv.FormatBool(r.opts.AutoCreateTopics),
 		"--partitions", strconv.Itoa(int(r.opts.Partitions)),
 		"--owner-pid", strconv.Itoa(os.Getpid()),
 		"--timeout", strconv.Itoa(int(math.Ceil(timeout.Seconds()))),
+		"--node-id", strconv.Itoa(int(n.id)),
+	}
+	if n.cport != 0 {
+		args = append(args, "--controller-port", strconv.Itoa(n.cport))
+	}
+	if n.iport != 0 {
+		args = append(args, "--internal-port", strconv.Itoa(n.iport))
+	}
+	if n.id > 1 {
+		cid, err := os.ReadFile(filepath.Join(r.nodes[0].dir, "cluster.id"))
+		if err != nil {
+			return fmt.Errorf("kafkatest: start real broker %d: cluster id: %w", n.id, err)
+		}
+		args = append(args, "--join", net.JoinHostPort("127.0.0.1", strconv.Itoa(r.nodes[0].cport)),
+			"--cluster-id", strings.TrimSpace(string(cid)))
 	}
 	if fresh {
 		args = append(args, "--fresh")
 	}
 	if r.sec != nil {
 		for _, l := range SecureListeners {
-			args = append(args, "--listener", fmt.Sprintf("%s=%d", l, r.ports[l]))
+			args = append(args, "--listener", fmt.Sprintf("%s=%d", l, n.ports[l]))
 		}
 		args = append(args,
 			"--advertise-listener", string(r.opts.Listener),
@@ -199,16 +357,8 @@ func (r *realBroker) start(ctx context.Context, fresh bool) error {
 			"--plain", r.sec.User+":"+r.sec.Password,
 			"--authorizer")
 	}
-	// From here on a broker may exist: mark it so that Kill and Close act
-	// even if the start fails half-way.
-	r.running = true
 	if _, err := r.run(ctx, args...); err != nil {
-		r.killLocked()
-		return fmt.Errorf("kafkatest: start real broker in %s: %w", r.dir, err)
-	}
-	if err := ping(ctx, r.AdminOpts()...); err != nil {
-		r.killLocked()
-		return fmt.Errorf("kafkatest: real broker on %s does not answer: %w%s", r.addr, err, r.logTail())
+		return fmt.Errorf("kafkatest: start real broker %d in %s: %w", n.id, n.dir, err)
 	}
 	return nil
 }
@@ -283,7 +433,7 @@ func (r *realBroker) CreateTopic(ctx context.Context, name string, partitions in
 	return nil
 }
 
-// Kill SIGKILLs the broker's JVM.
+// Kill SIGKILLs every broker's JVM.
 func (r *realBroker) Kill() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -296,21 +446,28 @@ func (r *realBroker) killLocked() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), realStopTimeout)
 	defer cancel()
-	if _, err := r.run(ctx, "kill", "--dir", r.dir); err != nil {
-		return fmt.Errorf("kafkatest: kill real broker in %s: %w", r.dir, err)
+	var errs []error
+	for i := len(r.nodes) - 1; i >= 0; i-- {
+		n := r.nodes[i]
+		if _, err := r.run(ctx, "kill", "--dir", n.dir); err != nil {
+			errs = append(errs, fmt.Errorf("kafkatest: kill real broker in %s: %w", n.dir, err))
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
 	}
 	r.running = false
 	return nil
 }
 
-// Restart starts the killed broker again on the same ports and data (fresh
-// data when Ephemeral).
+// Restart starts the killed brokers again on the same ports and data
+// (fresh data when Ephemeral).
 func (r *realBroker) Restart(ctx context.Context) error {
 	return r.start(ctx, r.opts.Ephemeral)
 }
 
-// Close stops the broker (SIGTERM, then SIGKILL after 30 s), closes the
-// proxy and removes the broker's directory.
+// Close stops the brokers (SIGTERM, then SIGKILL after 30 s), closes the
+// proxies and removes the brokers' directories.
 func (r *realBroker) Close() error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -319,22 +476,34 @@ func (r *realBroker) Close() error {
 	}
 	r.closed = true
 	var errs []error
-	if r.running && r.dir != "" {
-		ctx, cancel := context.WithTimeout(context.Background(), realStopTimeout)
-		_, err := r.run(ctx, "stop", "--dir", r.dir)
-		cancel()
-		if err != nil {
-			errs = append(errs, fmt.Errorf("kafkatest: stop real broker in %s: %w", r.dir, err))
-			errs = append(errs, r.killLocked())
-		} else {
+	if r.running {
+		stopped := true
+		for i := len(r.nodes) - 1; i >= 0; i-- {
+			n := r.nodes[i]
+			if n.dir == "" {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), realStopTimeout)
+			_, err := r.run(ctx, "stop", "--dir", n.dir)
+			cancel()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("kafkatest: stop real broker in %s: %w", n.dir, err))
+				stopped = false
+			}
+		}
+		if stopped {
 			r.running = false
+		} else {
+			errs = append(errs, r.killLocked())
 		}
 	}
-	if r.proxy != nil {
-		errs = append(errs, r.proxy.Close())
-	}
-	if r.dir != "" && !r.running && os.Getenv(EnvKeepRealDir) != "1" {
-		errs = append(errs, os.RemoveAll(r.dir))
+	for _, n := range r.nodes {
+		if n.proxy != nil {
+			errs = append(errs, n.proxy.Close())
+		}
+		if n.dir != "" && !r.running && os.Getenv(EnvKeepRealDir) != "1" {
+			errs = append(errs, os.RemoveAll(n.dir))
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -363,17 +532,21 @@ func (r *realBroker) run(ctx context.Context, args ...string) (string, error) {
 	return stdout.String(), nil
 }
 
-// logTail returns the last lines of broker.log for an error message.
+// logTail returns the last lines of each broker.log for an error message.
 func (r *realBroker) logTail() string {
-	b, err := os.ReadFile(filepath.Join(r.dir, "broker.log"))
-	if err != nil || len(b) == 0 {
-		return ""
+	var out strings.Builder
+	for _, n := range r.nodes {
+		b, err := os.ReadFile(filepath.Join(n.dir, "broker.log"))
+		if err != nil || len(b) == 0 {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > 50 {
+			lines = lines[len(lines)-50:]
+		}
+		fmt.Fprintf(&out, "\n--- broker %d: %s/broker.log ---\n%s", n.id, n.dir, strings.Join(lines, "\n"))
 	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 50 {
-		lines = lines[len(lines)-50:]
-	}
-	return "\n--- broker.log ---\n" + strings.Join(lines, "\n")
+	return out.String()
 }
 
 // kafkaScript finds kafka.sh: $KAFKAWAL_KAFKA_SCRIPT, or

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"testing"
 	"time"
@@ -268,5 +269,89 @@ func checkAdvertised(t *testing.T, ctx context.Context, bootstrap string) {
 	br := m.Brokers[0]
 	if got := net.JoinHostPort(br.Host, strconv.Itoa(int(br.Port))); got != bootstrap {
 		t.Fatalf("broker advertises %s, want the proxy's %s", got, bootstrap)
+	}
+}
+
+// TestRealStallPartition: a cluster of two Apache Kafka brokers, each
+// behind its own proxy; cutting the leader of a partition off from clients
+// stalls the partitions it leads, and only those, while the cluster stays
+// healthy; healed, they take records again. A kill and restart brings both
+// brokers back.
+func TestRealStallPartition(t *testing.T) {
+	requireRealTier(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	b := startRealT(t, ctx, Options{Brokers: 2})
+	if n := len(b.Proxies()); n != 2 || b.Proxy() != nil {
+		t.Fatalf("%d proxies (Proxy %v), want one per broker", n, b.Proxy())
+	}
+	const topic = "kafkatest-real-stall"
+	if err := b.CreateTopic(ctx, topic, 4, nil); err != nil {
+		t.Fatal(err)
+	}
+	leaders := map[int32]bool{}
+	for _, p := range topicMetadata(t, b, topic).Partitions {
+		leaders[p.Leader] = true
+	}
+	if len(leaders) != 2 {
+		t.Fatalf("partitions led by %v, want both brokers", leaders)
+	}
+	// A client that knows the cluster already (a producer's connections
+	// are up when its broker's switch fails).
+	cl := newKgo(t, b.Bootstrap(), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	for p := int32(0); p < 4; p++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: p, Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatalf("partition %d before the stall: %v", p, err)
+		}
+	}
+	stalled, heal, err := b.StallPartition(ctx, topic, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stalled) == 0 || len(stalled) == 4 || stalled[0] != 0 {
+		t.Fatalf("stalled %v: want partition 0 and not all four", stalled)
+	}
+	for p := int32(1); p < 4; p++ {
+		if slices.Contains(stalled, p) {
+			continue
+		}
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := cl.ProduceSync(pctx, &kgo.Record{Topic: topic, Partition: p, Value: []byte("v")}).FirstErr()
+		cancel()
+		if err != nil {
+			t.Fatalf("healthy partition %d during the stall: %v", p, err)
+		}
+	}
+	// A record to the stalled partition waits, and is delivered once the
+	// broker can be reached again.
+	done := make(chan error, 1)
+	go func() {
+		done <- cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("v")}).FirstErr()
+	}()
+	select {
+	case err := <-done:
+		t.Fatalf("a record to the stalled partition finished during the stall: %v", err)
+	case <-time.After(5 * time.Second):
+	}
+	if err := heal(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the stalled partition's record after healing: %v", err)
+		}
+	case <-time.After(3 * time.Minute):
+		t.Fatal("the stalled partition's record was not delivered within 3 minutes of healing")
+	}
+	ok := cl
+	if err := b.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Restart(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := ok.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatalf("after a restart: %v", err)
 	}
 }

@@ -16,6 +16,7 @@
 #                  [--listener NAME=PORT]... [--advertise-listener NAME]
 #                  [--tls-dir TLS] [--scram USER:PASSWORD]... [--plain USER:PASSWORD]...
 #                  [--authorizer]
+#                  [--internal-port I] [--node-id N --join HOST:C --cluster-id ID]
 #       Write DIR/server.properties, format DIR/data unless already formatted
 #       (so a restart keeps the data; --fresh wipes it first), start the broker
 #       in the background (output in DIR/broker.log, pid in DIR/broker.pid) and
@@ -24,6 +25,12 @@
 #       does not leak a JVM). --timeout (default 90) bounds the whole command,
 #       classpath resolution included. The controller port and the cluster id
 #       are kept in DIR and reused on the next start when not given.
+#       --internal-port gives the brokers a listener of their own to talk to
+#       each other (INTERNAL), so that a fault proxy advertised to clients on
+#       --advertise cuts clients off without cutting the cluster apart.
+#       --join makes a broker-only node N that joins the controller at HOST:C
+#       of the cluster --cluster-id (started with the same --internal-port
+#       scheme): a cluster of several brokers.
 #
 #       Secure listeners (see docs/brokers.md), beside PLAINTEXT on --port:
 #         --listener ssl=P             SSL, server certificate only
@@ -225,8 +232,9 @@ new_cluster_id() {
 
 # security_props ADVERTISE ADV_LISTENER TLS AUTHORIZER LISTENER... -- PLAIN...
 # prints the listener and security part of server.properties, PLAINTEXT
-# (with ADVERTISE when ADV_LISTENER is plaintext) and CONTROLLER included.
-# Reads $port and $cport.
+# (with ADVERTISE when ADV_LISTENER is plaintext), CONTROLLER (unless the
+# node joins another's controller) and INTERNAL (with an internal port)
+# included. Reads $port, $cport, $iport and $join.
 security_props() {
 	local advertise=$1 adv_listener=$2 tls=$3 authorizer=$4
 	shift 4
@@ -241,7 +249,8 @@ security_props() {
 		ports+=("${BASH_REMATCH[2]}")
 	done
 	local plain=("$@")
-	local ls="PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport"
+	local ls="PLAINTEXT://127.0.0.1:$port"
+	[[ -n "$join" ]] || ls+=",CONTROLLER://127.0.0.1:$cport"
 	local adv="" map="PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
 	local need_tls=false have_plain_listener=false found=false i up a
 	if [[ "$adv_listener" == plaintext ]]; then
@@ -266,6 +275,11 @@ security_props() {
 		sasl_plaintext) map+=",SASL_PLAINTEXT:SASL_PLAINTEXT"; have_plain_listener=true ;;
 		esac
 	done
+	if [[ -n "$iport" ]]; then
+		ls+=",INTERNAL://127.0.0.1:$iport"
+		adv+=",INTERNAL://127.0.0.1:$iport"
+		map+=",INTERNAL:PLAINTEXT"
+	fi
 	[[ "$found" == true ]] || die "start: --advertise-listener $adv_listener is not a listener of this broker"
 	printf 'listeners=%s\nadvertised.listeners=%s\nlistener.security.protocol.map=%s\n' "$ls" "$adv" "$map"
 	if [[ "$need_tls" == true ]]; then
@@ -311,9 +325,14 @@ EOF
 cmd_start() {
 	local port="" cport="" advertise="" autocreate=false partitions=1 fresh=false owner="" timeout=90
 	local listeners=() adv_listener="" tls="" scram=() plain=() authorizer=false secure_given=false
+	local iport="" nodeid="" join="" cid=""
 	while (($#)); do
 		case "$1" in
 		--dir) DIR=$2; shift 2 ;;
+		--internal-port) iport=$2; shift 2 ;;
+		--node-id) nodeid=$2; shift 2 ;;
+		--join) join=$2; shift 2 ;;
+		--cluster-id) cid=$2; shift 2 ;;
 		--port) port=$2; shift 2 ;;
 		--controller-port) cport=$2; shift 2 ;;
 		--advertise) advertise=$2; shift 2 ;;
@@ -342,6 +361,15 @@ cmd_start() {
 	# log by the standalone format).
 	[[ -n "$port" ]] || port=$(prop "$props" kafkawal.port)
 	[[ -n "$cport" ]] || cport=$(prop "$props" kafkawal.controller.port)
+	[[ -n "$iport" ]] || iport=$(prop "$props" kafkawal.internal.port)
+	[[ -n "$nodeid" ]] || nodeid=$(prop "$props" node.id)
+	[[ -n "$join" ]] || join=$(prop "$props" kafkawal.join)
+	[[ -n "$nodeid" ]] || nodeid=1
+	[[ "$nodeid" =~ ^[1-9][0-9]*$ ]] || die "start: bad --node-id $nodeid"
+	[[ -z "$iport" || "$iport" =~ ^[0-9]+$ ]] || die "start: bad --internal-port $iport"
+	if [[ -n "$join" && -z "$cid" && ! -s "$DIR/cluster.id" ]]; then
+		die "start: --join needs --cluster-id"
+	fi
 	[[ -n "$port" ]] || die "start: --port is required"
 	[[ "$port" =~ ^[0-9]+$ ]] || die "start: bad --port $port"
 	[[ "$autocreate" == true || "$autocreate" == false ]] || die "start: --auto-create must be true or false"
@@ -365,10 +393,26 @@ cmd_start() {
 	if pid=$(broker_pid); then
 		die "a broker is already running in $DIR (pid $pid)"
 	fi
-	[[ -n "$cport" ]] || cport=$(free_port)
+	if [[ -z "$join" ]]; then
+		[[ -n "$cport" ]] || cport=$(free_port)
+	fi
 	# A broker killed a moment ago may still be letting go of its sockets.
 	wait_port_free "$port" 10 || die "port $port is already in use"
-	wait_port_free "$cport" 10 || die "controller port $cport is already in use"
+	if [[ -z "$join" ]]; then
+		wait_port_free "$cport" 10 || die "controller port $cport is already in use"
+	fi
+	if [[ -n "$iport" ]]; then
+		wait_port_free "$iport" 10 || die "internal port $iport is already in use"
+	fi
+
+	# Brokers talk among themselves on INTERNAL when there is one (see
+	# security_props); the controller is on the first node only.
+	local roles="broker,controller" quorum="127.0.0.1:$cport" ibl=PLAINTEXT
+	[[ -z "$iport" ]] || ibl=INTERNAL
+	if [[ -n "$join" ]]; then
+		roles=broker
+		quorum=$join
+	fi
 
 	local l
 	for l in "${listeners[@]}"; do
@@ -383,10 +427,10 @@ cmd_start() {
 
 	cat >"$props" <<EOF
 # Written by scripts/kafka/kafka.sh; rewritten on every start.
-process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$cport
-inter.broker.listener.name=PLAINTEXT
+process.roles=$roles
+node.id=$nodeid
+controller.quorum.bootstrap.servers=$quorum
+inter.broker.listener.name=$ibl
 controller.listener.names=CONTROLLER
 log.dirs=$data
 num.partitions=$partitions
@@ -413,6 +457,8 @@ $secure_props
 # kafkawal bookkeeping (ignored by Kafka, read back by kafka.sh on restart)
 kafkawal.port=$port
 kafkawal.controller.port=$cport
+kafkawal.internal.port=$iport
+kafkawal.join=$join
 EOF
 	chmod 600 "$props"
 
@@ -445,7 +491,7 @@ EOF
 	if [[ -s "$DIR/cluster.id" ]]; then
 		cluster_id=$(<"$DIR/cluster.id")
 	else
-		cluster_id=$(new_cluster_id)
+		cluster_id=${cid:-$(new_cluster_id)}
 		printf '%s\n' "$cluster_id" >"$DIR/cluster.id"
 	fi
 
@@ -456,13 +502,15 @@ EOF
 	if [[ ! -f "$data/meta.properties" ]]; then
 		mkdir -p "$data"
 		# A short-lived JVM: C1 only and the serial GC start it faster.
+		local standalone=(--standalone)
+		[[ -z "$join" ]] || standalone=()
 		local add_scram=() cred re='^([A-Za-z0-9._-]+):([^,"\\[:space:]]+)$'
 		for cred in "${scram[@]}"; do
 			[[ "$cred" =~ $re ]] || die "start: bad --scram (want USER:PASSWORD, user [A-Za-z0-9._-], no comma, quote, backslash or space)"
 			add_scram+=(--add-scram "SCRAM-SHA-512=[name=${BASH_REMATCH[1]},password=\"${BASH_REMATCH[2]}\"]")
 		done
 		if ! "$JAVA" -Xmx256m -XX:TieredStopAtLevel=1 -XX:+UseSerialGC "${jvm_log[@]}" -cp "$cp" kafka.tools.StorageTool \
-			format --standalone -t "$cluster_id" -c "$props" "${add_scram[@]}" >>"$LOG" 2>&1 </dev/null; then
+			format "${standalone[@]}" -t "$cluster_id" -c "$props" "${add_scram[@]}" >>"$LOG" 2>&1 </dev/null; then
 			die "formatting $data failed"
 		fi
 	fi

@@ -1,0 +1,92 @@
+package sender
+
+import "time"
+
+// deferAfter is how long a partition at its share of the window may hold
+// the main stream before its records are deferred to its lane: a partition
+// whose oldest record in flight is younger is only busy and will be
+// acknowledged soon (waiting for it costs the others less than reading its
+// records back from the WAL later); one that has waited longer is not
+// keeping up.
+const deferAfter = time.Second
+
+// share returns the most records and bytes p may have in flight while the
+// window is shared: an equal part of MaxInFlight and MaxInFlightBytes
+// among the partitions with records in flight or produced to within
+// activeFor (p included), and never more than half, so that a partition
+// that stalls before any other has records leaves them room. (Counting
+// only those with records in flight would leave out healthy partitions,
+// whose records are acknowledged within milliseconds, and give stalled
+// ones the whole window between them.)
+func (s *Sender) share(p *part) (int, int64) {
+	n := s.active
+	if p.q.n == 0 {
+		n++
+	}
+	n = max(n, s.recent, 2)
+	return max(1, s.cfg.MaxInFlight/n), max(1, s.cfg.MaxInFlightBytes/int64(n))
+}
+
+// activeFor is how long after its last record a partition still counts
+// for the shares.
+const activeFor = time.Second
+
+// countRecent counts the partitions with records in flight or produced to
+// within activeFor. It runs on the cursor tick.
+func (s *Sender) countRecent(now time.Time) {
+	n := 0
+	since := now.Add(-activeFor).UnixNano()
+	for _, t := range s.rt.topics {
+		for _, p := range t.parts {
+			if p.q.n > 0 || p.lastAt > since {
+				n++
+			}
+		}
+	}
+	s.recent = n
+}
+
+// atShare reports whether p holds its share of the window.
+func (s *Sender) atShare(p *part) bool {
+	if p.q.n == 0 {
+		return false
+	}
+	n, b := s.share(p)
+	return p.q.n >= n || p.bytes >= b
+}
+
+// accepts reports whether keyless records may go to partition q of t now:
+// it is not stalled, no lane carries its records, and it is below its
+// share of the window.
+func (s *Sender) accepts(t *topicRoute, q int32) bool {
+	p := t.part(q)
+	return !p.stalled && (p.lane == nil || !p.lane.active) && !s.atShare(p)
+}
+
+// lagging reports whether p, at its share, should give its records to its
+// lane now; if not yet, the run loop comes back when it should.
+func (s *Sender) lagging(p *part) bool {
+	if s.mode != normal {
+		return false
+	}
+	if p.age(s.rt.now) >= deferAfter {
+		return true
+	}
+	s.wakeAt(time.Unix(0, p.oldestAt()).Add(deferAfter))
+	return false
+}
+
+// unblock is for a window whose ring is full: the record at its low end is
+// in flight, and if its partition has not kept up, its lane takes it over.
+func (s *Sender) unblock() {
+	if p := s.win.lowPart(); p != nil && p.oldestAt() != 0 && s.lagging(p) {
+		s.deferPart(p)
+	}
+}
+
+// open reports whether partition q of t takes keyless records at all: it
+// is not stalled and no lane carries its records (it may be busy).
+func (s *Sender) open(t *topicRoute, q int32) bool {
+	p := t.part(q)
+	return !p.stalled && (p.lane == nil || !p.lane.active)
+}
