@@ -131,6 +131,7 @@ func TestReportVerdict(t *testing.T) {
 		order    int
 		dups     int
 		other    int
+		stalls   int
 		failWith string
 	}{
 		{
@@ -173,6 +174,12 @@ func TestReportVerdict(t *testing.T) {
 			failWith: "1 of 2 kills",
 		},
 		{
+			name:     "partition stalls that no kill landed in",
+			recs:     all(p0(testNonce, id1, id1+2, id2), p1(testNonce, id1+1, id1+3, id2+1)),
+			stalls:   2,
+			failWith: "no child opened with parked records",
+		},
+		{
 			name:     "no drain",
 			recs:     all(p0(testNonce, id1, id1+2, id2), p1(testNonce, id1+1, id1+3, id2+1)),
 			failWith: "drain",
@@ -193,7 +200,7 @@ func TestReportVerdict(t *testing.T) {
 				l2 = tc.ledger2
 			}
 			start := time.Unix(1700000000, 0)
-			rep := &Report{Nonce: testNonce, KillsRequested: 2, Kills: tc.kills, Drained: tc.name != "no drain"}
+			rep := &Report{Nonce: testNonce, KillsRequested: 2, Kills: tc.kills, Drained: tc.name != "no drain", PartitionStalls: tc.stalls}
 			ledgers := []*runLedger{
 				readLedger(strings.NewReader(ledger1), fixedClock(start.Add(50*time.Millisecond))),
 				readLedger(strings.NewReader(l2), fixedClock(start.Add(2*time.Second))),
