@@ -198,6 +198,11 @@ type topicRoute struct {
 	// main stream handed it. A newer count waits in nextCount.
 	lanes     int
 	nextCount int32
+	// anyHigh is the highest sequence produced with PartitionAny, its
+	// partition left to librdkafka (count unknown, or isolated with no
+	// known partition): such a record belongs to no lane, so no lane of
+	// the topic may park until the window has resolved it (parkLanes).
+	anyHigh uint64
 }
 
 // router partitions PartitionAny records and attributes reports. It is

@@ -121,6 +121,10 @@ func (s *Sender) fillMain() {
 		case !opaque:
 			s.pushFlight(d.p, flight{seq: e.Seq, at: s.rt.now.UnixNano(), size: int32(e.Size)})
 		}
+		if pid == wal.PartitionAny {
+			t := s.rt.topic(e.Record.Topic)
+			t.anyHigh = max(t.anyHigh, e.Seq)
+		}
 		if e.Seq < s.win.hi {
 			s.stats.resent.Add(1)
 		}

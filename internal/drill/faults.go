@@ -55,10 +55,15 @@ type faultRunner struct {
 	plan       []plannedFault
 	cutFor     time.Duration
 	brokerDown time.Duration
-	stallTopic string
-	stallFor   time.Duration
-	t0         time.Time // the drill's start, for FaultReport times
-	log        io.Writer
+	// stallTopics: partition 0 of each stalls. On a real cluster cutting
+	// off the first topic's leader stalls every topic's partitions it
+	// leads; the embedded broker stalls partitions one by one, so there it
+	// is every topic's (the keyed PartitionAny records of the second topic
+	// must stall too, as they do on Apache Kafka).
+	stallTopics []string
+	stallFor    time.Duration
+	t0          time.Time // the drill's start, for FaultReport times
+	log         io.Writer
 
 	finish chan struct{} // closed when the kill phase ends: run the rest now
 	done   chan struct{} // closed when run returns
@@ -68,7 +73,7 @@ type faultRunner struct {
 
 func newFaultRunner(b kafkatest.Broker, plan []plannedFault, cfg Config, t0 time.Time) *faultRunner {
 	return &faultRunner{broker: b, plan: plan, cutFor: cfg.CutFor, brokerDown: cfg.BrokerDown,
-		stallTopic: cfg.Topics[0], stallFor: cfg.StallFor, t0: t0, log: cfg.Log,
+		stallTopics: stallTopics(cfg), stallFor: cfg.StallFor, t0: t0, log: cfg.Log,
 		finish: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -153,19 +158,38 @@ func (f *faultRunner) cutNetwork(ctx context.Context) error {
 // stallPartition makes partition 0 of the first topic stop accepting
 // records for stallFor (see kafkatest.Broker.StallPartition).
 func (f *faultRunner) stallPartition(ctx context.Context) error {
-	stalled, heal, err := f.broker.StallPartition(ctx, f.stallTopic, 0)
-	if err != nil {
-		return err
+	var heals []func() error
+	defer func() {
+		for _, h := range heals {
+			h()
+		}
+	}()
+	for _, topic := range f.stallTopics {
+		stalled, heal, err := f.broker.StallPartition(ctx, topic, 0)
+		if err != nil {
+			return err
+		}
+		heals = append(heals, heal)
+		fmt.Fprintf(f.log, "drill: stalling %s partitions %v for %v\n", topic, stalled, f.stallFor)
 	}
-	fmt.Fprintf(f.log, "drill: stalling %s partitions %v for %v\n", f.stallTopic, stalled, f.stallFor)
 	t := time.NewTimer(f.stallFor)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 	case <-t.C:
 	}
-	if err := heal(); err != nil {
-		return err
+	for _, h := range heals {
+		if err := h(); err != nil {
+			return err
+		}
 	}
+	heals = nil
 	return ctx.Err()
+}
+
+func stallTopics(cfg Config) []string {
+	if cfg.Broker == "real" {
+		return cfg.Topics[:1]
+	}
+	return cfg.Topics
 }
