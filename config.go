@@ -108,15 +108,22 @@ type Config struct {
 
 	// MaxInFlight bounds records handed to librdkafka and not yet
 	// reported: memory is bounded by this window, not by the backlog.
-	// Default 32768, or Kafka[queue.buffering.max.messages] if that is
-	// set and less. Whichever of MaxInFlight and MaxInFlightBytes is
-	// reached first binds: small records (100 B) are bounded by the count,
-	// 1 KiB records by the bytes (about 29,000 of them), which a replay
-	// of a large backlog needs to keep the broker busy.
+	// Default: a window that adapts to the partitions produced to since
+	// Open, 128 records for each, at least 32768 and at most 131072
+	// (reached at 1,024 partitions), each at most
+	// Kafka[queue.buffering.max.messages] when that is set. librdkafka
+	// batches per partition, and a window spread thin over many
+	// partitions costs its broker thread a wake-up for every few records.
+	// Set, it is the window's size, whatever the partitions. Whichever of
+	// MaxInFlight and MaxInFlightBytes is reached first binds: small
+	// records (100 B) are bounded by the count, 1 KiB records by the bytes
+	// (about 29,000 of them at 32 MiB), which a replay of a large backlog
+	// needs to keep the broker busy.
 	MaxInFlight int
-	// MaxInFlightBytes bounds their bytes. Default 32 MiB, or 4 x
-	// MaxRecordBytes (or Kafka[message.max.bytes]) if that is more; at
-	// most Kafka[queue.buffering.max.kbytes] when that is set.
+	// MaxInFlightBytes bounds their bytes. Default: adapts the same way,
+	// 128 KiB for each partition, at least 32 MiB and at most 128 MiB,
+	// both at least 4 x MaxRecordBytes (or Kafka[message.max.bytes]) and
+	// at most Kafka[queue.buffering.max.kbytes] when that is set.
 	MaxInFlightBytes int64
 	// CursorSyncInterval: how often the delivered watermark is persisted;
 	// after a crash at most this much delivered data is sent again.
@@ -177,6 +184,12 @@ type Config struct {
 	// good, after it is in the dead-letter log. Same rules as
 	// OnDeliveryResult.
 	OnDeadLetter func(DeadLetter)
+
+	// minInFlight and minInFlightBytes are the window's least size when
+	// it adapts (derive): set only with MaxInFlight (MaxInFlightBytes)
+	// left at zero.
+	minInFlight      int
+	minInFlightBytes int64
 }
 
 // DeadLetter is a record Kafka refused for good (too large, invalid, not
@@ -219,6 +232,8 @@ func (c Config) senderConfig() sender.Config {
 		Kafka:                 c.Kafka,
 		MaxInFlight:           c.MaxInFlight,
 		MaxInFlightBytes:      c.MaxInFlightBytes,
+		MinInFlight:           c.minInFlight,
+		MinInFlightBytes:      c.minInFlightBytes,
 		CursorSyncInterval:    c.CursorSyncInterval,
 		AllowWeakerDelivery:   c.AllowWeakerDelivery,
 		PartitionStallTimeout: c.PartitionStallTimeout,

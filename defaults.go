@@ -23,16 +23,22 @@ import (
 //     segments and whole-segment truncation wastes at most an eighth of it.
 //   - MaxDiskBytes, given SegmentBytes or MaxRecordBytes: 1 GiB, or 4 x
 //     the larger of them if that is more.
-//   - MaxInFlight, given Kafka[queue.buffering.max.messages]: 32768, or
-//     that value if smaller (librdkafka refuses records beyond it).
+//   - MaxInFlight: a window that adapts to the partitions produced to
+//     since Open: 128 records for each, at least 32768, at most 131072
+//     (reached at 1,024 partitions); both at most
+//     Kafka[queue.buffering.max.messages] when that is set (librdkafka
+//     refuses records beyond it). librdkafka batches per partition: 32768
+//     records over 1,000 partitions left each about 33 and cost its
+//     broker thread a wake-up for every few (bench/HISTORY.md).
 //   - MaxRecordBytes: Kafka[message.max.bytes] (librdkafka's default
 //     1000000 when unset), at most MaxDiskBytes/4 and
 //     Kafka[queue.buffering.max.kbytes] (librdkafka never takes a record
 //     larger than its queue).
-//   - MaxInFlightBytes: 32 MiB, or 4 x MaxRecordBytes (or
-//     Kafka[message.max.bytes]) if that is more, so that large records
-//     still travel several at a time; at most
-//     Kafka[queue.buffering.max.kbytes] when that is set.
+//   - MaxInFlightBytes: adapts the same way, 128 KiB for each partition,
+//     at least 32 MiB, at most 128 MiB; both at least 4 x MaxRecordBytes
+//     (or Kafka[message.max.bytes]), so that large records still travel
+//     several at a time; at most Kafka[queue.buffering.max.kbytes] when
+//     that is set.
 //   - CursorSyncInterval under SyncPeriodic: 100ms, or SyncInterval if
 //     longer: an application that fsyncs its records less often to spare
 //     the disk does not want the cursor fsync'd ten times as often.
@@ -51,9 +57,10 @@ func (c Config) derive() Config {
 		c.MaxDiskBytes = max(wal.DefaultMaxDiskBytes, wal.MinSegmentsPerCap*max(seg, int64(c.MaxRecordBytes)))
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = sender.DefaultMaxInFlight
+		c.MaxInFlight, c.minInFlight = sender.DefaultMaxInFlight, sender.DefaultMinInFlight
 		if n, ok := kafkaInt(c.Kafka, "queue.buffering.max.messages"); ok && n > 0 {
 			c.MaxInFlight = int(min(int64(c.MaxInFlight), n))
+			c.minInFlight = int(min(int64(c.minInFlight), n))
 		}
 	}
 	if c.MaxInFlightBytes == 0 {
@@ -62,8 +69,10 @@ func (c Config) derive() Config {
 			rec = n
 		}
 		c.MaxInFlightBytes = max(sender.DefaultMaxInFlightBytes, 4*rec)
+		c.minInFlightBytes = max(sender.DefaultMinInFlightBytes, 4*rec)
 		if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && kb > 0 {
 			c.MaxInFlightBytes = min(c.MaxInFlightBytes, kb<<10)
+			c.minInFlightBytes = min(c.minInFlightBytes, kb<<10)
 		}
 	}
 	if c.CursorSyncInterval == 0 && c.Durability == SyncPeriodic {

@@ -22,6 +22,7 @@ func TestDefaultsAdapt(t *testing.T) {
 	type effective struct {
 		segment, maxDisk, inFlightBytes int64
 		maxRecord, inFlight             int
+		minInFlight, minInFlightBytes   int64         // the adaptive window's floor
 		cursorEvery                     time.Duration // 0: the sender's default
 	}
 	cases := []struct {
@@ -45,9 +46,9 @@ func TestDefaultsAdapt(t *testing.T) {
 		{name: "large records: the cap and the window grow", cfg: Config{MaxRecordBytes: 300 * MiB, Kafka: kafkaWith("message.max.bytes", 300*MiB)},
 			want: effective{maxDisk: 1200 * MiB, maxRecord: 300 * MiB, inFlightBytes: 1200 * MiB}},
 		{name: "message.max.bytes sizes the window", cfg: Config{Kafka: kafkaWith("message.max.bytes", "10000000")},
-			want: effective{maxRecord: 10000000, inFlightBytes: 40000000}},
+			want: effective{maxRecord: 10000000, minInFlightBytes: 40000000, inFlightBytes: 128 * MiB}},
 		{name: "librdkafka's queue bounds the window", cfg: Config{Kafka: kafkaWith("queue.buffering.max.messages", 1000, "queue.buffering.max.kbytes", 1024)},
-			want: effective{inFlight: 1000, inFlightBytes: MiB}},
+			want: effective{inFlight: 1000, minInFlight: 1000, inFlightBytes: MiB, minInFlightBytes: MiB}},
 		{name: "window above librdkafka's queue", cfg: Config{MaxInFlight: 5000, Kafka: kafkaWith("queue.buffering.max.messages", 1000)},
 			err: "MaxInFlight: 5000 is above Kafka[queue.buffering.max.messages] (1000)"},
 		{name: "window bytes above librdkafka's queue", cfg: Config{MaxInFlightBytes: 32 * MiB, Kafka: kafkaWith("queue.buffering.max.kbytes", "1024")},
@@ -61,7 +62,10 @@ func TestDefaultsAdapt(t *testing.T) {
 		{name: "a cursor interval set is kept", cfg: Config{Durability: SyncPeriodic, SyncInterval: time.Second, CursorSyncInterval: 50 * time.Millisecond},
 			want: effective{cursorEvery: 50 * time.Millisecond}},
 		{name: "defaults", cfg: Config{},
-			want: effective{maxDisk: 1 << 30, maxRecord: 1000000, inFlight: 32768, inFlightBytes: 32 * MiB}}, // SegmentBytes: wal's default
+			want: effective{maxDisk: 1 << 30, maxRecord: 1000000, inFlight: 131072, minInFlight: 32768,
+				inFlightBytes: 128 * MiB, minInFlightBytes: 32 * MiB}}, // SegmentBytes: wal's default
+		{name: "a window set does not adapt", cfg: Config{MaxInFlight: 5000, MaxInFlightBytes: 8 * MiB},
+			want: effective{inFlight: 5000, inFlightBytes: 8 * MiB}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -82,7 +86,8 @@ func TestDefaultsAdapt(t *testing.T) {
 			}
 			o, s := cfg.walOptions(), cfg.senderConfig()
 			got := effective{segment: o.SegmentBytes, maxDisk: o.MaxDiskBytes, maxRecord: o.MaxRecordBytes,
-				inFlight: s.MaxInFlight, inFlightBytes: s.MaxInFlightBytes, cursorEvery: s.CursorSyncInterval}
+				inFlight: s.MaxInFlight, inFlightBytes: s.MaxInFlightBytes, cursorEvery: s.CursorSyncInterval,
+				minInFlight: int64(s.MinInFlight), minInFlightBytes: s.MinInFlightBytes}
 			check := func(what string, got, want int64) {
 				if want != 0 && got != want {
 					t.Errorf("%s = %d, want %d", what, got, want)
@@ -93,6 +98,11 @@ func TestDefaultsAdapt(t *testing.T) {
 			check("MaxRecordBytes", int64(got.maxRecord), int64(c.want.maxRecord))
 			check("MaxInFlight", int64(got.inFlight), int64(c.want.inFlight))
 			check("MaxInFlightBytes", got.inFlightBytes, c.want.inFlightBytes)
+			check("MinInFlight", got.minInFlight, c.want.minInFlight)
+			check("MinInFlightBytes", got.minInFlightBytes, c.want.minInFlightBytes)
+			if c.cfg.MaxInFlight != 0 && (got.minInFlight != 0 || got.minInFlightBytes != 0) {
+				t.Errorf("a window set adapts: MinInFlight %d, MinInFlightBytes %d", got.minInFlight, got.minInFlightBytes)
+			}
 			if c.want.cursorEvery != 0 && got.cursorEvery != c.want.cursorEvery && !(got.cursorEvery == 0 && c.want.cursorEvery == 100*time.Millisecond) {
 				t.Errorf("CursorSyncInterval = %v, want %v", got.cursorEvery, c.want.cursorEvery)
 			}

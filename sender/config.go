@@ -14,8 +14,21 @@ import (
 
 // Defaults.
 const (
-	DefaultMaxInFlight        = 32768
-	DefaultMaxInFlightBytes   = 32 << 20
+	// The window adapts to the partitions produced to unless MaxInFlight
+	// (MaxInFlightBytes) is set: it holds InFlightPerPartition records
+	// (InFlightBytesPerPartition bytes) for each partition the sender has
+	// produced to since Open, at least DefaultMinInFlight
+	// (DefaultMinInFlightBytes) and at most DefaultMaxInFlight
+	// (DefaultMaxInFlightBytes). librdkafka batches per partition: with
+	// the floor spread over 1,000 partitions, each would hold about 33
+	// records, and its broker thread would wake for every few of them
+	// (bench/HISTORY.md, "Many partitions").
+	DefaultMinInFlight        = 32768
+	DefaultMaxInFlight        = 131072
+	DefaultMinInFlightBytes   = 32 << 20
+	DefaultMaxInFlightBytes   = 128 << 20
+	InFlightPerPartition      = 128
+	InFlightBytesPerPartition = 128 << 10
 	DefaultCursorSyncInterval = 100 * time.Millisecond
 	// DefaultMessageTimeoutMs is librdkafka's message.timeout.ms unless the
 	// application sets it: 0 = never time out. librdkafka then retries a
@@ -46,10 +59,21 @@ type Config struct {
 	// rejected settings in KafkaConfig.
 	Kafka kafka.ConfigMap
 	// MaxInFlight bounds the records handed to librdkafka and not yet
-	// reported. Default 32768 (see kafkawal.Config.MaxInFlight).
+	// reported. Default DefaultMaxInFlight, the bound of a window that
+	// adapts (see DefaultMinInFlight and kafkawal.Config.MaxInFlight).
 	MaxInFlight int
-	// MaxInFlightBytes bounds their encoded bytes. Default 32 MiB.
+	// MaxInFlightBytes bounds their encoded bytes. Default
+	// DefaultMaxInFlightBytes, the bound of a window that adapts.
 	MaxInFlightBytes int64
+	// MinInFlight, when above 0 and below MaxInFlight, makes the window
+	// adapt: it holds InFlightPerPartition records for each partition
+	// produced to since Open, at least MinInFlight, at most MaxInFlight.
+	// Default: DefaultMinInFlight when MaxInFlight is unset, else 0 (a
+	// window of MaxInFlight).
+	MinInFlight int
+	// MinInFlightBytes is the same for the bytes, with
+	// InFlightBytesPerPartition.
+	MinInFlightBytes int64
 	// CursorSyncInterval is how often the delivered watermark is persisted.
 	// Default 100ms.
 	CursorSyncInterval time.Duration
@@ -88,9 +112,15 @@ type Config struct {
 func (c Config) withDefaults() Config {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+		if c.MinInFlight == 0 {
+			c.MinInFlight = DefaultMinInFlight
+		}
 	}
 	if c.MaxInFlightBytes == 0 {
 		c.MaxInFlightBytes = DefaultMaxInFlightBytes
+		if c.MinInFlightBytes == 0 {
+			c.MinInFlightBytes = DefaultMinInFlightBytes
+		}
 	}
 	if c.CursorSyncInterval == 0 {
 		c.CursorSyncInterval = DefaultCursorSyncInterval
@@ -122,6 +152,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafkawal: config: MaxInFlight: %d is negative", c.MaxInFlight)
 	case c.MaxInFlightBytes < 0:
 		return fmt.Errorf("kafkawal: config: MaxInFlightBytes: %d is negative", c.MaxInFlightBytes)
+	case c.MinInFlight < 0:
+		return fmt.Errorf("kafkawal: config: MinInFlight: %d is negative", c.MinInFlight)
+	case c.MinInFlightBytes < 0:
+		return fmt.Errorf("kafkawal: config: MinInFlightBytes: %d is negative", c.MinInFlightBytes)
 	case c.CursorSyncInterval < 0:
 		return fmt.Errorf("kafkawal: config: CursorSyncInterval: %v is negative", c.CursorSyncInterval)
 	case c.PartitionStallTimeout < 0:

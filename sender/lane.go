@@ -376,7 +376,7 @@ func (s *Sender) inFlight() (int, int64) {
 // hasBudget reports whether one more record may be handed to librdkafka.
 func (s *Sender) hasBudget() bool {
 	n, b := s.inFlight()
-	return n < s.cfg.MaxInFlight && (b < s.cfg.MaxInFlightBytes || n == 0)
+	return n < s.maxN && (b < s.maxB || n == 0)
 }
 
 // watermark returns the highest sequence below which every record is

@@ -44,6 +44,10 @@ type Sender struct {
 	// active counts the partitions with records in flight, recent those
 	// with records in flight or produced to lately (share.go).
 	active, recent int
+	// maxN and maxB are the window's size now: the records and bytes it
+	// may hold, main stream and lanes together (share.go).
+	maxN int
+	maxB int64
 	// lanes carry the records of partitions that fell behind (lane.go);
 	// laneFlightN and laneFlightB count theirs in flight, beside the
 	// window's. Their readers signal laneReady when a batch is waiting.
@@ -213,6 +217,7 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		done:        make(chan struct{}),
 	}
 	s.persisted = s.win.low - 1
+	s.sizeWindow()
 	if err := s.resumeParked(); err != nil {
 		return nil, err
 	}
@@ -307,6 +312,7 @@ func (s *Sender) run() {
 				s.unpark()
 				s.publishPartitions()
 			}
+			s.sizeWindow()
 			s.persist()
 			s.outageTick(now)
 			s.summarize(now)

@@ -11,7 +11,7 @@ import "time"
 const deferAfter = time.Second
 
 // share returns the most records and bytes p may have in flight while the
-// window is shared: an equal part of MaxInFlight and MaxInFlightBytes
+// window is shared: an equal part of the window (sizeWindow)
 // among the partitions with records in flight or produced to within
 // activeFor (p included), and never more than half, so that a partition
 // that stalls before any other has records leaves them room. (Counting
@@ -24,7 +24,7 @@ func (s *Sender) share(p *part) (int, int64) {
 		n++
 	}
 	n = max(n, s.recent, 2)
-	return max(1, s.cfg.MaxInFlight/n), max(1, s.cfg.MaxInFlightBytes/int64(n))
+	return max(1, s.maxN/n), max(1, s.maxB/int64(n))
 }
 
 // activeFor is how long after its last record a partition still counts
@@ -89,4 +89,26 @@ func (s *Sender) unblock() {
 func (s *Sender) open(t *topicRoute, q int32) bool {
 	p := t.part(q)
 	return !p.stalled && (p.lane == nil || !p.lane.active)
+}
+
+// sizeWindow sets the records and bytes the window may hold: MaxInFlight
+// and MaxInFlightBytes, or, when the window adapts (MinInFlight,
+// MinInFlightBytes), InFlightPerPartition records and
+// InFlightBytesPerPartition bytes for each partition produced to since
+// Open, between the minimum and MaxInFlight (MaxInFlightBytes). It runs
+// at Open and on the cursor tick. The window's ring and the
+// acknowledgement bookkeeping are sized for the maximum; what grows is
+// what librdkafka holds.
+func (s *Sender) sizeWindow() {
+	parts := 0
+	for _, t := range s.rt.topics {
+		parts += len(t.parts)
+	}
+	s.maxN, s.maxB = s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes
+	if m := s.cfg.MinInFlight; m > 0 {
+		s.maxN = min(s.maxN, max(m, parts*InFlightPerPartition))
+	}
+	if m := s.cfg.MinInFlightBytes; m > 0 {
+		s.maxB = min(s.maxB, max(m, int64(parts)*InFlightBytesPerPartition))
+	}
 }

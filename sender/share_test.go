@@ -1,0 +1,53 @@
+package sender
+
+import "testing"
+
+// TestWindowAdaptsToPartitions: left to its defaults, the window grows by
+// InFlightPerPartition records and InFlightBytesPerPartition bytes for
+// each partition produced to, between its minimum and its maximum, and the
+// fair share divides the window as it is now; a window set stays as set.
+func TestWindowAdaptsToPartitions(t *testing.T) {
+	open := func(c Config, topics, parts int) *Sender {
+		s := &Sender{cfg: c.withDefaults(), rt: newRouter(consistent, 0)}
+		for i := range topics {
+			tr := s.rt.topic(string(rune('a' + i)))
+			for p := range parts {
+				tr.part(int32(p))
+			}
+		}
+		s.sizeWindow()
+		return s
+	}
+	cases := []struct {
+		name          string
+		cfg           Config
+		topics, parts int
+		n             int
+		b             int64
+	}{
+		{"4 partitions: the minimum", Config{}, 1, 4, DefaultMinInFlight, DefaultMinInFlightBytes},
+		{"1 topic x 1,000", Config{}, 1, 1000, 1000 * InFlightPerPartition, 1000 * InFlightBytesPerPartition},
+		{"100 topics x 10", Config{}, 100, 10, 1000 * InFlightPerPartition, 1000 * InFlightBytesPerPartition},
+		{"5,000 partitions: the maximum", Config{}, 5, 1000, DefaultMaxInFlight, DefaultMaxInFlightBytes},
+		{"a window set", Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}, 1, 1000, 1000, 1 << 20},
+		{"records set, bytes adapt", Config{MaxInFlight: 1000}, 1, 1000, 1000, 1000 * InFlightBytesPerPartition},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := open(c.cfg, c.topics, c.parts)
+			if s.maxN != c.n || s.maxB != c.b {
+				t.Fatalf("window %d records, %d bytes; want %d, %d", s.maxN, s.maxB, c.n, c.b)
+			}
+			// Every other partition has records in flight; p (none) counts too.
+			all := c.topics * c.parts
+			s.active = all - 1
+			n, b := s.share(s.rt.topic("a").part(0))
+			if want := max(1, c.n/all); n != want {
+				t.Errorf("share %d records, want %d", n, want)
+			}
+			if want := max(1, c.b/int64(all)); b != want {
+				t.Errorf("share %d bytes, want %d", b, want)
+			}
+		})
+	}
+}
