@@ -96,6 +96,13 @@ type Config struct {
 	Size int
 	// Durability is "always" (default), "periodic" or "never".
 	Durability string
+	// ExactlyOnce runs the children with Delivery ExactlyOnce (one
+	// TransactionalID for the drill) and reads the topics back with
+	// read_committed: then duplicates fail the drill too.
+	ExactlyOnce bool
+	// CommitInterval is the children's CommitInterval under ExactlyOnce.
+	// Default kafkawal's (100ms).
+	CommitInterval time.Duration
 
 	// Kills is the number of children SIGKILLed. Default 20; set
 	// NoKills for a drill without kills.
