@@ -410,6 +410,10 @@ func (s *Sender) fillLane(l *lane) {
 			}
 			p = l.t.part(q)
 		}
+		probing := s.tx != nil && l.p != nil && l.p.stalled
+		if probing && !s.txnProbeNow(l.p) {
+			return // stalled: its records stay out of the transactions (txnstall.go)
+		}
 		ok, alone := s.gate(p, e.Seq)
 		if !ok {
 			return // a record produced alone is out (isolate.go)
@@ -418,6 +422,10 @@ func (s *Sender) fillLane(l *lane) {
 			return
 		}
 		l.pending = l.pending[1:]
+		if probing {
+			s.txnProbeSent(l.p)
+			return
+		}
 	}
 }
 

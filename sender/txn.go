@@ -106,6 +106,7 @@ type txnState struct {
 	problem      string // the unusable checkpoint's error, logged once
 	reread       bool   // the checkpoint could not be written: read it again after the abort
 	reports      []delivery
+	probes       map[*part]*probe // of stalled partitions (txnstall.go)
 
 	stats txnCounters
 }
@@ -140,6 +141,7 @@ func newTxnState(cfg Config, kcfg kafka.ConfigMap, dir string) (*txnState, error
 		dir:     dir,
 		mode:    cfg.FileMode,
 		results: make(chan txnResult, 1),
+		probes:  make(map[*part]*probe),
 		ctx:     ctx,
 		cancel:  cancel,
 	}, nil
@@ -166,6 +168,7 @@ func (s *Sender) txnOnResult(r txnResult) {
 			s.txnCommitted(r.took)
 		case opAbort:
 			t.stats.aborts.Add(1)
+			s.txnProbesFailed()
 			s.txnAbortedAll()
 			t.phase, t.doomed = txnIdle, nil
 			t.reports = t.reports[:0]
@@ -251,6 +254,14 @@ func (s *Sender) txnTick(now bool) {
 		case t.doomed != nil:
 			s.txnAbort()
 		case now || s.txnDue(at):
+			// The commit waits for every record's report (txnstall.go).
+			if n, _ := s.inFlight(); n > 0 {
+				if s.txnStalledInFlight(at) {
+					s.txnDoom(errStalledInTxn)
+					s.txnAbort()
+				}
+				return
+			}
 			s.txnCommit()
 		}
 	}
@@ -263,7 +274,11 @@ func (s *Sender) txnWake() time.Time {
 	case t.calling:
 		return time.Time{}
 	case t.phase == txnOpen:
-		return t.begun.Add(s.cfg.CommitInterval)
+		at := t.begun.Add(s.cfg.CommitInterval)
+		if w := s.txnProbeWake(); !w.IsZero() && w.Before(at) {
+			at = w
+		}
+		return at
 	case t.phase == txnStarting:
 		return t.readAt
 	case s.mode == rebuilding:

@@ -151,6 +151,7 @@ func (s *Sender) txnSent(owner *lane, seq uint64, p *part, m *kafka.Message) {
 		if p.stalled {
 			s.recovered(p)
 		}
+		delete(s.tx.probes, p)
 	}
 	if s.cfg.OnDelivered != nil {
 		s.tx.reports = append(s.tx.reports, delivery{seq, m.TopicPartition.Topic, m.TopicPartition.Partition, int64(m.TopicPartition.Offset)})
