@@ -146,4 +146,11 @@
 // a fencing of a transaction younger than transaction.timeout.ms, which
 // only a newer instance can cause: then delivery stops for good
 // (ErrFenced).
+//
+// Under exactly-once, lanes hold their records as the window does, until
+// the commit (txnlanes.go); a commit waits for every report of its
+// transaction, a partition found stalled with records in it aborts it,
+// and a stalled partition's lane produces only a probe now and then
+// (txnstall.go). The checkpoint's Deferred partitions are the lanes'
+// records not covered by it, where a restart resumes each lane.
 package sender

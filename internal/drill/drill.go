@@ -301,6 +301,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drill: --power-cuts: %d, want >= 0", c.PowerCuts)
 	case c.PowerCuts > 0 && (c.BrokerRestarts > 0 || c.NetCuts > 0):
 		return errors.New("drill: --power-cuts does not mix with --broker-restarts or --net-cuts")
+	case c.PowerCuts > 0 && c.ExactlyOnce:
+		return errors.New("drill: --power-cuts does not mix with --exactly-once (the power-cut check reads back at-least-once delivery)")
 	case c.Metadata != "" && c.Metadata != "strict" && c.Metadata != "immediate":
 		return fmt.Errorf("drill: --metadata: %q is neither strict nor immediate", c.Metadata)
 	case c.SegmentBytes < 0 || c.DeadLetterEvery < 0:

@@ -238,6 +238,56 @@ func TestDrillPartitionStall(t *testing.T) {
 	}
 }
 
+// TestDrillPartitionStallExactlyOnce: the partition-stall drill under
+// Delivery ExactlyOnce. Children are SIGKILLed while partition 0 of the
+// first topic is stalled, out of the transactions and parked, and while it
+// drains: each child resumes from the checkpoint's deferred partitions, so
+// read back with read_committed nothing may be lost, reordered or read
+// twice.
+func TestDrillPartitionStallExactlyOnce(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
+	defer cancel()
+	var pids pidRecorder
+	cfg := Config{
+		Broker:         kafkatest.Kind(),
+		Topics:         []string{"eos-stall-a", "eos-stall-b"},
+		Partitions:     4,
+		Rate:           400,
+		Size:           64,
+		ExactlyOnce:    true,
+		Kills:          10,
+		KillAfterMin:   1500 * time.Millisecond,
+		KillAfterMax:   3 * time.Second,
+		Seed:           11,
+		StallPartition: 1,
+		StallFor:       12 * time.Second,
+		DrainRecords:   50,
+		DrainTimeout:   2 * time.Minute,
+		VerifyTimeout:  time.Minute,
+		Command:        testCommand,
+		Log:            logWriter{t},
+		onChildStart:   pids.add,
+	}
+	start := time.Now()
+	rep, err := Run(ctx, cfg)
+	pids.checkDead(t)
+	if rep != nil {
+		var b strings.Builder
+		rep.WriteText(&b)
+		t.Logf("%s drill in %v:\n%s", kafkatest.Kind(), time.Since(start).Round(time.Millisecond), b.String())
+	}
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if !rep.ExactlyOnce || rep.Lost != 0 || rep.Duplicates != 0 || rep.OrderViolations != 0 || rep.Kills != 10 || !rep.Drained || !rep.OK || rep.PartitionStalls != 1 {
+		t.Fatalf("exactly-once %v: lost %d, duplicates %d, order violations %d, kills %d, drained %v, stalls %d, ok %v: %v",
+			rep.ExactlyOnce, rep.Lost, rep.Duplicates, rep.OrderViolations, rep.Kills, rep.Drained, rep.PartitionStalls, rep.OK, rep.Failures)
+	}
+	if rep.OpensWithParked == 0 {
+		t.Fatal("no child opened with parked records: no kill landed while a partition was parked")
+	}
+}
+
 // TestDrillShortExactlyOnce is the short drill under Delivery ExactlyOnce:
 // read back with read_committed, nothing may be lost, reordered or read
 // twice; read with read_uncommitted, the aborted copies that the kills
