@@ -45,6 +45,7 @@ func TestExactlyOnceConfigErrors(t *testing.T) {
 		}), "Kafka[message.timeout.ms]"},
 		{"transaction timeout not a number", eos(func(c *kafkawal.Config) { c.Kafka = kcfg("transaction.timeout.ms", "soon") }), "Kafka[transaction.timeout.ms]"},
 		{"negative CommitInterval", eos(func(c *kafkawal.Config) { c.CommitInterval = -time.Second }), "CommitInterval"},
+		{"ParkAfter", eos(func(c *kafkawal.Config) { c.ParkAfter = time.Minute }), "ParkAfter"},
 		{"bad CheckpointTopic", eos(func(c *kafkawal.Config) { c.CheckpointTopic = "no spaces" }), "CheckpointTopic"},
 		{"CheckpointTopic too long", eos(func(c *kafkawal.Config) { c.CheckpointTopic = strings.Repeat("c", 250) }), "CheckpointTopic"},
 		{"unknown Delivery", eos(func(c *kafkawal.Config) { c.Delivery = 7 }), "Delivery"},

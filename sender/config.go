@@ -120,6 +120,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ParkAfter == 0 {
 		c.ParkAfter = DefaultParkAfter
+		if c.ExactlyOnce {
+			c.ParkAfter = -1 // not yet under exactly-once (txnstall.go)
+		}
 	}
 	if c.Logger == nil {
 		nop := zerolog.Nop()

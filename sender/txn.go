@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sync/atomic"
@@ -275,7 +276,12 @@ func (s *Sender) txnWake() time.Time {
 		return time.Time{}
 	case t.phase == txnOpen:
 		at := t.begun.Add(s.cfg.CommitInterval)
-		if w := s.txnProbeWake(); !w.IsZero() && w.Before(at) {
+		if n, _ := s.inFlight(); n > 0 && !time.Now().Before(at) {
+			// Due, and waiting for reports: they wake the loop, and so
+			// does the cursor tick that finds a partition stalled.
+			at = time.Time{}
+		}
+		if w := s.txnProbeWake(); !w.IsZero() && (at.IsZero() || w.Before(at)) {
 			at = w
 		}
 		return at
@@ -388,6 +394,14 @@ func (s *Sender) txnAbort() {
 		Msg("sender: transaction failed; aborting it and re-sending from the last committed position")
 	if s.mode == normal {
 		s.mode = draining
+	}
+	if errors.Is(t.doomed, errStalledInTxn) {
+		// AbortTransaction waits for every record in flight, and those
+		// of a stalled partition would keep it waiting: their reports
+		// do not matter any more, the abort discards them anyway.
+		if err := s.p.Purge(kafka.PurgeQueue | kafka.PurgeInFlight | kafka.PurgeNonBlocking); err != nil {
+			s.lg.Error().Err(err).Msg("sender: cannot purge the producer before an abort")
+		}
 	}
 	t.phase = txnAborting
 	t.call(opAbort, abortCall(s.p))

@@ -61,6 +61,8 @@ func (c Config) validateTxn() error {
 		return fmt.Errorf("kafkawal: config: AllowWeakerDelivery: cannot be combined with Delivery ExactlyOnce (transactions need acks=all and idempotence)")
 	case c.CommitInterval < 0:
 		return fmt.Errorf("kafkawal: config: CommitInterval: %v is negative", c.CommitInterval)
+	case c.ParkAfter > 0:
+		return fmt.Errorf("kafkawal: config: ParkAfter: %v: stalled partitions are not parked under Delivery ExactlyOnce (their records stay in the WAL); leave it unset", c.ParkAfter)
 	}
 	if err := validTopicName(c.CheckpointTopic); err != nil {
 		return fmt.Errorf("kafkawal: config: CheckpointTopic: %w", err)

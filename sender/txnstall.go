@@ -23,6 +23,17 @@ import (
 //     partition stays stalled. With it the partition has recovered and its
 //     lane delivers its backlog.
 //
+// The abort of a transaction that holds a stalled partition's records
+// purges the producer first: AbortTransaction waits for every record in
+// flight, and a broker that does not answer at all would keep it waiting
+// until librdkafka's requests to it time out.
+//
+// Stalled partitions are not parked under exactly-once (ParkAfter is
+// refused, and never by default): a park log drained under transactions
+// was seen to leave a partition's records undelivered on Apache Kafka
+// after the stall, so their records wait in the WAL, which then keeps
+// every segment from the stalled partition's oldest record on.
+//
 // So a partition that stalls costs the others one PartitionStallTimeout
 // and one aborted transaction when it is found stalled, and then up to
 // probeWait and an aborted transaction per probe; meanwhile their records

@@ -233,7 +233,7 @@ func (c Config) withDefaults() Config {
 	if c.StallPartition > 0 && c.StallTimeout == 0 {
 		c.StallTimeout = DefaultStallTimeout
 	}
-	if c.StallPartition > 0 && c.ParkAfter == 0 {
+	if c.StallPartition > 0 && c.ParkAfter == 0 && !c.ExactlyOnce {
 		c.ParkAfter = DefaultParkAfter
 	}
 	if c.DrainRecords == 0 {
@@ -301,6 +301,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drill: --power-cuts: %d, want >= 0", c.PowerCuts)
 	case c.PowerCuts > 0 && (c.BrokerRestarts > 0 || c.NetCuts > 0):
 		return errors.New("drill: --power-cuts does not mix with --broker-restarts or --net-cuts")
+	case c.ParkAfter > 0 && c.ExactlyOnce:
+		return errors.New("drill: --park-after does not apply with --exactly-once (stalled partitions are not parked under ExactlyOnce)")
 	case c.PowerCuts > 0 && c.ExactlyOnce:
 		return errors.New("drill: --power-cuts does not mix with --exactly-once (the power-cut check reads back at-least-once delivery)")
 	case c.Metadata != "" && c.Metadata != "strict" && c.Metadata != "immediate":

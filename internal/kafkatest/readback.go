@@ -44,7 +44,7 @@ func ReadAll(ctx context.Context, bootstrap string, topics []string, want int) (
 // still open below the end offsets it took (until they commit, abort, or
 // time out on the broker) before it returns.
 func ReadCommitted(ctx context.Context, bootstrap string, topics []string, want int) ([]*kgo.Record, error) {
-	return ReadCommittedWith(ctx, []kgo.Opt{kgo.SeedBrokers(bootstrap)}, topics, want)
+	return ReadCommittedWith(ctx, []kgo.Opt{kgo.SeedBrokers(Seeds(bootstrap)...)}, topics, want)
 }
 
 // ReadCommittedWith is ReadCommitted through a client made of opts, as
