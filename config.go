@@ -144,7 +144,7 @@ type Config struct {
 	// unacknowledged records are copied into a park log in Dir/park/, so
 	// that the WAL's segments behind it can be deleted and the disk holds
 	// only the stalled partition's backlog. Default 30s; negative: never
-	// park.
+	// park. Never with Delivery ExactlyOnce, which refuses a positive one.
 	ParkAfter time.Duration
 
 	// Delivery: AtLeastOnce (default) or ExactlyOnce.

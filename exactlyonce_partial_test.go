@@ -96,12 +96,6 @@ func TestExactlyOncePartialOutage(t *testing.T) {
 			createTopic(t, b, topic, partitions, nil)
 			cfg := eosConfig(t, b, txnIDAwayFrom(t, b, topic, 0))
 			c.cfg(&cfg)
-			if b.Kind() == "real" {
-				// The transaction holding records for a broker that does
-				// not answer ends only once librdkafka's requests to it
-				// time out (see README, Exactly-once, Partial outages).
-				cfg.Kafka["socket.timeout.ms"] = 10000
-			}
 			rate := 2000
 			if raceEnabled {
 				rate = 500

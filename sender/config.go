@@ -60,7 +60,7 @@ type Config struct {
 	PartitionStallTimeout time.Duration
 	// ParkAfter: a partition stalled this long has its unacknowledged
 	// records parked (park.go), so that the WAL holds only its backlog.
-	// Default 30s; negative: never.
+	// Default 30s; negative: never. Never under ExactlyOnce (txnstall.go).
 	ParkAfter time.Duration
 	// AllowWeakerDelivery permits acks other than all and
 	// enable.idempotence=false, which can lose or reorder records in Kafka

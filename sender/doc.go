@@ -151,6 +151,7 @@
 // the commit (txnlanes.go); a commit waits for every report of its
 // transaction, a partition found stalled with records in it aborts it,
 // and a stalled partition's lane produces only a probe now and then
-// (txnstall.go). The checkpoint's Deferred partitions are the lanes'
-// records not covered by it, where a restart resumes each lane.
+// (txnstall.go); nothing is parked. The checkpoint's Deferred partitions
+// are the lanes' records not covered by it, where a restart resumes each
+// lane.
 package sender

@@ -86,7 +86,7 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.IntVar(&cfg.StallPartition, "stall-partition", 0, "times partition 0 of the first topic stops accepting records at random points (on a real broker: one of two brokers is cut off from clients); the children park it and drain it while being killed")
 	fs.DurationVar(&cfg.StallFor, "stall-for", DefaultStallFor, "length of each partition stall")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 0, "the children's PartitionStallTimeout (default 500ms with --stall-partition, else kafkawal's)")
-	fs.DurationVar(&cfg.ParkAfter, "park-after", 0, "the children's ParkAfter (default 500ms with --stall-partition, else kafkawal's)")
+	fs.DurationVar(&cfg.ParkAfter, "park-after", 0, "the children's ParkAfter (default 500ms with --stall-partition, else kafkawal's; not with --exactly-once, which never parks)")
 	fs.IntVar(&cfg.DrainRecords, "drain-records", DefaultDrainRecords, "records the final child appends before it flushes and closes")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "bound of the final child's Flush and Close")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", DefaultVerifyTimeout, "bound of reading the topics back")
