@@ -133,7 +133,8 @@ type Config struct {
 	// enable.idempotence=false and a finite message.timeout.ms, each of
 	// which can lose or reorder records in Kafka (a timeout: librdkafka
 	// gives records up and may accept later ones of their partition
-	// first; kafkawal re-sends them, out of order). Default false.
+	// first; kafkawal re-sends them, out of order). Default false. Refused
+	// with ExactlyOnce, which allows a finite message.timeout.ms of its own.
 	// Without idempotence a stalled partition holds the others back (see
 	// Partial outages in the README).
 	AllowWeakerDelivery bool
@@ -150,8 +151,33 @@ type Config struct {
 	// unacknowledged records are copied into a park log in Dir/park/, so
 	// that the WAL's segments behind it can be deleted and the disk holds
 	// only the stalled partition's backlog. Default 30s; negative: never
-	// park.
+	// park. Never with Delivery ExactlyOnce, which refuses a positive one.
 	ParkAfter time.Duration
+
+	// Delivery: AtLeastOnce (default) or ExactlyOnce.
+	Delivery Delivery
+	// TransactionalID is librdkafka's transactional.id under ExactlyOnce,
+	// and the key of this directory's checkpoint. Required with
+	// ExactlyOnce, refused without. Keep it for the life of the WAL
+	// directory and give no other producer the same: a second instance
+	// with it fences the first, which then stops delivering (ErrFenced).
+	// A new directory needs a new TransactionalID.
+	TransactionalID string
+	// CommitInterval is how long a transaction gathers records before it
+	// is committed, under ExactlyOnce: the trade between latency (records
+	// become visible to read_committed consumers at the commit after
+	// them) and throughput (each commit is a round trip to the
+	// transaction coordinator, during which nothing is produced). A
+	// transaction is also committed early when it holds MaxInFlight
+	// records or MaxInFlightBytes. Default 100ms; refused without
+	// ExactlyOnce.
+	CommitInterval time.Duration
+	// CheckpointTopic is the compacted topic that holds each
+	// TransactionalID's committed WAL position, under ExactlyOnce. It is
+	// created if missing (cleanup.policy=compact, 25 partitions, the
+	// broker's replication factor). Default "kafkawal-checkpoints";
+	// refused without ExactlyOnce.
+	CheckpointTopic string
 
 	// CorruptionPolicy: see the constants. Default FailOnCorruption.
 	CorruptionPolicy CorruptionPolicy
@@ -239,5 +265,9 @@ func (c Config) senderConfig() sender.Config {
 		PartitionStallTimeout: c.PartitionStallTimeout,
 		ParkAfter:             c.ParkAfter,
 		Logger:                c.Logger,
+		ExactlyOnce:           c.Delivery == ExactlyOnce,
+		TransactionalID:       c.TransactionalID,
+		CommitInterval:        c.CommitInterval,
+		CheckpointTopic:       c.CheckpointTopic,
 	}
 }

@@ -105,7 +105,11 @@ func (c Config) contradictions() error {
 	if kb, ok := kafkaInt(c.Kafka, "queue.buffering.max.kbytes"); ok && c.MaxRecordBytes > 0 && int64(c.MaxRecordBytes) > kb<<10 {
 		return fmt.Errorf("kafkawal: config: MaxRecordBytes: %d is above Kafka[queue.buffering.max.kbytes] (%d KiB): librdkafka would never take such a record, and delivery would stop behind it", c.MaxRecordBytes, kb)
 	}
-	if v, ok := kafkaInt(c.Kafka, "message.timeout.ms"); ok && v != 0 && !c.AllowWeakerDelivery {
+	// Under ExactlyOnce a record that times out aborts its transaction,
+	// and everything after the committed position is produced again, in
+	// order: a finite timeout (up to transaction.timeout.ms, checked by the
+	// sender) costs an abort, not the order.
+	if v, ok := kafkaInt(c.Kafka, "message.timeout.ms"); ok && v != 0 && !c.AllowWeakerDelivery && c.Delivery != ExactlyOnce {
 		return errors.New("kafkawal: config: Kafka[message.timeout.ms]: a finite timeout lets librdkafka give records up and " +
 			"accept later records of their partition first, breaking per-partition order; leave it unset " +
 			"(kafkawal sets 0: never give up; the WAL holds the backlog) or set AllowWeakerDelivery")

@@ -30,7 +30,13 @@
 //     Config.OnDeliveryResult gets every outcome as it comes.
 //   - After a crash, records between the last persisted cursor and the last
 //     delivery report are sent again (Stats.Replayed, Stats.Resent): the
-//     delivery is at-least-once.
+//     delivery is at-least-once by default.
+//   - With Config.Delivery ExactlyOnce (and a TransactionalID), records are
+//     produced in Kafka transactions that also commit the WAL position they
+//     cover, and consumers reading with isolation.level=read_committed see
+//     each record exactly once, across the same crashes and outages. A
+//     second instance with the same TransactionalID fences the first, which
+//     stops delivering for good (ErrFenced, Stats.Fenced).
 //
 // Partition is explicit, as in confluent-kafka-go: the zero value is
 // partition 0; use PartitionAny to let the partitioner hash the key.

@@ -1,6 +1,9 @@
 package kafkawal
 
-import "github.com/kafkawal/kafkawal/wal"
+import (
+	"github.com/kafkawal/kafkawal/sender"
+	"github.com/kafkawal/kafkawal/wal"
+)
 
 // Errors a caller can act on. Match them with errors.Is; the errors returned
 // wrap them with the detail (file, offset, sequence, field) an operator needs.
@@ -31,3 +34,10 @@ var (
 	// segment file and offset.
 	ErrCorrupt = wal.ErrCorrupt
 )
+
+// ErrFenced: under Delivery ExactlyOnce, another producer with the same
+// TransactionalID took over (a second instance of the service, or a copy of
+// the WAL directory). This producer stopped delivering for good; Flush and
+// Close return an error matching it, Stats.Fenced is true, and every record
+// Kafka has not committed stays in the WAL. Stop one of the two.
+var ErrFenced = sender.ErrFenced

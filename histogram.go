@@ -65,8 +65,13 @@ type Latencies struct {
 	// Delivery: each delivered record, from its timestamp to its delivery
 	// report. The timestamp is the time of Append unless the application
 	// set Record.Timestamp; replayed records count the time they waited
-	// in the WAL, restarts included.
+	// in the WAL, restarts included. Under ExactlyOnce, to the commit of
+	// the record's transaction (when read_committed consumers see it).
 	Delivery Histogram
+	// Commit: each CommitTransaction under ExactlyOnce, from the call to
+	// its return: the flush of what the transaction holds, then the
+	// coordinator's commit.
+	Commit Histogram
 }
 
 // Latencies returns snapshots of the producer's latency histograms. It is
@@ -76,12 +81,13 @@ func (p *Producer) Latencies() Latencies {
 		Append:   p.lat.append.snapshot(),
 		Fsync:    p.lat.fsync.snapshot(),
 		Delivery: p.lat.delivery.snapshot(),
+		Commit:   p.lat.commit.snapshot(),
 	}
 }
 
 // latencies are the recorders behind Latencies.
 type latencies struct {
-	append, fsync, delivery histogram
+	append, fsync, delivery, commit histogram
 }
 
 // histogram records durations in HistogramBuckets buckets of atomic

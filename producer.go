@@ -132,6 +132,19 @@ func Open(cfg Config) (*Producer, error) {
 	p.out = newOutcomes(scfg.MaxInFlightOrDefault())
 	p.hookOutcomes(&scfg)
 	scfg.ObserveDelivery = p.lat.delivery.observe
+	scfg.ObserveCommit = p.lat.commit.observe
+	if cfg.Delivery == ExactlyOnce {
+		fileMode := opts.FileMode
+		if fileMode == 0 {
+			fileMode = wal.DefaultFileMode
+		}
+		if scfg.Identity, err = txnIdentity(cfg, fileMode, lg); err != nil {
+			dl.Close()
+			l.Close()
+			return nil, err
+		}
+		scfg.FileMode = fileMode
+	}
 	p.snd, err = sender.New(l, dl, scfg)
 	if err != nil {
 		dl.Close()

@@ -93,6 +93,28 @@ type Stats struct {
 	// Deprecated: its name suggested the whole backlog; use
 	// OldestInFlightAge, or OldestBacklogAge for the backlog.
 	OldestUnacknowledgedAge time.Duration `json:"oldest_unacknowledged_age_ns"`
+	// Transactions counts transactions committed under ExactlyOnce;
+	// TransactionsAborted those aborted (a record failed in them, or
+	// an outage outlasted them): their records were produced again, and
+	// read_uncommitted consumers see the aborted copies.
+	Transactions        uint64 `json:"transactions"`
+	TransactionsAborted uint64 `json:"transactions_aborted"`
+	// CommitLatencyP50 and CommitLatencyP99 are percentiles of the time
+	// CommitTransaction took over the last 1024 commits, under
+	// ExactlyOnce. In JSON: nanoseconds.
+	CommitLatencyP50 time.Duration `json:"commit_latency_p50_ns"`
+	CommitLatencyP99 time.Duration `json:"commit_latency_p99_ns"`
+	// Fenced is true once another producer with the same TransactionalID
+	// has taken over: this one stopped delivering for good (ErrFenced).
+	Fenced bool `json:"fenced"`
+	// ExactlyOnceError says why delivery waits for an operator under
+	// ExactlyOnce: no authorization (on the TransactionalID or the
+	// CheckpointTopic), or a checkpoint that cannot be trusted (another WAL
+	// directory's, missing though this directory committed, ending on a
+	// record this directory does not hold); "" otherwise. The records stay
+	// in the WAL; kafkawal tries again every 30 s.
+	ExactlyOnceError string `json:"exactly_once_error,omitempty"`
+
 	// BrokerReachable is false while librdkafka reports all brokers down.
 	// librdkafka notices a silent network only after its socket timeouts
 	// (socket.timeout.ms, 60s by default, twice); OldestBacklogAge shows
@@ -144,6 +166,13 @@ func (p *Producer) Stats() Stats {
 		BrokerAuthError:  ss.BrokerAuthError,
 
 		StalledPartitions: ss.StalledPartitions,
+
+		Transactions:        ss.Transactions,
+		TransactionsAborted: ss.TransactionsAborted,
+		CommitLatencyP50:    ss.CommitP50,
+		CommitLatencyP99:    ss.CommitP99,
+		Fenced:              ss.Fenced,
+		ExactlyOnceError:    ss.ExactlyOnceError,
 	}
 	st.ParkedBytes = p.log.ParkedBytes()
 	if st.LastSeq > st.Cursor {

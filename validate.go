@@ -28,6 +28,9 @@ func (c Config) validate() error {
 	if c.CorruptionPolicy != FailOnCorruption && c.CorruptionPolicy != QuarantineCorruption {
 		return fmt.Errorf("kafkawal: config: CorruptionPolicy: unknown policy %d", c.CorruptionPolicy)
 	}
+	if err := c.Delivery.validate(); err != nil {
+		return err
+	}
 	if err := c.contradictions(); err != nil {
 		return err
 	}

@@ -89,6 +89,24 @@ var scalars = []scalar{
 		}},
 	{"parked_bytes", "Size of the park logs (counted in disk_bytes too).", prometheus.GaugeValue,
 		func(s *kafkawal.Stats) float64 { return float64(s.ParkedBytes) }},
+	{"transactions_committed_total", "Transactions committed under Delivery ExactlyOnce, since Open.", prometheus.CounterValue,
+		func(s *kafkawal.Stats) float64 { return float64(s.Transactions) }},
+	{"transactions_aborted_total", "Transactions aborted under Delivery ExactlyOnce (a record failed in them, or an outage outlasted them), since Open.", prometheus.CounterValue,
+		func(s *kafkawal.Stats) float64 { return float64(s.TransactionsAborted) }},
+	{"fenced", "1 once another producer with the same TransactionalID took over: this one stopped delivering for good.", prometheus.GaugeValue,
+		func(s *kafkawal.Stats) float64 {
+			if s.Fenced {
+				return 1
+			}
+			return 0
+		}},
+	{"exactly_once_waiting", "1 while exactly-once delivery waits for an operator (Stats.ExactlyOnceError: no authorization, a checkpoint that cannot be trusted).", prometheus.GaugeValue,
+		func(s *kafkawal.Stats) float64 {
+			if s.ExactlyOnceError != "" {
+				return 1
+			}
+			return 0
+		}},
 }
 
 // hist is one histogram: which Latencies field, and the range of
@@ -106,8 +124,10 @@ var hists = []hist{
 		func(l *kafkawal.Latencies) *kafkawal.Histogram { return &l.Append }, 4, 24},
 	{"fsync_duration_seconds", "fdatasync calls on the WAL's tail segment.",
 		func(l *kafkawal.Latencies) *kafkawal.Histogram { return &l.Fsync }, 4, 24},
-	{"delivery_latency_seconds", "Delivered records, from the record's timestamp (its Append unless the application set one) to its delivery report.",
+	{"delivery_latency_seconds", "Delivered records, from the record's timestamp (its Append unless the application set one) to its delivery report (under ExactlyOnce, its transaction's commit).",
 		func(l *kafkawal.Latencies) *kafkawal.Histogram { return &l.Delivery }, 10, kafkawal.HistogramBuckets - 2},
+	{"commit_duration_seconds", "CommitTransaction calls under Delivery ExactlyOnce, the flush of the transaction's records included.",
+		func(l *kafkawal.Latencies) *kafkawal.Histogram { return &l.Commit }, 10, 24},
 }
 
 // collector is a prometheus.Collector over one Producer.

@@ -46,6 +46,11 @@ var exported = map[string]dto.MetricType{
 	"kafkawal_append_duration_seconds":           dto.MetricType_HISTOGRAM,
 	"kafkawal_fsync_duration_seconds":            dto.MetricType_HISTOGRAM,
 	"kafkawal_delivery_latency_seconds":          dto.MetricType_HISTOGRAM,
+	"kafkawal_commit_duration_seconds":           dto.MetricType_HISTOGRAM,
+	"kafkawal_transactions_committed_total":      dto.MetricType_COUNTER,
+	"kafkawal_transactions_aborted_total":        dto.MetricType_COUNTER,
+	"kafkawal_fenced":                            dto.MetricType_GAUGE,
+	"kafkawal_exactly_once_waiting":              dto.MetricType_GAUGE,
 }
 
 // pending are metrics that alerts.yml uses before the library has them.

@@ -62,7 +62,7 @@ func (w *window) addTo(seq uint64, size int, ts int64, p *part) {
 // before a rewind, or it is a hole. It counts as done.
 func (w *window) skip() {
 	s := w.at(w.next)
-	if s.state != done {
+	if s.state != done && s.state != dead {
 		*s = slot{state: done}
 	}
 	w.next++
@@ -145,7 +145,8 @@ func (w *window) rewind() (resend int) {
 // nextDone reports whether next was already delivered before a rewind; such
 // records are skipped, not sent again.
 func (w *window) nextDone() bool {
-	return w.next < w.hi && w.at(w.next).state == done
+	st := w.at(w.next).state
+	return w.next < w.hi && (st == done || st == dead)
 }
 
 // oldest returns the timestamp of the oldest unacknowledged record in the

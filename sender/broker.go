@@ -13,7 +13,7 @@ func (s *Sender) brokerError(e kafka.Error) {
 		s.authFailed(e)
 	}
 	if e.IsFatal() {
-		s.startRebuild(e)
+		s.fatalError(e)
 		return
 	}
 	switch {
@@ -27,6 +27,9 @@ func (s *Sender) brokerError(e kafka.Error) {
 		s.lg.Debug().Str("err", e.String()).Msg("sender: librdkafka error event")
 	}
 }
+
+// txnLogTags are librdkafka's log tags for transactional failures.
+var txnLogTags = map[string]bool{"TXNERR": true, "FATAL": true, "ADDPARTS": true, "ADDOFFSETS": true, "ENDTXN": true, "GETPID": true}
 
 func (s *Sender) reachable() {
 	s.authRecovered()
@@ -43,6 +46,13 @@ func (s *Sender) reachable() {
 }
 
 func (s *Sender) logLibrdkafka(e kafka.LogEvent) {
+	if s.tx != nil && e.Level <= 3 && txnLogTags[e.Tag] {
+		// Under exactly-once every failure of a transaction reaches the
+		// sender through the API too, and it says what the failure means
+		// in a line of its own (an abort, a fencing); librdkafka's lines
+		// about it are detail.
+		e.Level = 4
+	}
 	lvl := zerolog.DebugLevel
 	switch {
 	case e.Level <= 3:

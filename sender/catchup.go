@@ -333,6 +333,11 @@ func (l *lane) wants(e *wal.Entry) bool {
 // lanePeek returns l's next record to produce, or nil while its reader has
 // none ready.
 func (s *Sender) lanePeek(l *lane) *wal.Entry {
+	if l.reseek && l.rd != nil {
+		// A rewind gave the lane records to produce again, below what it
+		// read ahead: what it holds must not go first.
+		s.seekLane(l)
+	}
 	for {
 		for len(l.pending) > 0 && !l.wants(&l.pending[0]) {
 			l.pending = l.pending[1:]
@@ -405,6 +410,10 @@ func (s *Sender) fillLane(l *lane) {
 			}
 			p = l.t.part(q)
 		}
+		probing := s.tx != nil && l.p != nil && l.p.stalled
+		if probing && !s.txnProbeNow(l.p) {
+			return // stalled: its records stay out of the transactions (txnstall.go)
+		}
 		ok, alone := s.gate(p, e.Seq)
 		if !ok {
 			return // a record produced alone is out (isolate.go)
@@ -413,6 +422,10 @@ func (s *Sender) fillLane(l *lane) {
 			return
 		}
 		l.pending = l.pending[1:]
+		if probing {
+			s.txnProbeSent(l.p)
+			return
+		}
 	}
 }
 
@@ -439,6 +452,9 @@ func (s *Sender) produceLane(l *lane, p *part, e *wal.Entry, i int, alone bool) 
 	if global {
 		part = e.Record.Partition
 	}
+	if s.tx != nil && !s.txnMayProduce() {
+		return false // no transaction takes records now
+	}
 	m := s.message(e, part, opaque)
 	if err := s.p.Produce(m, nil); err != nil {
 		switch classify(err) {
@@ -447,17 +463,26 @@ func (s *Sender) produceLane(l *lane, p *part, e *wal.Entry, i int, alone bool) 
 				s.retryLater()
 				return false
 			}
+			// Under exactly-once a dead letter is done once a commit
+			// covers it (txnlanes.go).
+			st := done
+			if s.tx != nil {
+				st = dead
+			}
 			if i >= 0 {
-				l.owned[i].state = done
+				l.owned[i].state = st
 				l.freeN--
 				l.trim()
 			} else {
+				if st == dead {
+					l.own(owned{seq: e.Seq, ts: e.Record.Timestamp.UnixNano(), size: int32(e.Size), state: dead})
+				}
 				l.readPos = e.Seq + 1
 				l.pendN, l.pendB = max(0, l.pendN-1), max(0, l.pendB-int64(e.Size))
 			}
 			return true
 		case fatal:
-			s.startRebuild(err)
+			s.fatalError(err)
 		default:
 			s.retryLater()
 		}
@@ -483,6 +508,10 @@ func (s *Sender) produceLane(l *lane, p *part, e *wal.Entry, i int, alone bool) 
 		l.pendN, l.pendB = max(0, l.pendN-1), max(0, l.pendB-int64(e.Size))
 	}
 	l.hi = max(l.hi, e.Seq+1)
+	if s.tx != nil {
+		s.tx.records++
+		s.tx.bytes += int64(e.Size)
+	}
 	s.laneFlightN++
 	s.laneFlightB += int64(e.Size)
 	switch {

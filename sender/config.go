@@ -84,7 +84,7 @@ type Config struct {
 	PartitionStallTimeout time.Duration
 	// ParkAfter: a partition stalled this long has its unacknowledged
 	// records parked (park.go), so that the WAL holds only its backlog.
-	// Default 30s; negative: never.
+	// Default 30s; negative: never. Never under ExactlyOnce (txnstall.go).
 	ParkAfter time.Duration
 	// AllowWeakerDelivery permits acks other than all and
 	// enable.idempotence=false, which can lose or reorder records in Kafka
@@ -107,6 +107,26 @@ type Config struct {
 	// (records without a timestamp are not observed): it must be quick.
 	// Default: none.
 	ObserveDelivery func(time.Duration)
+	// ObserveCommit, if set, is called on the sender goroutine with the
+	// duration of each CommitTransaction under ExactlyOnce. Default: none.
+	ObserveCommit func(time.Duration)
+
+	// ExactlyOnce makes the sender transactional (see txn.go): records and
+	// the WAL position covering them are committed to Kafka together.
+	ExactlyOnce bool
+	// TransactionalID is librdkafka's transactional.id and the key of the
+	// checkpoint. Required with ExactlyOnce, refused without.
+	TransactionalID string
+	// CommitInterval: how long a transaction gathers records. Default
+	// DefaultCommitInterval with ExactlyOnce; refused without.
+	CommitInterval time.Duration
+	// CheckpointTopic holds the committed positions. Default
+	// DefaultCheckpointTopic with ExactlyOnce; refused without.
+	CheckpointTopic string
+	// Identity is the WAL directory's (wal.LoadTxnIdentity), with
+	// ExactlyOnce; FileMode is the mode the sender rewrites it with.
+	Identity wal.TxnIdentity
+	FileMode os.FileMode
 }
 
 func (c Config) withDefaults() Config {
@@ -130,6 +150,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ParkAfter == 0 {
 		c.ParkAfter = DefaultParkAfter
+		if c.ExactlyOnce {
+			c.ParkAfter = -1 // not yet under exactly-once (txnstall.go)
+		}
 	}
 	if c.Logger == nil {
 		nop := zerolog.Nop()
@@ -138,7 +161,10 @@ func (c Config) withDefaults() Config {
 	if c.ObserveDelivery == nil {
 		c.ObserveDelivery = func(time.Duration) {}
 	}
-	return c
+	if c.ObserveCommit == nil {
+		c.ObserveCommit = func(time.Duration) {}
+	}
+	return c.txnWithDefaults()
 }
 
 // MaxInFlightOrDefault is MaxInFlight, or its default when unset.
@@ -160,6 +186,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("kafkawal: config: CursorSyncInterval: %v is negative", c.CursorSyncInterval)
 	case c.PartitionStallTimeout < 0:
 		return fmt.Errorf("kafkawal: config: PartitionStallTimeout: %v is negative", c.PartitionStallTimeout)
+	}
+	if err := c.validateTxn(); err != nil {
+		return err
 	}
 	_, err := c.KafkaConfig()
 	return err
@@ -192,6 +221,9 @@ func (c Config) KafkaConfig() (kafka.ConfigMap, error) {
 		if _, ok := m[k]; !ok {
 			m[k] = v
 		}
+	}
+	if err := c.txnKafkaConfig(m); err != nil {
+		return nil, err
 	}
 	if !c.AllowWeakerDelivery {
 		if v, ok := m["enable.idempotence"]; ok && !truthy(v) {

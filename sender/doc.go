@@ -129,4 +129,29 @@
 // Without idempotence (AllowWeakerDelivery) reports are not attributed by
 // position, nothing is known per partition, and a stalled partition holds
 // the others back as one stream would.
+//
+// Exactly-once delivery (Config.ExactlyOnce; txn.go explains it whole)
+// keeps the window, the WAL reader and the rewind, and changes what
+// acknowledges a record: its transaction's commit, not its delivery
+// report. Each transaction ends with a checkpoint record (checkpoint.go)
+// in a compacted topic rather than consumer-group offsets
+// (SendOffsetsToTransaction needs consumer-group metadata that
+// confluent-kafka-go builds outside a consumer only with a constructor
+// documented for tests); the checkpoint Kafka committed is where delivery
+// resumes, read at start with read_committed to the true end of its
+// partition (checkpointstore.go). The blocking transactional calls run off
+// the sender goroutine (txncalls.go), which keeps draining events. A failed
+// record aborts its transaction and everything after the committed
+// position is produced again; a fatal error replaces the producer, except
+// a fencing of a transaction younger than transaction.timeout.ms, which
+// only a newer instance can cause: then delivery stops for good
+// (ErrFenced).
+//
+// Under exactly-once, lanes hold their records as the window does, until
+// the commit (txnlanes.go); a commit waits for every report of its
+// transaction, a partition found stalled with records in it aborts it,
+// and a stalled partition's lane produces only a probe now and then
+// (txnstall.go); nothing is parked. The checkpoint's Deferred partitions
+// are the lanes' records not covered by it, where a restart resumes each
+// lane.
 package sender

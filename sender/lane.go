@@ -266,6 +266,9 @@ func (s *Sender) deferPart(p *part) *lane {
 		f.lane = l
 		l.own(o)
 	}
+	if s.tx != nil {
+		s.txnHandOverSent(p, l)
+	}
 	return l
 }
 

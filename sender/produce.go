@@ -82,6 +82,9 @@ func (s *Sender) fillMain() {
 			s.deferPart(d.p)
 			continue // the same record again, now to the lane (or, keyless, elsewhere)
 		}
+		if s.tx != nil && !s.txnMayProduce() {
+			return // no transaction takes records now
+		}
 		pid, opaque := e.Record.Partition, d.opaque || alone
 		if d.p != nil && !global {
 			pid = d.p.id
@@ -103,11 +106,15 @@ func (s *Sender) fillMain() {
 			switch c {
 			case permanent:
 				if s.deadLetter(e.Seq, e.Record.Clone(), m.TopicPartition.Partition, err) {
-					s.win.skip()
+					if s.tx != nil {
+						s.win.skipDead() // covered by the next commit
+					} else {
+						s.win.skip()
+					}
 					continue
 				}
 			case fatal:
-				s.startRebuild(err)
+				s.fatalError(err)
 			default: // ErrQueueFull and friends: wait for reports to free room
 				s.retryLater()
 			}
@@ -127,6 +134,10 @@ func (s *Sender) fillMain() {
 		}
 		if e.Seq < s.win.hi {
 			s.stats.resent.Add(1)
+		}
+		if s.tx != nil {
+			s.tx.records++
+			s.tx.bytes += int64(e.Size)
 		}
 		s.win.addTo(e.Seq, e.Size, e.Record.Timestamp.UnixNano(), d.p)
 	}

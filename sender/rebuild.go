@@ -70,6 +70,9 @@ func (s *Sender) checkRebuild() {
 	if s.mode != rebuilding || (flying > 0 && now.Before(s.rebuildBy)) || now.Before(s.rebuildNotBefore) {
 		return
 	}
+	if s.tx != nil && (s.tx.calling || time.Now().Before(s.tx.rebuildAfter)) {
+		return // a call still uses the old producer, or the backoff runs
+	}
 	if flying > 0 {
 		s.lg.Warn().Int("in_flight", flying).Msg("sender: purged records did not report in time; re-sending them")
 		for seq := s.win.low; seq < s.win.next; seq++ {
@@ -90,9 +93,30 @@ func (s *Sender) checkRebuild() {
 		return
 	}
 	s.stats.rebuilds.Add(1)
+	if s.tx != nil {
+		s.txnAbortedAll()
+	}
 	s.rewind()
 	s.closing = false
 	s.mode = normal
+	if s.tx != nil {
+		s.txnStartInit()
+	}
+}
+
+// fatalError handles a fatal error of the producer: a rebuild, or under
+// exactly-once delivery, when it is a fencing, maybe the end (txn.go).
+func (s *Sender) fatalError(err error) {
+	if s.tx != nil {
+		switch {
+		case s.tx.phase == txnStopped:
+			return
+		case classifyTxn(err) == txnFenced:
+			s.txnFenced(err)
+			return
+		}
+	}
+	s.startRebuild(err)
 }
 
 // closeProducer closes librdkafka while draining its channels: Close waits

@@ -69,7 +69,14 @@ func (s *Sender) positionalSuccess(m *kafka.Message, q *part) (believe, tripped 
 
 // delivered marks seq, owned by owner (nil: the window), delivered on a
 // success report from partition p (nil: attributed by Opaque).
+//
+// Under exactly-once the record is delivered in the open transaction;
+// its commit acknowledges it (txnSent).
 func (s *Sender) delivered(seq uint64, owner *lane, p *part, m *kafka.Message) {
+	if s.tx != nil {
+		s.txnSent(owner, seq, p, m)
+		return
+	}
 	// The timestamp before resolve frees the record; valid if it succeeds.
 	var ts int64
 	if owner == nil {
@@ -124,6 +131,12 @@ func (s *Sender) settle(m *kafka.Message) {
 }
 
 func (s *Sender) report(m *kafka.Message) {
+	if s.tx != nil {
+		if _, ok := m.Opaque.(ckptMarker); ok {
+			s.txnCheckpointReport(m)
+			return
+		}
+	}
 	seq, p, owner, alone, ok := s.attribute(m)
 	if !ok {
 		return
@@ -164,14 +177,21 @@ func (s *Sender) report(m *kafka.Message) {
 			return
 		}
 		if s.deadLetter(seq, rec, m.TopicPartition.Partition, err) {
-			s.resolve(owner, seq, true)
+			if s.tx != nil {
+				// The failure aborts the transaction; the record stays
+				// dead-lettered, and the next commit covers it.
+				s.markDead(owner, seq)
+				s.txnDoom(err)
+			} else {
+				s.resolve(owner, seq, true)
+			}
 		} else {
 			s.resolve(owner, seq, false)
 			s.enter(err)
 		}
 	case fatal:
 		s.resolve(owner, seq, false)
-		s.startRebuild(err)
+		s.fatalError(err)
 	case purged:
 		s.resolve(owner, seq, false)
 		if s.mode == normal {
@@ -188,10 +208,18 @@ func (s *Sender) report(m *kafka.Message) {
 // more records are produced until every outstanding report is in, then
 // everything unacknowledged is produced again in order.
 func (s *Sender) enter(cause error) {
+	if s.tx != nil {
+		// The failed record makes the transaction abortable: aborting it
+		// purges the rest (txnTick).
+		s.txnDoom(cause)
+	}
 	if s.mode != normal {
 		return
 	}
 	s.mode = draining
+	if s.tx != nil {
+		return
+	}
 	flying, _ := s.inFlight()
 	s.lg.Warn().Err(cause).Uint64("from_seq", s.watermark()+1).Int("in_flight", flying).
 		Msg("sender: transient delivery failure; re-sending from the oldest unacknowledged record")
@@ -203,7 +231,7 @@ func (s *Sender) enter(cause error) {
 }
 
 func (s *Sender) maybeRewind() {
-	if n, _ := s.inFlight(); s.mode == draining && n == 0 {
+	if n, _ := s.inFlight(); s.mode == draining && n == 0 && (s.tx == nil || s.tx.phase == txnIdle) {
 		s.rewind()
 		s.mode = normal
 		s.retryLater()

@@ -102,6 +102,14 @@ type Sender struct {
 	// their latency (Config.ObserveDelivery).
 	now int64
 
+	tx *txnState // exactly-once delivery (txn.go); nil for at-least-once
+	// flushTo is the highest sequence a Flush waits for, flushes wakes
+	// the loop for it: under exactly-once, transactions are committed at
+	// once, not at the end of their CommitInterval, until it is
+	// committed.
+	flushTo atomic.Uint64
+	flushes chan struct{}
+
 	stats   counters
 	notifyM sync.Mutex
 	notify  chan struct{} // closed and replaced when the watermark advances
@@ -166,6 +174,12 @@ type Stats struct {
 	// StalledPartitions are the partitions whose records wait while the
 	// others go on (published every CursorSyncInterval).
 	StalledPartitions []PartitionStatus
+
+	// Exactly-once only.
+	Transactions, TransactionsAborted uint64
+	Fenced                            bool
+	ExactlyOnceError                  string
+	CommitP50, CommitP99              time.Duration // over the last 1024 commits
 }
 
 // New creates a sender that starts at the WAL's cursor. It fails with an
@@ -214,10 +228,16 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		rdLines:     newLimiters(repeatEvery),
 		closeCh:     make(chan closeReq),
 		credsCh:     make(chan credsReq),
+		flushes:     make(chan struct{}, 1),
 		done:        make(chan struct{}),
 	}
 	s.persisted = s.win.low - 1
 	s.sizeWindow()
+	if cfg.ExactlyOnce {
+		if s.tx, err = newTxnState(cfg, kcfg, l.Dir()); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.resumeParked(); err != nil {
 		return nil, err
 	}
@@ -260,13 +280,29 @@ func (s *Sender) run() {
 	var closing *closeReq
 	var closeDone <-chan struct{}
 	closeCh := s.closeCh
+	var txnResults <-chan txnResult
+	if s.tx != nil {
+		txnResults = s.tx.results
+		s.txnStartInit()
+	}
 	for {
-		if closing != nil && (s.watermark() >= closing.target || closing.ctx.Err() != nil) {
+		if closing != nil && (s.watermark() >= closing.target || closing.ctx.Err() != nil || s.stopErr() != nil || s.waitErr() != nil) {
 			s.shutdown()
 			return
 		}
 		s.maybeRewind()
 		s.fill()
+		if s.tx != nil {
+			// Commit at once when a Flush or Close waits for records all
+			// produced already; while a backlog drains, transactions keep
+			// their interval (committing after every fill would only add
+			// commits).
+			target := s.flushTo.Load()
+			if closing != nil {
+				target = max(target, closing.target)
+			}
+			s.txnTick(s.txnProduced(target))
+		}
 		s.checkRebuild()
 		// Every path that moves the watermark ends here: delivery reports,
 		// and records skipped or dead-lettered while producing.
@@ -277,7 +313,13 @@ func (s *Sender) run() {
 			reads = s.pf.out
 		}
 		var retry <-chan time.Time
-		if at := s.nextWake(); !at.IsZero() {
+		at := s.nextWake()
+		if s.tx != nil {
+			if w := s.txnWake(); !w.IsZero() && (at.IsZero() || w.Before(at)) {
+				at = w
+			}
+		}
+		if !at.IsZero() {
 			timer.Reset(max(time.Until(at), time.Millisecond))
 			retry = timer.C
 		}
@@ -303,6 +345,9 @@ func (s *Sender) run() {
 		case b := <-reads:
 			s.take(b)
 		case <-s.laneReady:
+		case r := <-txnResults:
+			s.txnOnResult(r)
+		case <-s.flushes:
 		case now := <-tick.C:
 			if s.positional {
 				now := time.Now()
@@ -364,6 +409,15 @@ func (s *Sender) Stats() Stats {
 	}
 	if ts := s.stats.oldestBacklog.Load(); ts != 0 {
 		st.OldestBacklog = time.Unix(0, ts)
+	}
+	if t := s.tx; t != nil {
+		st.Transactions = t.stats.commits.Load()
+		st.TransactionsAborted = t.stats.aborts.Load()
+		st.Fenced = t.stats.fenced.Load()
+		if p := t.stats.problem.Load(); p != nil {
+			st.ExactlyOnceError = *p
+		}
+		st.CommitP50, st.CommitP99 = t.stats.lat.quantiles()
 	}
 	return st
 }

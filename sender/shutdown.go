@@ -12,6 +12,9 @@ import (
 // by the next Open), collects every report it can, closes the producer and
 // persists the final cursor.
 func (s *Sender) shutdown() {
+	if s.tx != nil {
+		s.txnShutdown()
+	}
 	if n, _ := s.inFlight(); n > 0 {
 		s.purge()
 		deadline := time.NewTimer(closePurgeWait)
@@ -47,6 +50,12 @@ func (s *Sender) Close(ctx context.Context, upTo uint64) error {
 	case <-s.done:
 	}
 	<-s.done
+	if err := s.stopErr(); err != nil {
+		return fmt.Errorf("kafkawal: close: %w: committed through %d of %d; the rest stays in the WAL", err, s.stats.acked.Load(), upTo)
+	}
+	if err := s.waitErr(); err != nil && s.stats.acked.Load() < upTo {
+		return fmt.Errorf("kafkawal: close: delivery waits: %w: committed through %d of %d; the rest stays in the WAL", err, s.stats.acked.Load(), upTo)
+	}
 	if acked := s.stats.acked.Load(); acked < upTo {
 		return fmt.Errorf("kafkawal: close: %w: delivered through %d of %d; the rest stays in the WAL", context.Cause(ctx), acked, upTo)
 	}

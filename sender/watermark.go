@@ -21,11 +21,16 @@ func (s *Sender) published() {
 	s.stats.oldestBacklog.Store(oldest)
 	if acked := s.watermark(); acked != s.stats.acked.Load() {
 		s.stats.acked.Store(acked)
-		s.notifyM.Lock()
-		close(s.notify)
-		s.notify = make(chan struct{})
-		s.notifyM.Unlock()
+		s.wakeFlushes()
 	}
+}
+
+// wakeFlushes wakes every Flush waiting, to look again.
+func (s *Sender) wakeFlushes() {
+	s.notifyM.Lock()
+	close(s.notify)
+	s.notify = make(chan struct{})
+	s.notifyM.Unlock()
 }
 
 // oldest returns the timestamp of the oldest unacknowledged record in
@@ -67,12 +72,26 @@ func (s *Sender) persist() {
 // Flush waits until every sequence <= upTo is delivered or dead-lettered,
 // or ctx ends.
 func (s *Sender) Flush(ctx context.Context, upTo uint64) error {
+	if s.stats.acked.Load() < upTo {
+		for cur := s.flushTo.Load(); cur < upTo && !s.flushTo.CompareAndSwap(cur, upTo); cur = s.flushTo.Load() {
+		}
+		select {
+		case s.flushes <- struct{}{}:
+		default: // one is pending already
+		}
+	}
 	for {
 		s.notifyM.Lock()
 		ch := s.notify
 		s.notifyM.Unlock()
 		if s.stats.acked.Load() >= upTo {
 			return nil
+		}
+		if err := s.stopErr(); err != nil {
+			return fmt.Errorf("kafkawal: flush: %w (committed through %d of %d)", err, s.stats.acked.Load(), upTo)
+		}
+		if err := s.waitErr(); err != nil {
+			return fmt.Errorf("kafkawal: flush: delivery waits: %w (committed through %d of %d; the records stay in the WAL)", err, s.stats.acked.Load(), upTo)
 		}
 		select {
 		case <-ch:

@@ -10,6 +10,7 @@
 //	    00000000000000012345
 //	  cursor.0, cursor.1    the durable cursor, two slots written in turn
 //	  deadletter.log        records Kafka refused for good (see DeadLetters)
+//	  exactly-once          the WAL's identity for exactly-once delivery (see TxnIdentity)
 //	  quarantine/           bytes cut off by repair (package recovery)
 //	  park/                 park logs: records of stalled partitions
 //	    orders.3/           topic.partition, or topic.any for keyless records

@@ -84,6 +84,13 @@ error.
                             code: librdkafka's error code (0: not kept);
                             partition: where Kafka refused it, when known
   dead_letters.error        present only when the file could not be read
+  exactly_once              null, or for a directory delivered exactly once
+                            (DIR/exactly-once): {transactional_id, wal_id,
+                            committed}; committed: a transaction was
+                            committed with that id, so Kafka's checkpoint,
+                            not the cursor, says what was delivered (the
+                            cursor may be behind it); error: present only
+                            when the file could not be read
   quarantine.count, .bytes  files under quarantine/ (bytes repair cut off)
   quarantine.files[]        {name, bytes}
   quarantine.error          present only when the directory could not be read
@@ -98,16 +105,17 @@ var now = time.Now
 // inspectReport is inspect's --json output. Field names are a stable
 // interface for scripts: add fields, never rename or repurpose them.
 type inspectReport struct {
-	Dir         string          `json:"dir"`
-	Lock        lockInfo        `json:"lock"`
-	Segments    segmentsInfo    `json:"segments"`
-	Cursor      cursorInfo      `json:"cursor"`
-	Backlog     backlogInfo     `json:"backlog"`
-	Tail        tailInfo        `json:"tail"`
-	Parks       parksInfo       `json:"parks"`
-	DeadLetters deadLettersInfo `json:"dead_letters"`
-	Quarantine  quarantineInfo  `json:"quarantine"`
-	Warnings    []string        `json:"warnings"`
+	Dir         string           `json:"dir"`
+	Lock        lockInfo         `json:"lock"`
+	Segments    segmentsInfo     `json:"segments"`
+	Cursor      cursorInfo       `json:"cursor"`
+	Backlog     backlogInfo      `json:"backlog"`
+	Tail        tailInfo         `json:"tail"`
+	Parks       parksInfo        `json:"parks"`
+	DeadLetters deadLettersInfo  `json:"dead_letters"`
+	ExactlyOnce *exactlyOnceInfo `json:"exactly_once"`
+	Quarantine  quarantineInfo   `json:"quarantine"`
+	Warnings    []string         `json:"warnings"`
 }
 
 type parksInfo struct {
@@ -208,6 +216,13 @@ type deadLetterInfo struct {
 	Partition partition `json:"partition"`
 }
 
+type exactlyOnceInfo struct {
+	TransactionalID string `json:"transactional_id"`
+	WALID           string `json:"wal_id"`
+	Committed       bool   `json:"committed"`
+	Error           string `json:"error,omitempty"`
+}
+
 type quarantineInfo struct {
 	Count int        `json:"count"`
 	Bytes int64      `json:"bytes"`
@@ -283,6 +298,12 @@ func collectInspect(dir string) (*inspectReport, error) {
 		rep.Segments.FirstSeq, rep.Segments.LastSeq = scan.FirstSeq, scan.LastSeq
 		rep.Segments.Records = scan.LastSeq + 1 - scan.FirstSeq
 		rep.Tail.Segment = filepath.Base(segs[len(segs)-1].Path)
+	}
+	if id, ok, err := wal.LoadTxnIdentity(dir); err != nil {
+		rep.ExactlyOnce = &exactlyOnceInfo{Error: err.Error()}
+		rep.Warnings = append(rep.Warnings, fmt.Sprintf("%s cannot be read: %v; an exactly-once producer will refuse to open the directory", wal.TxnIdentityFile, err))
+	} else if ok {
+		rep.ExactlyOnce = &exactlyOnceInfo{TransactionalID: id.TransactionalID, WALID: fmt.Sprintf("%x", id.WALID), Committed: id.Committed}
 	}
 	rep.Tail.Clean = len(scan.Damage) == 0
 	rep.Tail.Damage = []damageInfo{}
@@ -496,6 +517,17 @@ func printInspect(w io.Writer, rep *inspectReport) error {
 		row("cursor", "no valid slot%s: everything on disk will be sent again", damagedSlots(c.DamagedSlots))
 	default:
 		row("cursor", "nothing delivered yet")
+	}
+
+	if e := rep.ExactlyOnce; e != nil {
+		switch {
+		case e.Error != "":
+			row("exactly once", "UNREADABLE: %s", e.Error)
+		case e.Committed:
+			row("exactly once", "TransactionalID %q, WAL id %s; delivered records are what Kafka's checkpoint says (the cursor may be behind it)", e.TransactionalID, e.WALID)
+		default:
+			row("exactly once", "TransactionalID %q, WAL id %s; nothing committed yet", e.TransactionalID, e.WALID)
+		}
 	}
 
 	b := rep.Backlog

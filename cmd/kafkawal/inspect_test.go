@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -373,4 +374,41 @@ func TestInspectFieldsDocumented(t *testing.T) {
 		}
 	}
 	walk("", inspectJSON(t, dir))
+}
+
+// A directory delivered exactly once shows its TransactionalID and
+// whether it committed (then the cursor may be behind what Kafka holds);
+// an unreadable identity is a warning; other directories show nothing.
+func TestInspectExactlyOnce(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 10, 0)
+	if e := jget(t, inspectJSON(t, dir), "exactly_once"); e != nil {
+		t.Fatalf("exactly_once = %v for an at-least-once directory, want null", e)
+	}
+	id, err := wal.NewTxnIdentity("orders-7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id.Committed = true
+	if err := wal.StoreTxnIdentity(dir, id, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep := inspectJSON(t, dir)
+	if jget(t, rep, "exactly_once.transactional_id") != "orders-7" || jget(t, rep, "exactly_once.committed") != true ||
+		jget(t, rep, "exactly_once.wal_id") != fmt.Sprintf("%x", id.WALID) {
+		t.Fatalf("exactly_once = %v", jget(t, rep, "exactly_once"))
+	}
+	if r := cli("inspect", dir); !strings.Contains(r.stdout, `exactly once    TransactionalID "orders-7"`) || !strings.Contains(r.stdout, "checkpoint") {
+		t.Fatalf("table:\n%s", r.stdout)
+	}
+	if err := os.WriteFile(filepath.Join(dir, wal.TxnIdentityFile), []byte("garbage"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rep = inspectJSON(t, dir)
+	if e, _ := jget(t, rep, "exactly_once.error").(string); e == "" {
+		t.Fatalf("exactly_once = %v for a damaged identity file, want an error", jget(t, rep, "exactly_once"))
+	}
+	if w := jget(t, rep, "warnings").([]any); len(w) == 0 || !strings.Contains(fmt.Sprint(w[0]), wal.TxnIdentityFile+" cannot be read") {
+		t.Fatalf("warnings = %v, want the damaged identity file first", w)
+	}
 }

@@ -21,7 +21,7 @@ import (
 	"github.com/kafkawal/kafkawal/wal"
 )
 
-const shipSynopsis = "ship DIR -X bootstrap.servers=HOST:PORT [-X key=value ...] [--remove] [--corruption fail|quarantine] [--timeout D]"
+const shipSynopsis = "ship DIR -X bootstrap.servers=HOST:PORT [-X key=value ...] [--remove] [--corruption fail|quarantine] [--timeout D] [--checkpoint-topic T] [--at-least-once]"
 
 const shipHelp = `
 Ship delivers the backlog of a kafkawal directory that its service will not
@@ -52,6 +52,18 @@ as it goes: ship killed half-way and run again sends only what is left
                    cleanly, persisting the cursor).
   -v               log kafkawal's and librdkafka's info events too (default:
                    warnings and errors), on stderr.
+
+A directory its service delivered exactly once (Delivery ExactlyOnce) holds
+its TransactionalID (DIR/exactly-once): ship delivers it exactly once too,
+with that id, resuming from the position Kafka committed, so that
+read_committed consumers see no record twice. The service must be gone: a
+running instance with that id is fenced by ship.
+
+  --checkpoint-topic T
+                   the service's CheckpointTopic, if it was not the default
+                   (kafkawal-checkpoints).
+  --at-least-once  deliver at least once even so, from the local cursor
+                   (records Kafka committed after it are sent again).
 
 Progress goes to stderr: a bar on a terminal (records delivered and left,
 bytes left, rate, time left), else a line at each tenth of the way and at
@@ -98,6 +110,10 @@ type shipOptions struct {
 	policy  kafkawal.CorruptionPolicy
 	timeout time.Duration
 	verbose bool
+	// checkpointTopic and atLeastOnce: for a directory delivered exactly
+	// once.
+	checkpointTopic string
+	atLeastOnce     bool
 }
 
 // shipPlainEvery is the longest the plain progress stays silent.
@@ -111,6 +127,8 @@ func runShip(args []string, stdout, stderr io.Writer) int {
 	corruption := flags.String("corruption", "fail", "fail or quarantine")
 	flags.DurationVar(&o.timeout, "timeout", 0, "stop after this long")
 	flags.BoolVar(&o.verbose, "v", false, "log info events")
+	flags.StringVar(&o.checkpointTopic, "checkpoint-topic", "", "the service's CheckpointTopic (exactly-once directories)")
+	flags.BoolVar(&o.atLeastOnce, "at-least-once", false, "deliver an exactly-once directory at least once, from the local cursor")
 	pos, status, ok := parseArgs(flags, args, 1, shipSynopsis, shipHelp, stdout, stderr)
 	if !ok {
 		return status
@@ -161,7 +179,7 @@ func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool
 	lg := zerolog.New(zerolog.ConsoleWriter{Out: logs, NoColor: !tty, TimeFormat: time.TimeOnly}).
 		Level(lvl).With().Timestamp().Logger()
 	start := time.Now()
-	p, err := kafkawal.Open(kafkawal.Config{
+	cfg := kafkawal.Config{
 		Dir:              o.dir,
 		Kafka:            o.kafka,
 		CorruptionPolicy: o.policy,
@@ -169,7 +187,16 @@ func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool
 		// the sender reaches it, and delivery would stall there.
 		FullScanOnOpen: true,
 		Logger:         &lg,
-	})
+	}
+	id, eos, err := wal.LoadTxnIdentity(o.dir)
+	if err != nil {
+		return fail(stderr, "ship", err, exitUsage)
+	}
+	if eos && !o.atLeastOnce {
+		cfg.Delivery, cfg.TransactionalID, cfg.CheckpointTopic = kafkawal.ExactlyOnce, id.TransactionalID, o.checkpointTopic
+		fmt.Fprintf(stderr, "ship: %s was delivered exactly once: delivering it exactly once, as TransactionalID %q\n", o.dir, id.TransactionalID)
+	}
+	p, err := kafkawal.Open(cfg)
 	if err != nil {
 		return shipOpenFailed(o, err, stderr)
 	}
@@ -200,6 +227,11 @@ func ship(ctx context.Context, o shipOptions, stdout, stderr io.Writer, tty bool
 		defer cancel()
 	}
 	deliverErr := deliver(ctx, p, total, stderr, tty)
+	if cfg.Delivery == kafkawal.ExactlyOnce {
+		// What Kafka had committed beyond the local cursor left the
+		// backlog without being delivered again.
+		total = min(total, p.Stats().Delivered+p.Stats().DeadLettered+p.Stats().BacklogRecords)
+	}
 
 	// Close persists the cursor; after a failed delivery it needs no
 	// long deadline: what is not delivered stays in DIR.

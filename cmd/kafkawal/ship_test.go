@@ -17,6 +17,7 @@ import (
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
 
 	"github.com/kafkawal/kafkawal"
+	"github.com/kafkawal/kafkawal/internal/kafkatest"
 	"github.com/kafkawal/kafkawal/recovery"
 	"github.com/kafkawal/kafkawal/wal"
 )
@@ -286,4 +287,77 @@ func shortCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	t.Cleanup(cancel)
 	return ctx
+}
+
+// TestShipExactlyOnce: a directory its service delivered exactly once is
+// shipped exactly once, with its TransactionalID, from the position Kafka
+// committed, even when the local cursor is behind it (here: lost
+// entirely): read with read_committed, every record once.
+func TestShipExactlyOnce(t *testing.T) {
+	b := startShipBroker(t, false)
+	dir := filepath.Join(t.TempDir(), "wal")
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	p, err := kafkawal.Open(kafkawal.Config{
+		Dir: dir, Kafka: kafka.ConfigMap{"bootstrap.servers": b.Bootstrap()},
+		Delivery: kafkawal.ExactlyOnce, TransactionalID: "ship-eos",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const committed, left = 1000, 300
+	for id := uint64(1); id <= committed; id++ {
+		if _, err := p.Append(ctx, shipRecord(id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The service then appended more while Kafka was away, and its
+	// cursor is gone: an at-least-once ship would send all 1300.
+	l, _, err := wal.Open(dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id := uint64(committed + 1); id <= committed+left; id++ {
+		if _, err := l.Append(ctx, []wal.Record{shipRecord(id)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range wal.CursorFiles {
+		if err := os.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+	}
+
+	r := cli("ship", dir, "-X", "bootstrap.servers="+b.Bootstrap())
+	if r.code != exitOK || !strings.Contains(r.stderr, `delivering it exactly once, as TransactionalID "ship-eos"`) {
+		t.Fatalf("ship: exit %d\nstdout %s\nstderr %s", r.code, r.stdout, r.stderr)
+	}
+	if want := fmt.Sprintf("ship: delivered %d records in ", left); !strings.HasPrefix(r.stdout, want) {
+		t.Errorf("stdout = %q, want it to start with %q", r.stdout, want)
+	}
+	recs, err := kafkatest.ReadCommitted(ctx, b.Bootstrap(), []string{shipTopic}, committed+left)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[uint64]int{}
+	for _, rec := range recs {
+		seen[binary.BigEndian.Uint64(rec.Value)]++
+	}
+	for id := uint64(1); id <= committed+left; id++ {
+		if seen[id] != 1 {
+			t.Fatalf("id %d read %d times with read_committed, want once (%d records read)", id, seen[id], len(recs))
+		}
+	}
+	if len(recs) != committed+left {
+		t.Fatalf("read %d records, want %d", len(recs), committed+left)
+	}
 }

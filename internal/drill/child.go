@@ -52,6 +52,10 @@ type ChildConfig struct {
 	Rate        float64
 	Size        int
 	Durability  string
+	// TransactionalID, if set, makes the child deliver exactly once,
+	// committing every CommitInterval (0: kafkawal's default).
+	TransactionalID string
+	CommitInterval  time.Duration
 	// Run numbers the child's life; ids are Run<<32 | counter.
 	Run   uint32
 	Nonce string
@@ -88,6 +92,8 @@ func (c ChildConfig) flags(fs *flag.FlagSet) *ChildConfig {
 	fs.Float64Var(&c.Rate, "rate", c.Rate, "records per second")
 	fs.IntVar(&c.Size, "size", c.Size, "value bytes")
 	fs.StringVar(&c.Durability, "durability", c.Durability, "always|periodic|never")
+	fs.StringVar(&c.TransactionalID, "transactional-id", c.TransactionalID, "deliver exactly once with this TransactionalID")
+	fs.DurationVar(&c.CommitInterval, "commit-interval", c.CommitInterval, "CommitInterval with --transactional-id")
 	fs.Func("run", "run number", func(s string) error {
 		n, err := strconv.ParseUint(s, 10, 32)
 		c.Run = uint32(n)
@@ -117,6 +123,8 @@ func (c ChildConfig) Args() []string {
 		"--rate", strconv.FormatFloat(c.Rate, 'g', -1, 64),
 		"--size", strconv.Itoa(c.Size),
 		"--durability", c.Durability,
+		"--transactional-id", c.TransactionalID,
+		"--commit-interval", c.CommitInterval.String(),
 		"--run", strconv.FormatUint(uint64(c.Run), 10),
 		"--nonce", c.Nonce,
 		"--drain=" + strconv.FormatBool(c.Drain),
@@ -222,6 +230,9 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 		for k, v := range m {
 			cfg.Kafka[k] = v
 		}
+	}
+	if c.TransactionalID != "" {
+		cfg.Delivery, cfg.TransactionalID, cfg.CommitInterval = kafkawal.ExactlyOnce, c.TransactionalID, c.CommitInterval
 	}
 	start := time.Now()
 	p, err := kafkawal.Open(cfg)

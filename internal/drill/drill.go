@@ -96,6 +96,13 @@ type Config struct {
 	Size int
 	// Durability is "always" (default), "periodic" or "never".
 	Durability string
+	// ExactlyOnce runs the children with Delivery ExactlyOnce (one
+	// TransactionalID for the drill) and reads the topics back with
+	// read_committed: then duplicates fail the drill too.
+	ExactlyOnce bool
+	// CommitInterval is the children's CommitInterval under ExactlyOnce.
+	// Default kafkawal's (100ms).
+	CommitInterval time.Duration
 
 	// Kills is the number of children SIGKILLed. Default 20; set
 	// NoKills for a drill without kills.
@@ -226,7 +233,7 @@ func (c Config) withDefaults() Config {
 	if c.StallPartition > 0 && c.StallTimeout == 0 {
 		c.StallTimeout = DefaultStallTimeout
 	}
-	if c.StallPartition > 0 && c.ParkAfter == 0 {
+	if c.StallPartition > 0 && c.ParkAfter == 0 && !c.ExactlyOnce {
 		c.ParkAfter = DefaultParkAfter
 	}
 	if c.DrainRecords == 0 {
@@ -294,6 +301,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("drill: --power-cuts: %d, want >= 0", c.PowerCuts)
 	case c.PowerCuts > 0 && (c.BrokerRestarts > 0 || c.NetCuts > 0):
 		return errors.New("drill: --power-cuts does not mix with --broker-restarts or --net-cuts")
+	case c.ParkAfter > 0 && c.ExactlyOnce:
+		return errors.New("drill: --park-after does not apply with --exactly-once (stalled partitions are not parked under ExactlyOnce)")
+	case c.PowerCuts > 0 && c.ExactlyOnce:
+		return errors.New("drill: --power-cuts does not mix with --exactly-once (the power-cut check reads back at-least-once delivery)")
 	case c.Metadata != "" && c.Metadata != "strict" && c.Metadata != "immediate":
 		return fmt.Errorf("drill: --metadata: %q is neither strict nor immediate", c.Metadata)
 	case c.SegmentBytes < 0 || c.DeadLetterEvery < 0:

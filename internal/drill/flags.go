@@ -69,6 +69,8 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.Float64Var(&cfg.Rate, "rate", DefaultRate, "records appended per second")
 	fs.IntVar(&cfg.Size, "size", DefaultSize, "value size in bytes")
 	fs.StringVar(&cfg.Durability, "durability", "always", "always, periodic or never")
+	fs.BoolVar(&cfg.ExactlyOnce, "exactly-once", false, "children deliver with Delivery ExactlyOnce; topics are read back with read_committed and any duplicate fails the drill")
+	fs.DurationVar(&cfg.CommitInterval, "commit-interval", 0, "the children's CommitInterval with --exactly-once (default kafkawal's, 100ms)")
 	fs.IntVar(&cfg.Kills, "kills", DefaultKills, "children to SIGKILL")
 	fs.DurationVar(&cfg.KillAfterMin, "kill-after-min", DefaultKillAfterMin, "shortest time from a child's start to its SIGKILL")
 	fs.DurationVar(&cfg.KillAfterMax, "kill-after-max", DefaultKillAfterMax, "longest time from a child's start to its SIGKILL")
@@ -84,7 +86,7 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.IntVar(&cfg.StallPartition, "stall-partition", 0, "times partition 0 of the first topic stops accepting records at random points (on a real broker: one of two brokers is cut off from clients); the children park it and drain it while being killed")
 	fs.DurationVar(&cfg.StallFor, "stall-for", DefaultStallFor, "length of each partition stall")
 	fs.DurationVar(&cfg.StallTimeout, "stall-timeout", 0, "the children's PartitionStallTimeout (default 500ms with --stall-partition, else kafkawal's)")
-	fs.DurationVar(&cfg.ParkAfter, "park-after", 0, "the children's ParkAfter (default 500ms with --stall-partition, else kafkawal's)")
+	fs.DurationVar(&cfg.ParkAfter, "park-after", 0, "the children's ParkAfter (default 500ms with --stall-partition, else kafkawal's; not with --exactly-once, which never parks)")
 	fs.IntVar(&cfg.DrainRecords, "drain-records", DefaultDrainRecords, "records the final child appends before it flushes and closes")
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "bound of the final child's Flush and Close")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", DefaultVerifyTimeout, "bound of reading the topics back")
@@ -111,7 +113,7 @@ func ParseArgs(args []string) (Config, Output, error) {
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
 		case "kills", "seed", "broker-restarts", "net-cuts", "stall-partition", "bootstrap", "dir", "json", "v", "listener",
-			"power-cuts", "segment-bytes", "dead-letter-every":
+			"power-cuts", "segment-bytes", "dead-letter-every", "exactly-once", "commit-interval":
 			return
 		}
 		if g, ok := f.Value.(flag.Getter); ok && zero == nil {

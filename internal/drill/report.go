@@ -26,10 +26,13 @@ type Report struct {
 	Topics     []string `json:"topics"`
 	Partitions int      `json:"partitions"`
 	Durability string   `json:"durability"`
-	Rate       float64  `json:"rate"`
-	Size       int      `json:"size"`
-	Seed       uint64   `json:"seed"`
-	Nonce      string   `json:"nonce"`
+	// ExactlyOnce: the children delivered with Delivery ExactlyOnce, the
+	// topics were read back with read_committed, and a duplicate fails.
+	ExactlyOnce bool    `json:"exactly_once"`
+	Rate        float64 `json:"rate"`
+	Size        int     `json:"size"`
+	Seed        uint64  `json:"seed"`
+	Nonce       string  `json:"nonce"`
 	// Dir is the WAL directory; DirKept says it is still there.
 	Dir     string `json:"dir"`
 	DirKept bool   `json:"dir_kept"`
@@ -55,6 +58,11 @@ type Report struct {
 	LostIDs []uint64 `json:"lost_ids,omitempty"`
 	// Duplicates counts extra copies (at-least-once after a crash).
 	Duplicates int `json:"duplicates"`
+	// UncommittedCopies, under ExactlyOnce, counts the extra copies a
+	// read_uncommitted consumer sees: records of aborted transactions
+	// (a killed child's open one, an outage). Not a failure; it shows
+	// the read_committed read was the one that mattered.
+	UncommittedCopies int `json:"uncommitted_copies,omitempty"`
 	// OrderViolations counts first occurrences out of id order within a
 	// partition; Violations describes the first.
 	OrderViolations int      `json:"order_violations"`
@@ -221,6 +229,19 @@ func (r *Report) verify(acked []uint64, recs []*kgo.Record) {
 	r.UnackedDelivered = v.Unique - (v.Acked - v.Lost)
 }
 
+// verifyUncommitted counts the extra copies among this drill's records
+// read with read_uncommitted.
+func (r *Report) verifyUncommitted(recs []*kgo.Record) {
+	mine := recs[:0:0]
+	for _, rec := range recs {
+		if recordNonce(rec) == r.Nonce {
+			mine = append(mine, rec)
+		}
+	}
+	v := kafkatest.Verify(nil, mine, recordID, nil)
+	r.UncommittedCopies = v.Duplicates
+}
+
 // judge decides OK from everything gathered.
 func (r *Report) judge() {
 	lost := r.Lost
@@ -239,6 +260,9 @@ func (r *Report) judge() {
 	}
 	if r.OrderViolations > 0 {
 		r.fail("%d per-partition order violations: %s", r.OrderViolations, strings.Join(r.Violations, "; "))
+	}
+	if r.ExactlyOnce && r.Duplicates > 0 {
+		r.fail("%d duplicates read with read_committed under exactly-once delivery", r.Duplicates)
 	}
 	if r.Unidentified > 0 {
 		r.fail("%d records of this drill carry no readable id", r.Unidentified)
@@ -295,6 +319,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	row("broker", "%s at %s (%s); topics %s x %d partitions", r.Broker, r.Bootstrap, r.Listener, strings.Join(r.Topics, ","), r.Partitions)
 	row("load", "%g records/s of %d bytes, durability %s", r.Rate, r.Size, r.Durability)
+	if r.ExactlyOnce {
+		row("delivery", "exactly once; read back with read_committed")
+	}
 	row("seed", "%d", r.Seed)
 	if r.PowerCut != nil {
 		r.PowerCut.rows(row)
@@ -308,6 +335,9 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("delivered", "%d (%d unique, %d beyond the ledger)", r.Delivered, r.Unique, r.UnackedDelivered)
 	row("lost", "%d", r.Lost)
 	row("duplicates", "%d", r.Duplicates)
+	if r.ExactlyOnce {
+		row("aborted copies (read_uncommitted)", "%d", r.UncommittedCopies)
+	}
 	row("order violations", "%d", r.OrderViolations)
 	if r.MaxRestartToFirstDeliveryRun > 0 {
 		row("max restart -> first delivery", "%v (run %d); %v in runs without a fault",

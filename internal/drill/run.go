@@ -68,7 +68,7 @@ func Run(ctx context.Context, cfg Config) (rep *Report, err error) {
 	d := &drill{cfg: cfg, t0: time.Now()}
 	d.rep = &Report{
 		Broker: cfg.Broker, Listener: cfg.Listener, Topics: cfg.Topics, Partitions: cfg.Partitions,
-		Durability: cfg.Durability, Rate: cfg.Rate, Size: cfg.Size, Seed: cfg.Seed, Nonce: nonce,
+		Durability: cfg.Durability, ExactlyOnce: cfg.ExactlyOnce, Rate: cfg.Rate, Size: cfg.Size, Seed: cfg.Seed, Nonce: nonce,
 		KillsRequested: cfg.Kills, KillAfterMinMS: ms(cfg.KillAfterMin), KillAfterMaxMS: ms(cfg.KillAfterMax),
 		Runs: []RunReport{},
 	}
@@ -408,14 +408,18 @@ func (d *drill) verify(ctx context.Context) error {
 	if d.broker != nil {
 		admin = d.broker.AdminOpts()
 	}
-	recs, err := kafkatest.ReadAllWith(vctx, admin, d.cfg.Topics, 0)
+	read, how := kafkatest.ReadAllWith, "read_uncommitted"
+	if d.cfg.ExactlyOnce {
+		read, how = kafkatest.ReadCommittedWith, "read_committed"
+	}
+	recs, err := read(vctx, admin, d.cfg.Topics, 0)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		d.rep.fail("read back: %v", err)
+		d.rep.fail("read back (%s): %v", how, err)
 	}
-	d.logf("read back %d records in %v", len(recs), time.Since(t).Round(time.Millisecond))
+	d.logf("read back %d records (%s) in %v", len(recs), how, time.Since(t).Round(time.Millisecond))
 	d.rep.verify(acked, recs)
 	if pc := d.rep.PowerCut; pc != nil {
 		var dead []wal.DeadLetter
@@ -436,17 +440,47 @@ func (d *drill) verify(ctx context.Context) error {
 		}
 		pc.check(d.rep, d.ledgers, mine, dead, d.cfg.Size)
 	}
+	if d.cfg.ExactlyOnce {
+		// What a consumer that ignores transactions sees: the copies of
+		// aborted transactions too.
+		all, err := kafkatest.ReadAllWith(vctx, admin, d.cfg.Topics, 0)
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			d.rep.fail("read back (read_uncommitted): %v", err)
+		}
+		d.rep.verifyUncommitted(all)
+	}
 	return nil
 }
 
 // deadLetterTopic is the topic that refuses the dead-letter records.
 func (d *drill) deadLetterTopic() string { return d.cfg.Topics[0] + deadLetterTopicSuffix }
 
+// transactionalID is the children's TransactionalID under ExactlyOnce:
+// one per drill, "" otherwise.
+func (d *drill) transactionalID() string {
+	if !d.cfg.ExactlyOnce {
+		return ""
+	}
+	return "kafkawal-drill-" + d.rep.Nonce
+}
+
+// commitInterval is the children's CommitInterval: 0 (the default)
+// without ExactlyOnce, which refuses one.
+func (d *drill) commitInterval() time.Duration {
+	if !d.cfg.ExactlyOnce {
+		return 0
+	}
+	return d.cfg.CommitInterval
+}
+
 // startChild starts run's child and makes it the one to kill on the way out.
 func (d *drill) startChild(run int, drain bool) (*child, error) {
 	cc := ChildConfig{
 		Dir: d.cfg.Dir, Bootstrap: d.bootstrap, Topics: d.cfg.Topics, Partitions: d.cfg.Partitions,
-		Rate: d.cfg.Rate, Size: d.cfg.Size, Durability: d.cfg.Durability,
+		Rate: d.cfg.Rate, Size: d.cfg.Size, Durability: d.cfg.Durability, TransactionalID: d.transactionalID(), CommitInterval: d.commitInterval(),
 		Run: uint32(run), Nonce: d.rep.Nonce, KafkaConfig: d.kafkaFile,
 		Drain: drain, DrainRecords: d.cfg.DrainRecords, DrainTimeout: d.cfg.DrainTimeout,
 		SegmentBytes: d.cfg.SegmentBytes,

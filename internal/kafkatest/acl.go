@@ -28,6 +28,24 @@ func GrantDescribe(ctx context.Context, b Broker, principal string, topics ...st
 		Operations(kadm.OpDescribe))
 }
 
+// GrantTransactional gives principal what a transactional producer (Delivery
+// ExactlyOnce) needs on its transactional.id: ALLOW WRITE and DESCRIBE on
+// the TransactionalId resource. Its topics need GrantProducer too.
+func GrantTransactional(ctx context.Context, b Broker, principal string, transactionalIDs ...string) error {
+	return createACLs(ctx, b, kadm.NewACLs().Allow(principal).AllowHosts("*").
+		TransactionalIDs(transactionalIDs...).ResourcePatternType(kadm.ACLPatternLiteral).
+		Operations(kadm.OpWrite, kadm.OpDescribe))
+}
+
+// GrantCheckpoint gives principal what kafkawal's exactly-once checkpoint
+// needs on topic: CREATE (it is created if missing), DESCRIBE, READ (it is
+// read at start) and WRITE.
+func GrantCheckpoint(ctx context.Context, b Broker, principal, topic string) error {
+	return createACLs(ctx, b, kadm.NewACLs().Allow(principal).AllowHosts("*").
+		Topics(topic).ResourcePatternType(kadm.ACLPatternLiteral).
+		Operations(kadm.OpCreate, kadm.OpDescribe, kadm.OpRead, kadm.OpWrite))
+}
+
 func createACLs(ctx context.Context, b Broker, acls *kadm.ACLBuilder) error {
 	ctx, cancel := context.WithTimeout(ctx, waitTimeout)
 	defer cancel()

@@ -22,7 +22,9 @@ type topicPartition struct {
 }
 
 // ReadAll reads topics back from the start of every partition with its own
-// kgo client (no consumer group, nothing committed). It returns once it
+// kgo client (no consumer group, nothing committed), with isolation level
+// read_uncommitted (kgo's default, and the Java client's): records of
+// aborted and still open transactions are returned too. It returns once it
 // holds at least want records, has reached the end offsets that every
 // partition had at that moment, and then saw no new record for a quiet
 // period; so it also returns what lies beyond want, such as duplicates.
@@ -35,8 +37,26 @@ func ReadAll(ctx context.Context, bootstrap string, topics []string, want int) (
 	return ReadAllWith(ctx, []kgo.Opt{kgo.SeedBrokers(Seeds(bootstrap)...)}, topics, want)
 }
 
+// ReadCommitted is ReadAll with isolation level read_committed
+// (librdkafka's default): only records of committed transactions, and
+// records written outside transactions, are returned. A partition is read
+// up to its last stable offset, so ReadCommitted waits for transactions
+// still open below the end offsets it took (until they commit, abort, or
+// time out on the broker) before it returns.
+func ReadCommitted(ctx context.Context, bootstrap string, topics []string, want int) ([]*kgo.Record, error) {
+	return ReadCommittedWith(ctx, []kgo.Opt{kgo.SeedBrokers(Seeds(bootstrap)...)}, topics, want)
+}
+
+// ReadCommittedWith is ReadCommitted through a client made of opts, as
+// ReadAllWith.
+func ReadCommittedWith(ctx context.Context, opts []kgo.Opt, topics []string, want int) ([]*kgo.Record, error) {
+	return ReadAllWith(ctx, append(append([]kgo.Opt(nil), opts...), kgo.FetchIsolationLevel(kgo.ReadCommitted())), topics, want)
+}
+
 // ReadAllWith is ReadAll through a client made of opts, such as a broker's
-// AdminOpts (a secure broker's listeners need TLS or SASL settings).
+// AdminOpts (a secure broker's listeners need TLS or SASL settings). opts
+// may set the isolation level (ReadCommittedWith does); the default is
+// read_uncommitted.
 func ReadAllWith(ctx context.Context, opts []kgo.Opt, topics []string, want int) ([]*kgo.Record, error) {
 	cl, err := kgo.NewClient(append(append([]kgo.Opt(nil), opts...),
 		kgo.ConsumeTopics(topics...),

@@ -442,6 +442,10 @@ offsets.topic.num.partitions=5
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=5
+# The coordinator looks for transactions open longer than their timeout every
+# 10 s by default; 1 s lets tests of an outage longer than
+# transaction.timeout.ms see the abort soon after the timeout.
+transaction.abort.timed.out.transaction.cleanup.interval.ms=1000
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
