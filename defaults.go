@@ -23,8 +23,8 @@ import (
 //     segments and whole-segment truncation wastes at most an eighth of it.
 //   - MaxDiskBytes, given SegmentBytes or MaxRecordBytes: 1 GiB, or 4 x
 //     the larger of them if that is more.
-//   - MaxInFlight: a window that adapts to the partitions produced to
-//     since Open: 128 records for each, at least 32768, at most 131072
+//   - MaxInFlight: a window that adapts to the partitions of the
+//     topics produced to since Open: 128 records for each, at least 32768, at most 131072
 //     (reached at 1,024 partitions); both at most
 //     Kafka[queue.buffering.max.messages] when that is set (librdkafka
 //     refuses records beyond it). librdkafka batches per partition: 32768

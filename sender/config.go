@@ -16,8 +16,8 @@ import (
 const (
 	// The window adapts to the partitions produced to unless MaxInFlight
 	// (MaxInFlightBytes) is set: it holds InFlightPerPartition records
-	// (InFlightBytesPerPartition bytes) for each partition the sender has
-	// produced to since Open, at least DefaultMinInFlight
+	// (InFlightBytesPerPartition bytes) for each partition of the topics the
+	// sender has produced to since Open, at least DefaultMinInFlight
 	// (DefaultMinInFlightBytes) and at most DefaultMaxInFlight
 	// (DefaultMaxInFlightBytes). librdkafka batches per partition: with
 	// the floor spread over 1,000 partitions, each would hold about 33
@@ -67,7 +67,7 @@ type Config struct {
 	MaxInFlightBytes int64
 	// MinInFlight, when above 0 and below MaxInFlight, makes the window
 	// adapt: it holds InFlightPerPartition records for each partition
-	// produced to since Open, at least MinInFlight, at most MaxInFlight.
+	// of the topics produced to since Open, at least MinInFlight, at most MaxInFlight.
 	// Default: DefaultMinInFlight when MaxInFlight is unset, else 0 (a
 	// window of MaxInFlight).
 	MinInFlight int

@@ -94,8 +94,8 @@ func (s *Sender) open(t *topicRoute, q int32) bool {
 // sizeWindow sets the records and bytes the window may hold: MaxInFlight
 // and MaxInFlightBytes, or, when the window adapts (MinInFlight,
 // MinInFlightBytes), InFlightPerPartition records and
-// InFlightBytesPerPartition bytes for each partition produced to since
-// Open, between the minimum and MaxInFlight (MaxInFlightBytes). It runs
+// InFlightBytesPerPartition bytes for each partition of the topics produced
+// to since Open, between the minimum and MaxInFlight (MaxInFlightBytes). It runs
 // at Open and on the cursor tick. The window's ring and the
 // acknowledgement bookkeeping are sized for the maximum; what grows is
 // what librdkafka holds.
