@@ -2,8 +2,10 @@ package kafkawal_test
 
 import (
 	"context"
+	"hash/crc32"
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -20,102 +22,137 @@ import (
 // reaches Kafka exactly once here (nothing reached it before), and in
 // order in its partition, the parked ones before the partition's records
 // still in the WAL. Partition 0 of topic t is parked with its records
-// from a to b (exclusive), and a keyless record it had in flight.
+// from a to b (exclusive), and a keyless record it had in flight. Each
+// case runs twice: records given their partition, and keyed
+// PartitionAny records (the partition count is not known at Open until
+// metadata comes, so the park log's records must be told apart by the
+// park log's own count, not the sender's).
 func TestParkedRecordsAfterACrash(t *testing.T) {
-	const n, a, b, keyless = 400, 101, 301, 150 // keyless: a keyless record, parked with partition 0
-	cases := []struct {
-		name      string
-		cursor    uint64 // the WAL's cursor
-		parkTo    uint64 // the park log holds partition 0's records below it (and from a)
-		parkAcked uint64 // its cursor
-	}{
+	const a, b = 101, 301
+	cases := []parkCrashCase{
 		{"copy synced, cursor not moved", a - 1, b, 0},
 		{"cursor past the parked records", b - 1, b, 0},
 		{"park log half delivered", b - 1, b, 200},
 		{"last copy torn before its sync", a - 1, 201, 0},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			bk := kafkatest.StartT(t, kafkatest.Options{})
-			createTopic(t, bk, "t", 4, nil)
-			cfg := baseConfig(t, bk)
-			l, _, err := wal.Open(cfg.Dir, wal.Options{})
-			if err != nil {
-				t.Fatal(err)
+	var keys [4][]byte
+	for q := range keys {
+		keys[q] = keyFor(int32(q), 4)
+	}
+	for _, keyed := range []bool{false, true} {
+		for _, c := range cases {
+			name := c.name
+			if keyed {
+				name += ", keyed PartitionAny"
 			}
-			recs := map[uint64]kafkawal.Record{}
-			for id := uint64(1); id <= n; id++ {
-				r := idRecord("t", int32(id%4), id, value(100, id))
-				if id == keyless {
-					r = keylessRecord("t", id)
-				}
-				if seq, err := l.Append(context.Background(), []wal.Record{r}); err != nil || seq != id {
-					t.Fatalf("append %d: seq %d, %v", id, seq, err)
-				}
-				recs[id] = r
-			}
-			pl, err := l.CreatePark(wal.ParkMeta{Topic: "t", Partition: 0, Count: 4, Partitioner: "consistent_random"})
-			if err != nil {
-				t.Fatal(err)
-			}
-			var parked []uint64
-			for id := uint64(a); id < c.parkTo; id++ {
-				if id%4 == 0 || id == keyless {
-					r := recs[id]
-					if err := pl.Append(id, &r); err != nil {
-						t.Fatal(err)
-					}
-					parked = append(parked, id)
-				}
-			}
-			if err := pl.Sync(); err != nil {
-				t.Fatal(err)
-			}
-			if c.parkAcked > 0 {
-				if err := pl.SetAcked(c.parkAcked); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := l.SetCursor(c.cursor); err != nil {
-				t.Fatal(err)
-			}
-			if err := l.Close(); err != nil {
-				t.Fatal(err)
-			}
+			t.Run(name, func(t *testing.T) { parkedAfterACrash(t, c, keyed, keys) })
+		}
+	}
+}
 
-			// What must arrive: every record after the cursor, and the
-			// parked ones after the park log's cursor.
-			var want []uint64
-			for id := uint64(1); id <= n; id++ {
-				isParked := false
-				for _, p := range parked {
-					isParked = isParked || p == id
-				}
-				if id > c.cursor || (isParked && id > c.parkAcked) {
-					want = append(want, id)
-				}
+// keyFor returns a key that librdkafka's default partitioner
+// (consistent_random: CRC-32 of the key) sends to partition q of n.
+func keyFor(q, n int32) []byte {
+	for i := 0; ; i++ {
+		k := []byte("k" + strconv.Itoa(i))
+		if int32(crc32.ChecksumIEEE(k)%uint32(n)) == q {
+			return k
+		}
+	}
+}
+
+type parkCrashCase struct {
+	name      string
+	cursor    uint64 // the WAL's cursor
+	parkTo    uint64 // the park log holds partition 0's records below it (and from a)
+	parkAcked uint64 // its cursor
+}
+
+// parkedAfterACrash is one case of TestParkedRecordsAfterACrash; keyless
+// is a keyless record, parked with partition 0.
+func parkedAfterACrash(t *testing.T, c parkCrashCase, keyed bool, keys [4][]byte) {
+	const n, a, keyless = 400, 101, 150
+	bk := kafkatest.StartT(t, kafkatest.Options{})
+	createTopic(t, bk, "t", 4, nil)
+	cfg := baseConfig(t, bk)
+	l, _, err := wal.Open(cfg.Dir, wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := map[uint64]kafkawal.Record{}
+	for id := uint64(1); id <= n; id++ {
+		r := idRecord("t", int32(id%4), id, value(100, id))
+		if keyed {
+			r.Partition, r.Key = kafkawal.PartitionAny, keys[id%4]
+		}
+		if id == keyless {
+			r = keylessRecord("t", id)
+		}
+		if seq, err := l.Append(context.Background(), []wal.Record{r}); err != nil || seq != id {
+			t.Fatalf("append %d: seq %d, %v", id, seq, err)
+		}
+		recs[id] = r
+	}
+	pl, err := l.CreatePark(wal.ParkMeta{Topic: "t", Partition: 0, Count: 4, Partitioner: "consistent_random"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var parked []uint64
+	for id := uint64(a); id < c.parkTo; id++ {
+		if id%4 == 0 || id == keyless {
+			r := recs[id]
+			if err := pl.Append(id, &r); err != nil {
+				t.Fatal(err)
 			}
-			p := openT(t, cfg)
-			ctx := testCtx(t, 2*time.Minute)
-			if err := p.Flush(ctx); err != nil {
-				t.Fatalf("flush: %v; stats %+v", err, p.Stats())
-			}
-			t.Logf("stats %+v", p.Stats())
-			waitFor(t, 10*time.Second, "the delivered park log to be removed", func() bool {
-				_, err := os.Stat(filepath.Join(cfg.Dir, "park", "t.0"))
-				return os.IsNotExist(err)
-			})
-			closeT(t, p, time.Minute)
-			got, err := kafkatest.ReadAll(testCtx(t, time.Minute), bk.Bootstrap(), []string{"t"}, len(want))
-			if err != nil {
-				t.Logf("read back: %v", err)
-			}
-			rep := kafkatest.Verify(want, got, recordID, nil)
-			t.Logf("want %d records: %v", len(want), rep)
-			if !rep.OK() || rep.Duplicates != 0 || rep.Delivered != len(want) {
-				t.Fatalf("verify: %v, %d delivered, want %d exactly once", rep, rep.Delivered, len(want))
-			}
-		})
+			parked = append(parked, id)
+		}
+	}
+	if err := pl.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if c.parkAcked > 0 {
+		if err := pl.SetAcked(c.parkAcked); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := l.SetCursor(c.cursor); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// What must arrive: every record after the cursor, and the
+	// parked ones after the park log's cursor.
+	var want []uint64
+	for id := uint64(1); id <= n; id++ {
+		isParked := false
+		for _, p := range parked {
+			isParked = isParked || p == id
+		}
+		if id > c.cursor || (isParked && id > c.parkAcked) {
+			want = append(want, id)
+		}
+	}
+	p := openT(t, cfg)
+	ctx := testCtx(t, 2*time.Minute)
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("flush: %v; stats %+v", err, p.Stats())
+	}
+	t.Logf("stats %+v", p.Stats())
+	waitFor(t, 10*time.Second, "the delivered park log to be removed", func() bool {
+		_, err := os.Stat(filepath.Join(cfg.Dir, "park", "t.0"))
+		return os.IsNotExist(err)
+	})
+	closeT(t, p, time.Minute)
+	got, err := kafkatest.ReadAll(testCtx(t, time.Minute), bk.Bootstrap(), []string{"t"}, len(want))
+	if err != nil {
+		t.Logf("read back: %v", err)
+	}
+	rep := kafkatest.Verify(want, got, recordID, nil)
+	t.Logf("want %d records: %v", len(want), rep)
+	if !rep.OK() || rep.Duplicates != 0 || rep.Delivered != len(want) {
+		t.Fatalf("verify: %v, %d delivered, want %d exactly once", rep, rep.Delivered, len(want))
 	}
 }
 
