@@ -22,22 +22,14 @@ const (
 
 // markSent records a success report of seq in the open transaction. It
 // returns false for a report that is stale (seq not in flight).
-func (w *window) markSent(seq uint64) bool {
-	if seq < w.low || seq >= w.next {
-		return false
-	}
-	s := w.at(seq)
-	if s.state != inFlight {
-		return false
-	}
-	w.bytes -= int64(s.size)
-	w.produced--
-	s.state = sent
-	return true
-}
+func (w *window) markSent(seq uint64) bool { return w.settle(seq, sent) }
 
 // markDead records that the in-flight record seq was dead-lettered.
-func (w *window) markDead(seq uint64) bool {
+func (w *window) markDead(seq uint64) bool { return w.settle(seq, dead) }
+
+// settle moves the in-flight record seq out of flight, into state. It
+// returns false for a sequence outside the window or not in flight.
+func (w *window) settle(seq uint64, state slotState) bool {
 	if seq < w.low || seq >= w.next {
 		return false
 	}
@@ -47,7 +39,7 @@ func (w *window) markDead(seq uint64) bool {
 	}
 	w.bytes -= int64(s.size)
 	w.produced--
-	s.state = dead
+	s.state = state
 	return true
 }
 
