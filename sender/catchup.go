@@ -276,6 +276,10 @@ func (s *Sender) seekLane(l *lane) {
 		from = min(from, again[0])
 	}
 	q.from = from
+	l.seekParkTo = 0
+	if q.park != nil {
+		l.seekParkTo = l.park.to
+	}
 	l.gen++
 	q.gen = l.gen
 	l.rd.seekTo(q)
@@ -316,6 +320,18 @@ func (s *Sender) takeLane(l *lane, b readBatch) {
 	l.cur, l.pending = b.chunk, b.ents
 	if b.end > 0 {
 		l.scanned = b.end
+		if l.seekParkTo > 0 {
+			// The reader read the park log to its end and went on in the
+			// WAL (only WAL batches say how far they read), and the park
+			// log's records were all taken before this batch: every record
+			// of the lane below the park log's end was produced. Without
+			// this the read position stayed at the last parked record when
+			// the partition had none after it, below park.to, and the lane
+			// never caught up (caughtUp): its last records held the
+			// watermark for good (TestPartialOutageDemo, once in a CI run).
+			l.readPos = max(l.readPos, l.seekParkTo)
+			l.seekParkTo = 0
+		}
 	}
 	l.atEnd = b.atEnd
 }

@@ -57,6 +57,10 @@ type lane struct {
 	scanned uint64 // the reader has read every record below it
 	atEnd   bool   // and stopped there, at the end of the log
 	reseek  bool   // the reader must seek again before its batches count
+	// seekParkTo is the park log's end (park.to) when the reader was last
+	// sent to read it first, 0 otherwise: once the reader is past the
+	// park log, every record of the lane below it was produced.
+	seekParkTo uint64
 
 	// Parking (park.go).
 	park *parked
