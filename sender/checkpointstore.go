@@ -196,6 +196,8 @@ func (cs *checkpointStore) read(ctx context.Context, adm *kafka.AdminClient) (c 
 // (read_uncommitted: the end of the log, open transactions included).
 func (cs *checkpointStore) watermarks(ctx context.Context, adm *kafka.AdminClient) (lo, hi int64, err error) {
 	tp := kafka.TopicPartition{Topic: &cs.topic, Partition: cs.partition}
+	attempt := 0
+again:
 	for _, spec := range []kafka.OffsetSpec{kafka.EarliestOffsetSpec, kafka.LatestOffsetSpec} {
 		res, err := adm.ListOffsets(ctx, map[kafka.TopicPartition]kafka.OffsetSpec{tp: spec},
 			kafka.SetAdminIsolationLevel(kafka.IsolationLevelReadUncommitted))
@@ -203,6 +205,17 @@ func (cs *checkpointStore) watermarks(ctx context.Context, adm *kafka.AdminClien
 			return 0, 0, fmt.Errorf("kafkawal: checkpoint topic %q partition %d: list offsets: %w", cs.topic, cs.partition, err)
 		}
 		for _, info := range res.ResultInfos {
+			if info.Error.Code() != kafka.ErrNoError && leaderMoving(info.Error) && attempt < listOffsetsAttempts {
+				// A topic just created (or a leader just moved): the
+				// admin client's metadata catches up within moments.
+				attempt++
+				select {
+				case <-ctx.Done():
+					return 0, 0, ctx.Err()
+				case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+				}
+				goto again
+			}
 			if info.Error.Code() != kafka.ErrNoError {
 				return 0, 0, cs.readError("list offsets", info.Error)
 			}
@@ -214,6 +227,20 @@ func (cs *checkpointStore) watermarks(ctx context.Context, adm *kafka.AdminClien
 		}
 	}
 	return lo, hi, nil
+}
+
+// listOffsetsAttempts bounds the retries of a ListOffsets answered with a
+// leader that is moving (about 5 s in all).
+const listOffsetsAttempts = 10
+
+// leaderMoving reports an error that a partition's leader is not known
+// where it was asked yet: it passes by itself.
+func leaderMoving(err kafka.Error) bool {
+	switch err.Code() {
+	case kafka.ErrNotLeaderForPartition, kafka.ErrLeaderNotAvailable, kafka.ErrUnknownTopicOrPart:
+		return true
+	}
+	return false
 }
 
 func (cs *checkpointStore) readError(what string, err kafka.Error) error {
