@@ -195,38 +195,44 @@ func (cs *checkpointStore) read(ctx context.Context, adm *kafka.AdminClient) (c 
 // watermarks lists the partition's first offset and its high watermark
 // (read_uncommitted: the end of the log, open transactions included).
 func (cs *checkpointStore) watermarks(ctx context.Context, adm *kafka.AdminClient) (lo, hi int64, err error) {
+	if lo, err = cs.listOffset(ctx, adm, kafka.EarliestOffsetSpec); err != nil {
+		return 0, 0, err
+	}
+	if hi, err = cs.listOffset(ctx, adm, kafka.LatestOffsetSpec); err != nil {
+		return 0, 0, err
+	}
+	return lo, hi, nil
+}
+
+// listOffset returns the partition's offset for spec. A partition whose
+// leader is moving (a topic just created, a leader just elected) is asked
+// again after a pause: the admin client's metadata catches up within
+// moments.
+func (cs *checkpointStore) listOffset(ctx context.Context, adm *kafka.AdminClient, spec kafka.OffsetSpec) (int64, error) {
 	tp := kafka.TopicPartition{Topic: &cs.topic, Partition: cs.partition}
-	attempt := 0
-again:
-	for _, spec := range []kafka.OffsetSpec{kafka.EarliestOffsetSpec, kafka.LatestOffsetSpec} {
+	for attempt := 1; ; attempt++ {
 		res, err := adm.ListOffsets(ctx, map[kafka.TopicPartition]kafka.OffsetSpec{tp: spec},
 			kafka.SetAdminIsolationLevel(kafka.IsolationLevelReadUncommitted))
 		if err != nil {
-			return 0, 0, fmt.Errorf("kafkawal: checkpoint topic %q partition %d: list offsets: %w", cs.topic, cs.partition, err)
+			return 0, fmt.Errorf("kafkawal: checkpoint topic %q partition %d: list offsets: %w", cs.topic, cs.partition, err)
+		}
+		if len(res.ResultInfos) != 1 {
+			return 0, fmt.Errorf("kafkawal: checkpoint topic %q partition %d: list offsets: %d answers", cs.topic, cs.partition, len(res.ResultInfos))
 		}
 		for _, info := range res.ResultInfos {
-			if info.Error.Code() != kafka.ErrNoError && leaderMoving(info.Error) && attempt < listOffsetsAttempts {
-				// A topic just created (or a leader just moved): the
-				// admin client's metadata catches up within moments.
-				attempt++
-				select {
-				case <-ctx.Done():
-					return 0, 0, ctx.Err()
-				case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
-				}
-				goto again
-			}
-			if info.Error.Code() != kafka.ErrNoError {
-				return 0, 0, cs.readError("list offsets", info.Error)
-			}
-			if spec == kafka.EarliestOffsetSpec {
-				lo = int64(info.Offset)
-			} else {
-				hi = int64(info.Offset)
+			switch {
+			case info.Error.Code() == kafka.ErrNoError:
+				return int64(info.Offset), nil
+			case !leaderMoving(info.Error) || attempt >= listOffsetsAttempts:
+				return 0, cs.readError("list offsets", info.Error)
 			}
 		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(time.Duration(attempt) * 100 * time.Millisecond):
+		}
 	}
-	return lo, hi, nil
 }
 
 // listOffsetsAttempts bounds the retries of a ListOffsets answered with a
