@@ -43,7 +43,8 @@ type realBroker struct {
 	script string
 	nodes  []*realNode
 	direct kgo.Opt
-	sec    *Security // nil without Options.Secure (one node only)
+	sec    *Security  // nil without Options.Secure (one node only)
+	lease  *portLease // the nodes' ports, held until Close (ports.go)
 
 	mu      sync.Mutex
 	running bool
@@ -112,10 +113,11 @@ func StartReal(ctx context.Context, opts Options) (Broker, error) {
 	if opts.Brokers > 1 {
 		need += opts.Brokers // an inter-broker listener each
 	}
-	free, err := freeLoopbackPorts(need)
+	free, lease, err := leasePorts(need)
 	if err != nil {
 		return nil, err
 	}
+	r.lease = lease
 	next := func() int {
 		p := free[0]
 		free = free[1:]
@@ -505,6 +507,9 @@ func (r *realBroker) Close() error {
 			errs = append(errs, os.RemoveAll(n.dir))
 		}
 	}
+	if !r.running {
+		r.lease.release() // a broker that could not be stopped keeps its ports
+	}
 	return errors.Join(errs...)
 }
 
@@ -576,25 +581,4 @@ func kafkaScript() (string, error) {
 		}
 		dir = parent
 	}
-}
-
-// freeLoopbackPorts returns n distinct ports that were free on 127.0.0.1 a
-// moment ago.
-func freeLoopbackPorts(n int) ([]int, error) {
-	lns := make([]net.Listener, 0, n)
-	defer func() {
-		for _, ln := range lns {
-			ln.Close()
-		}
-	}()
-	ports := make([]int, 0, n)
-	for range n {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("kafkatest: pick a free port: %w", err)
-		}
-		lns = append(lns, ln)
-		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
 }
