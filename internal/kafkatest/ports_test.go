@@ -50,17 +50,20 @@ func TestLeasedPorts(t *testing.T) {
 	f.Close()
 	lb.release()
 
-	// Something listening on a port of the range: never leased.
-	var ln net.Listener
-	for p := lo; p < hi && ln == nil; p++ {
-		ln, _ = net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(p)))
+	// Something listening on a port of the range: never leased. The port
+	// is leased while the listener is put on it, so that no other test
+	// process is starting a broker there.
+	c, lc, err := leasePorts(1)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if ln == nil {
-		t.Fatal("no port of the range could be bound")
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(c[0])))
+	if err != nil {
+		t.Fatal(err)
 	}
 	defer ln.Close()
-	busy := ln.Addr().(*net.TCPAddr).Port
-	if f, err := lockPort(dir, busy); err != nil || f != nil {
-		t.Fatalf("lock port %d, which is listened on: %v, %v; want refused", busy, f, err)
+	lc.release()
+	if f, err := lockPort(dir, c[0]); err != nil || f != nil {
+		t.Fatalf("lock port %d, which is listened on: %v, %v; want refused", c[0], f, err)
 	}
 }

@@ -75,7 +75,8 @@ func (n *realNode) advertise(l Listener) string {
 }
 
 // StartReal starts Apache Kafka 4.x with scripts/kafka/kafka.sh, each node
-// in a new temporary directory, on free loopback ports that Restart keeps.
+// in a new temporary directory, on loopback ports leased for its life
+// (ports.go) that Restart keeps.
 // It needs java (17+) and, on the first run on a machine, mvn and Maven
 // Central to resolve the broker's jars (cached in ~/.cache/kafkawal-kafka).
 //
