@@ -129,6 +129,23 @@ func offsets(t *testing.T, ctx context.Context, bootstrap, topic string) (hwm, l
 	return e.Offset, s.Offset
 }
 
+// settled waits until partition 0 of topic has no open transaction and
+// every transaction marker is written (LSO == HWM), and returns the HWM.
+func settled(t *testing.T, ctx context.Context, bootstrap, topic string, d time.Duration) int64 {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		hwm, lso := offsets(t, ctx, bootstrap, topic)
+		if lso == hwm {
+			return hwm
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s[0] not settled within %v: LSO %d, HWM %d", topic, d, lso, hwm)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 func values(recs []*kgo.Record) []string {
 	out := make([]string, len(recs))
 	for i, r := range recs {
@@ -186,10 +203,9 @@ func TestTxnFacts(t *testing.T) {
 		if err := p.AbortTransaction(ctx); err != nil {
 			t.Fatalf("AbortTransaction: %v", err)
 		}
-		hwmClosed, lsoClosed := offsets(t, ctx, bs, topic)
-		if lsoClosed != hwmClosed {
-			t.Fatalf("no transaction open: last stable offset %d, high watermark %d, want equal", lsoClosed, hwmClosed)
-		}
+		// The abort's marker reaches the partition after AbortTransaction
+		// returns; then no transaction is open and the LSO is the HWM.
+		hwmClosed := settled(t, ctx, bs, topic, 30*time.Second)
 		p.begin(t)
 		p.produce(t, "o1")
 		hwm, lso := offsets(t, ctx, bs, topic)
@@ -262,17 +278,7 @@ func TestTxnFacts(t *testing.T) {
 		begun := time.Now()
 		p.produce(t, "t1")
 		// The coordinator's abort writes a marker: the LSO reaches the HWM.
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			hwm, lso := offsets(t, ctx, bs, topic)
-			if lso == hwm {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("transaction not aborted by the coordinator %v after its %d ms timeout (LSO %d, HWM %d)", time.Since(begun), timeout, lso, hwm)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+		settled(t, ctx, bs, topic, 30*time.Second)
 		err := p.CommitTransaction(ctx)
 		if !fencedCode(err) {
 			t.Fatalf("CommitTransaction after the coordinator's timeout abort = %v, want a fatal %v", err, kafka.ErrFenced)
@@ -348,7 +354,10 @@ func TestTxnFacts(t *testing.T) {
 		if err := o.AbortTransaction(ctx); err != nil {
 			t.Fatal(err)
 		}
-		hwm, _ = offsets(t, ctx, bs, topic)
+		// AbortTransaction returns once the coordinator has logged the
+		// abort; the marker reaches the partition after that. The HWM to
+		// expect is the one with every marker written (LSO == HWM).
+		hwm = settled(t, ctx, bs, topic, 30*time.Second)
 		seen, eof = c.untilEOF(t, 10*time.Second)
 		if eof != hwm || fmt.Sprint(seen) != "[a2]" {
 			t.Fatalf("after the abort: read %v, EOF at %d; want [a2] and EOF at the HWM %d", seen, eof, hwm)
