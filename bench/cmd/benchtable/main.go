@@ -145,6 +145,7 @@ var unitOrder = []string{
 	"records/s", "MB/s", "cpu-us/record", "records/write",
 	"p50-append-us", "p99-append-us", "p99.9-append-us",
 	"p50-delivered-ms", "p99-delivered-ms", "p99.9-delivered-ms",
+	"p50-after-ms", "p99-after-ms", "p99-fsync-ms",
 	"first-delivery-ms", "open-ms",
 	"base-RSS-MB", "peak-RSS-MB", "RSS-growth-MB", "RSS-growth-2nd-half-MB", "peak-heap-MB", "heap-growth-MB", "held-MB", "RSS-MB/GiB-held",
 	"appended-MB", "disk-B/value-B", "disk-B/wal-B", "dev-B/value-B",
