@@ -129,21 +129,26 @@ func offsets(t *testing.T, ctx context.Context, bootstrap, topic string) (hwm, l
 	return e.Offset, s.Offset
 }
 
-// settled waits until partition 0 of topic has no open transaction and
-// every transaction marker is written (LSO == HWM), and returns the HWM.
+// settled waits, up to d, until partition 0 of topic has no open
+// transaction and every transaction marker is written (LSO == HWM), and
+// returns the HWM.
 func settled(t *testing.T, ctx context.Context, bootstrap, topic string, d time.Duration) int64 {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		hwm, lso := offsets(t, ctx, bootstrap, topic)
-		if lso == hwm {
-			return hwm
+	waitCtx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	var hwm int64
+	err := poll(waitCtx, func() (bool, error) {
+		var lso int64
+		hwm, lso = offsets(t, ctx, bootstrap, topic)
+		if lso != hwm {
+			return false, fmt.Errorf("LSO %d, HWM %d", lso, hwm)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s[0] not settled within %v: LSO %d, HWM %d", topic, d, lso, hwm)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return true, nil
+	})
+	if err != nil {
+		t.Fatalf("%s[0]: a transaction still open or a marker unwritten after %v: %v", topic, d, err)
 	}
+	return hwm
 }
 
 func values(recs []*kgo.Record) []string {
