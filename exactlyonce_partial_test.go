@@ -101,13 +101,11 @@ func TestExactlyOncePartialOutage(t *testing.T) {
 				rate = 500
 			}
 			logs := capture(&cfg)
-			var load *partialLoad
-			cfg.OnDelivered = func(seq uint64, topic string, partition int32, offset int64) {
-				load.onDelivered(seq, topic, partition, offset)
-			}
+			load := newLoad(topic, partitions, rate)
+			cfg.OnDelivered = load.onDelivered
 			p := openT(t, cfg)
 			ctx := testCtx(t, 10*time.Minute)
-			load = startLoad(t, p, topic, partitions, rate)
+			load.start(t, p)
 			waitFor(t, time.Minute, "commits before the stall", func() bool { return p.Stats().Delivered > uint64(rate) })
 
 			stalledParts, heal, err := b.StallPartition(ctx, topic, 0)

@@ -192,12 +192,20 @@ func (l *partialLoad) since(from, to time.Time, in func(int32) bool, at time.Tim
 	return ids, delivered
 }
 
-func startLoad(t *testing.T, p *kafkawal.Producer, topic string, partitions int32, rate int) *partialLoad {
-	l := &partialLoad{p: p, topic: topic, partitions: partitions, rate: rate, batch: 40,
+// newLoad returns a load that has not started: made before Open, so that
+// Config.OnDelivered can be its onDelivered. A callback that looked up a
+// load assigned after Open would race with that assignment, since the
+// first deliveries can come before the load's first append returns.
+func newLoad(topic string, partitions int32, rate int) *partialLoad {
+	return &partialLoad{topic: topic, partitions: partitions, rate: rate, batch: 40,
 		part: map[uint64]int32{}, seqOf: map[uint64]uint64{}, appended: map[uint64]time.Time{}, done: make(chan struct{})}
+}
+
+// start appends through p until the test ends.
+func (l *partialLoad) start(t *testing.T, p *kafkawal.Producer) {
+	l.p = p
 	go l.run(testCtx(t, 10*time.Minute))
 	t.Cleanup(func() { l.stop.Store(true); <-l.done })
-	return l
 }
 
 // One partition stops accepting records (its broker answers
@@ -308,13 +316,11 @@ func TestPartialOutage(t *testing.T) {
 				rate = 500
 			}
 			logs := capture(&cfg)
-			var load *partialLoad
-			cfg.OnDelivered = func(seq uint64, topic string, partition int32, offset int64) {
-				load.onDelivered(seq, topic, partition, offset)
-			}
+			load := newLoad(topic, partitions, rate)
+			cfg.OnDelivered = load.onDelivered
 			p := openT(t, cfg)
 			ctx := testCtx(t, 10*time.Minute)
-			load = startLoad(t, p, topic, partitions, rate)
+			load.start(t, p)
 			waitFor(t, time.Minute, "deliveries before the stall", func() bool { return p.Stats().Delivered > uint64(rate) })
 			heap0 := heapInUse()
 
