@@ -35,9 +35,9 @@ func TestBounds(t *testing.T) {
 		"#### End to end: the most `x_plain` this machine allows",
 		"with all 2 cores busy",
 		// 2 / (4.0e-6 × 500,000) = 1.00; the WAL alone: 2.00
-		"|value=100/batch=1000/kafkawal-SyncPeriodic|0.90|500,000|3.00|1.50|1.00|1,000,000|1.00|0.9|",
+		"|value=100/batch=1000/kafkawal-SyncPeriodic|0.90|500,000|3.00|1.50|1.00|1,000,000|1.00|||0.9|",
 		// the WAL alone: 100,000 / 500,000 = 0.2, below the CPU's 1.00
-		"|value=100/batch=1000/kafkawal-SyncAlways|0.75|500,000|3.00|1.50|1.00|100,000|0.2 (WAL alone)|0.18|",
+		"|value=100/batch=1000/kafkawal-SyncAlways|0.75|500,000|3.00|1.50|1.00|100,000|0.2 (WAL alone)|||0.18|",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
@@ -82,5 +82,27 @@ func TestBoundsSkipARowWithoutItsFigures(t *testing.T) {
 	}
 	if !strings.Contains(bounds, "|value=100/batch=1000/kafkawal-SyncAlways|0.75|") {
 		t.Errorf("the SyncAlways row lost its limit:\n%s", bounds)
+	}
+}
+
+// With ReadBack in the run, each row also gets the limit with the
+// read-back's cpu-us/record added to the sum (median of its runs), still
+// capped by the WAL's own records/s.
+func TestBoundsWithReadBack(t *testing.T) {
+	in := boundInput +
+		"BenchmarkReadBack/value=100-2   1   0 ns/op   9000000 records/s   0.5 cpu-us/record\n" +
+		"BenchmarkReadBack/value=100-2   1   0 ns/op   9000000 records/s   1.0 cpu-us/record\n" +
+		"BenchmarkReadBack/value=100-2   1   0 ns/op   9000000 records/s   2.0 cpu-us/record\n"
+	out := renderString(t, in)
+	for _, want := range []string{
+		"|most x_plain|read-back cpu-us/record|most x_plain with read-back|x_plain|",
+		// 2 / ((3.0 + 1.0 + 1.0) µs × 500,000) = 0.8
+		"|value=100/batch=1000/kafkawal-SyncPeriodic|0.90|500,000|3.00|1.50|1.00|1,000,000|1.00|1.00|0.8|0.9|",
+		// the WAL alone still binds: 0.2
+		"|value=100/batch=1000/kafkawal-SyncAlways|0.75|500,000|3.00|1.50|1.00|100,000|0.2 (WAL alone)|1.00|0.2|0.18|",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
 	}
 }
