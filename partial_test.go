@@ -194,8 +194,9 @@ func (l *partialLoad) since(from, to time.Time, in func(int32) bool, at time.Tim
 
 // newLoad returns a load that has not started: made before Open, so that
 // Config.OnDelivered can be its onDelivered. A callback that looked up a
-// load assigned after Open would race with that assignment, since the
-// first deliveries can come before the load's first append returns.
+// load assigned after Open would race with that assignment: the load
+// appends on a goroutine of its own, so the first delivery reports can
+// come before the call that started it has returned.
 func newLoad(topic string, partitions int32, rate int) *partialLoad {
 	return &partialLoad{topic: topic, partitions: partitions, rate: rate, batch: 40,
 		part: map[uint64]int32{}, seqOf: map[uint64]uint64{}, appended: map[uint64]time.Time{}, done: make(chan struct{})}
