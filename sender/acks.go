@@ -31,7 +31,23 @@ const (
 )
 
 func newWindow(start uint64, capacity int) *window {
-	return &window{low: start, next: start, hi: start, slots: make([]slot, capacity)}
+	return &window{low: start, next: start, hi: start, slots: make([]slot, max(capacity, 1))}
+}
+
+// reserve grows the ring to hold at least n records; it never shrinks.
+// The window's size adapts upwards with the partitions produced to, and a
+// ring sized for the maximum at Open would cost every producer the
+// maximum's memory. The slots that carry state, low to hi (delivered
+// before a rewind, or in flight), move to their places in the new ring.
+func (w *window) reserve(n int) {
+	if n <= len(w.slots) {
+		return
+	}
+	slots := make([]slot, n)
+	for seq := w.low; seq < w.hi; seq++ {
+		slots[seq%uint64(n)] = *w.at(seq)
+	}
+	w.slots = slots
 }
 
 func (w *window) at(seq uint64) *slot { return &w.slots[seq%uint64(len(w.slots))] }

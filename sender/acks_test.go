@@ -102,3 +102,64 @@ func TestWindowBounds(t *testing.T) {
 		t.Fatal("an empty window must take one record")
 	}
 }
+
+// TestWindowReserve: growing the ring keeps every slot that carries
+// state (in flight, delivered before a rewind) at its sequence, and the
+// window then takes records up to the new size.
+func TestWindowReserve(t *testing.T) {
+	w := newWindow(3, 4) // sequences 3..6 fill a ring of 4, wrapping
+	for range 4 {
+		w.add(w.next, 10, int64(w.next))
+	}
+	if w.hasRoom(100, 1<<20) {
+		t.Fatal("room beyond the ring before reserve")
+	}
+	w.resolve(4, true) // delivered out of order: low stays at 3
+	w.resolve(5, false)
+	w.reserve(2) // never shrinks
+	if len(w.slots) != 4 {
+		t.Fatalf("ring shrank to %d", len(w.slots))
+	}
+	w.reserve(16)
+	if len(w.slots) != 16 {
+		t.Fatalf("ring %d, want 16", len(w.slots))
+	}
+	want := map[uint64]slotState{3: inFlight, 4: done, 5: free, 6: inFlight}
+	for seq, st := range want {
+		if got := w.at(seq); got.state != st || (st == inFlight && got.ts != int64(seq)) {
+			t.Errorf("seq %d: state %d ts %d after reserve, want state %d ts %d", seq, got.state, got.ts, st, seq)
+		}
+	}
+	if w.low != 3 || w.next != 7 || w.produced != 2 || w.bytes != 20 { // 5 was given back
+		t.Fatalf("low %d next %d produced %d bytes %d", w.low, w.next, w.produced, w.bytes)
+	}
+	for range 12 {
+		if !w.hasRoom(100, 1<<20) {
+			t.Fatalf("no room at next %d after reserve", w.next)
+		}
+		w.add(w.next, 10, 0)
+	}
+	if w.hasRoom(100, 1<<20) {
+		t.Fatal("room beyond the grown ring")
+	}
+	w.resolve(3, true)
+	if w.low != 5 {
+		t.Fatalf("low %d after 3 and 4 delivered, want 5", w.low)
+	}
+	// A rewind after the growth re-sends from 5 (given back) and skips
+	// what was delivered after it.
+	w.resolve(6, true)
+	for seq := uint64(7); seq < 19; seq++ {
+		w.resolve(seq, true)
+	}
+	if w.low != 5 || w.rewind() != 14 || w.next != 5 {
+		t.Fatalf("rewind: low %d next %d", w.low, w.next)
+	}
+	if w.nextDone() {
+		t.Fatal("5 was given back, not delivered: it must be sent again")
+	}
+	w.next = 6
+	if !w.nextDone() {
+		t.Fatal("6 was delivered before the rewind: it must be skipped")
+	}
+}

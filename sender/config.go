@@ -22,12 +22,15 @@ const (
 	// (DefaultMaxInFlightBytes). librdkafka batches per partition: with
 	// the floor spread over 1,000 partitions, each would hold about 33
 	// records, and its broker thread would wake for every few of them
-	// (bench/HISTORY.md, "Many partitions").
+	// (bench/HISTORY.md, "Many partitions"). The records' bound per
+	// partition is twice the bytes' (256 records, 128 KiB) so that small
+	// records, bound by the count, get the deeper queues that many
+	// partitions need, while the bytes librdkafka holds stay as they were.
 	DefaultMinInFlight        = 32768
-	DefaultMaxInFlight        = 131072
+	DefaultMaxInFlight        = 262144
 	DefaultMinInFlightBytes   = 32 << 20
 	DefaultMaxInFlightBytes   = 128 << 20
-	InFlightPerPartition      = 128
+	InFlightPerPartition      = 256
 	InFlightBytesPerPartition = 128 << 10
 	DefaultCursorSyncInterval = 100 * time.Millisecond
 	// DefaultMessageTimeoutMs is librdkafka's message.timeout.ms unless the

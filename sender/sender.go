@@ -212,7 +212,7 @@ func New(l *wal.Log, dl *wal.DeadLetters, cfg Config) (*Sender, error) {
 		wal:     l,
 		dl:      dl,
 		lg:      cfg.Logger,
-		win:     newWindow(max(l.Cursor()+1, l.FirstSeq()), cfg.MaxInFlight),
+		win:     newWindow(max(l.Cursor()+1, l.FirstSeq()), cfg.initialRing()),
 		pf:      newPrefetcher(l),
 		rt:      newRouter(kind, linger),
 		backoff: minBackoff,

@@ -96,9 +96,10 @@ func (s *Sender) open(t *topicRoute, q int32) bool {
 // MinInFlightBytes), InFlightPerPartition records and
 // InFlightBytesPerPartition bytes for each partition of the topics produced
 // to since Open, between the minimum and MaxInFlight (MaxInFlightBytes). It runs
-// at Open and on the cursor tick. The window's ring and the
-// acknowledgement bookkeeping are sized for the maximum; what grows is
-// what librdkafka holds.
+// at Open and on the cursor tick. The window's ring grows with it (at
+// least doubling, so that a window that creeps up does not copy the ring
+// at every tick); the outcomes ring and the events channel are sized for
+// the maximum at Open.
 func (s *Sender) sizeWindow() {
 	parts := 0
 	for _, t := range s.rt.topics {
@@ -111,4 +112,16 @@ func (s *Sender) sizeWindow() {
 	if m := s.cfg.MinInFlightBytes; m > 0 {
 		s.maxB = min(s.maxB, max(m, int64(parts)*InFlightBytesPerPartition))
 	}
+	if n := len(s.win.slots); s.maxN > n {
+		s.win.reserve(min(s.cfg.MaxInFlight, max(s.maxN, 2*n)))
+	}
+}
+
+// initialRing is the window ring's size at Open: the window's minimum
+// when it adapts, else its size.
+func (c Config) initialRing() int {
+	if c.MinInFlight > 0 {
+		return min(c.MinInFlight, c.MaxInFlight)
+	}
+	return c.MaxInFlight
 }

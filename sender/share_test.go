@@ -8,7 +8,8 @@ import "testing"
 // fair share divides the window as it is now; a window set stays as set.
 func TestWindowAdaptsToPartitions(t *testing.T) {
 	open := func(c Config, topics, parts int) *Sender {
-		s := &Sender{cfg: c.withDefaults(), rt: newRouter(consistent, 0)}
+		c = c.withDefaults()
+		s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing())}
 		for i := range topics {
 			tr := s.rt.topic(string(rune('a' + i)))
 			for p := range parts {
@@ -37,6 +38,11 @@ func TestWindowAdaptsToPartitions(t *testing.T) {
 			s := open(c.cfg, c.topics, c.parts)
 			if s.maxN != c.n || s.maxB != c.b {
 				t.Fatalf("window %d records, %d bytes; want %d, %d", s.maxN, s.maxB, c.n, c.b)
+			}
+			// The ring holds the window, and no more than the larger of
+			// twice the window and its size at Open.
+			if r := len(s.win.slots); r < s.maxN || r > max(2*s.maxN, c.cfg.withDefaults().initialRing()) {
+				t.Errorf("ring of %d slots for a window of %d", r, s.maxN)
 			}
 			// Every other partition has records in flight; p (none) counts too.
 			all := c.topics * c.parts

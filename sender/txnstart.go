@@ -91,7 +91,7 @@ func (s *Sender) txnAdopt(c Checkpoint, found bool) error {
 			s.lg.Error().Uint64("committed_next", c.Next).Uint64("first_seq", s.wal.FirstSeq()).
 				Msg("sender: the WAL no longer holds records Kafka has not committed; they cannot be sent")
 		}
-		s.win = newWindow(max(c.Next, s.wal.FirstSeq()), s.cfg.MaxInFlight)
+		s.win = newWindow(max(c.Next, s.wal.FirstSeq()), len(s.win.slots))
 		s.txnResumeLanes(c)
 		t.last, t.haveLast = c, true
 	case t.id.Committed && t.id.TransactionalID == string(t.store.key):
