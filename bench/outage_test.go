@@ -28,7 +28,7 @@ import (
 //
 //   - kafkawal: default Config (SyncAlways), AppendBatch of 1000;
 //   - plain: the same librdkafka settings, Produce until librdkafka's
-//     queue is full (queue.buffering.max.messages=100000): that is as much
+//     queue is full (kafkawal's queue.buffering.max.messages): that is as much
 //     of the outage as it can hold; the application must drop or block;
 //   - plain-bigqueue: queue limits raised to librdkafka's maximum, so that
 //     it holds the whole backlog in memory, as an application that wants
