@@ -101,9 +101,14 @@ func (s *Sender) open(t *topicRoute, q int32) bool {
 // at every tick); the outcomes ring and the events channel are sized for
 // the maximum at Open.
 func (s *Sender) sizeWindow() {
+	// A topic's partitions are its count once metadata gave it (a topic
+	// with PartitionAny records), else those produced to. Counting only
+	// those produced to would keep the window at its minimum while it is
+	// full of records for a few partitions and the records for the others
+	// wait behind them.
 	parts := 0
 	for _, t := range s.rt.topics {
-		parts += len(t.parts)
+		parts += max(int(t.count), len(t.parts))
 	}
 	s.maxN, s.maxB = s.cfg.MaxInFlight, s.cfg.MaxInFlightBytes
 	if m := s.cfg.MinInFlight; m > 0 {

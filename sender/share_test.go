@@ -33,6 +33,17 @@ func TestWindowAdaptsToPartitions(t *testing.T) {
 		{"a window set", Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}, 1, 1000, 1000, 1 << 20},
 		{"records set, bytes adapt", Config{MaxInFlight: 1000}, 1, 1000, 1000, 1000 * InFlightBytesPerPartition},
 	}
+	// A topic whose partition count metadata gave counts all of them,
+	// produced to or not yet: the records for the others may wait behind a
+	// window full of records for the first few.
+	t.Run("1,000 partitions known, 4 produced to", func(t *testing.T) {
+		s := open(Config{}, 1, 4)
+		s.rt.topic("a").count = 1000
+		s.sizeWindow()
+		if want := 1000 * InFlightPerPartition; s.maxN != want || len(s.win.slots) < want {
+			t.Fatalf("window %d records, ring %d; want %d", s.maxN, len(s.win.slots), want)
+		}
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			s := open(c.cfg, c.topics, c.parts)
