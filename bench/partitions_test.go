@@ -16,19 +16,23 @@ import (
 
 // partitionShapes are BenchmarkPartitions' topic layouts: the 4 partitions
 // of every other benchmark, and the same records spread over 1,000
-// partitions, of one topic or of 100 topics.
+// partitions, of one topic or of 100 topics; and over 1,000 partitions
+// with a hot key, which a quarter of the records carry (hot is the percent
+// of records with the key that goes to one partition).
 var partitionShapes = []struct {
-	name               string
-	topics, partitions int
+	name                    string
+	topics, partitions, hot int
 }{
-	{"topics=1/partitions=4", 1, 4},
-	{"topics=1/partitions=1000", 1, 1000},
-	{"topics=100/partitions=10", 100, 10},
+	{"topics=1/partitions=4", 1, 4, 0},
+	{"topics=1/partitions=1000", 1, 1000, 0},
+	{"topics=100/partitions=10", 100, 10, 0},
+	{"topics=1/partitions=1000/hotkey=25pct", 1, 1000, 25},
 }
 
 // BenchmarkPartitions: end to end, as a new user would try it, with the
 // records spread over many partitions: 100-byte values with distinct
-// keys, PartitionAny (the partitioner hashes the key), the topics in
+// keys (but for a hot key in the hotkey shape), PartitionAny (the
+// partitioner hashes the key), the topics in
 // turn, kafkawal with its default Config (SyncAlways) and AppendBatch of
 // 1000 then Flush, against the plain producer with the same librdkafka
 // settings producing the same records from one goroutine. Both sides first
@@ -44,11 +48,11 @@ func BenchmarkPartitions(b *testing.B) {
 		key := "partitions/" + sh.name
 		b.Run(sh.name+"/plain", func(b *testing.B) {
 			topics := newTopics(b, br, sh.topics, sh.partitions)
-			recordPeer(b, key+"/plain", benchPlainPartitions(b, br.Bootstrap(), topics, valueSize))
+			recordPeer(b, key+"/plain", benchPlainPartitions(b, br.Bootstrap(), topics, valueSize, sh.hot))
 		})
 		b.Run(sh.name+"/kafkawal", func(b *testing.B) {
 			topics := newTopics(b, br, sh.topics, sh.partitions)
-			rps := benchKafkawalPartitions(b, br.Bootstrap(), topics, valueSize)
+			rps := benchKafkawalPartitions(b, br.Bootstrap(), topics, valueSize, sh.hot)
 			reportRatio(b, key+"/plain", rps, "x_plain")
 			peers.Lock()
 			plain, ok := peers.m[key+"/plain"]
@@ -92,7 +96,16 @@ var partitionKeys = func() [][]byte {
 	return ks
 }()
 
-func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, valueSize int) float64 {
+// partitionKey is record j's key: the first key for hot records in every
+// 100, else its own.
+func partitionKey(j, hot int) []byte {
+	if j%100 < hot {
+		return partitionKeys[0]
+	}
+	return partitionKeys[j%len(partitionKeys)]
+}
+
+func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, valueSize, hot int) float64 {
 	p := openProducer(b, kafkawal.Config{Dir: b.TempDir(), Kafka: kafka.ConfigMap{"bootstrap.servers": bootstrap}})
 	defer closeProducer(p, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
@@ -117,7 +130,7 @@ func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, va
 		for i := range k {
 			j := n + i
 			rs[i] = kafkawal.Record{Topic: topics[j%len(topics)], Partition: kafkawal.PartitionAny,
-				Key: partitionKeys[j%len(partitionKeys)], Value: v}
+				Key: partitionKey(j, hot), Value: v}
 		}
 		_, err = p.AppendBatch(ctx, rs[:k])
 	}
@@ -132,7 +145,7 @@ func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, va
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }
 
-func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, valueSize int) float64 {
+func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, valueSize, hot int) float64 {
 	pl := newPlain(b, plainConfig(b, bootstrap, nil), nil)
 	defer pl.close()
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
@@ -155,7 +168,7 @@ func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, value
 	cpu := cpuTime()
 	var err error
 	for j := 0; j < b.N && err == nil; j++ {
-		err = pl.produce(keyed(&topics[j%len(topics)], partitionKeys[j%len(partitionKeys)]))
+		err = pl.produce(keyed(&topics[j%len(topics)], partitionKey(j, hot)))
 	}
 	if err == nil {
 		err = pl.wait(ctx)

@@ -30,7 +30,10 @@
 //   - Fair share (share.go). While others have records waiting, a partition
 //     may hold at most its share of the window: MaxInFlight and
 //     MaxInFlightBytes divided among the partitions with records in flight
-//     (never more than half). A partition at its share whose oldest flight
+//     (never more than half); past it, while the window is less than half
+//     full, if it keeps up (a delivery and its oldest flight within
+//     flowingFor): a hot key's partition takes more than an equal part of
+//     the records. A partition at its share whose oldest flight
 //     has waited less than deferAfter (1 s) is busy, not stuck: the main
 //     stream waits for it as before, which costs less than reading its
 //     records back later. Past that, or when its flight at the window's low

@@ -46,13 +46,35 @@ func (s *Sender) countRecent(now time.Time) {
 	s.recent = n
 }
 
-// atShare reports whether p holds its share of the window.
+// atShare reports whether p holds its share of the window, and may not
+// go past it. A partition that keeps up (flowing) may go past its share
+// while the window is less than half full: with a hot key, one partition
+// takes a large part of the records, and a share of the window per round
+// trip would cap the whole stream at a few times that. The isolation
+// holds: what partitions hold past their shares was produced while the
+// window was less than half full, so it is at most half the window, and
+// partitions that stall (no longer flowing) get only their shares.
 func (s *Sender) atShare(p *part) bool {
 	if p.q.n == 0 {
 		return false
 	}
 	n, b := s.share(p)
-	return p.q.n >= n || p.bytes >= b
+	if p.q.n < n && p.bytes < b {
+		return false
+	}
+	inN, inB := s.inFlight()
+	return inN >= s.maxN/2 || inB >= s.maxB/2 || !s.flowing(p)
+}
+
+// flowingFor: a partition that delivered a record within flowingFor and
+// whose oldest record in flight is younger keeps up.
+const flowingFor = 200 * time.Millisecond
+
+// flowing reports whether p keeps up: not stalled, a delivery within
+// flowingFor, and its oldest record in flight younger than that.
+func (s *Sender) flowing(p *part) bool {
+	now := s.rt.now.UnixNano()
+	return !p.stalled && now-p.acked < int64(flowingFor) && now-p.oldestAt() < int64(flowingFor)
 }
 
 // accepts reports whether keyless records may go to partition q of t now:

@@ -1,6 +1,9 @@
 package sender
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // TestWindowAdaptsToPartitions: left to its defaults, the window grows by
 // InFlightPerPartition records and InFlightBytesPerPartition bytes for
@@ -67,4 +70,66 @@ func TestWindowAdaptsToPartitions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAtShareHotPartition: a partition past its share of the window may
+// go on while it keeps up (a delivery and its oldest record in flight
+// within flowingFor) and the window is less than half full, so that a hot
+// key's partition is not held to an equal part; not once it stops
+// delivering, nor past half the window (records or bytes), so that
+// partitions that stall hold at most half the window beyond their shares.
+func TestAtShareHotPartition(t *testing.T) {
+	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
+	s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing()), mode: normal}
+	s.sizeWindow()
+	tr := s.rt.topic("a")
+	hot := tr.part(0)
+	s.active, s.recent = 10, 10 // a share of 100 records, 104,857 bytes
+	now := time.Now()
+	s.rt.now = now
+	fill := func(n int, oldest time.Time) {
+		hot.q.reset()
+		hot.bytes = 0
+		for i := range n {
+			s.pushFlight(hot, flight{seq: uint64(i + 1), at: oldest.UnixNano(), size: 10})
+		}
+		s.win.produced, s.win.bytes = n, int64(10*n)
+	}
+	cases := []struct {
+		name     string
+		n        int
+		oldest   time.Duration // age of the oldest record in flight
+		acked    time.Duration // since the last delivery
+		winBytes int64         // the window's bytes, if not the hot partition's alone
+		want     bool
+	}{
+		{"below its share", 50, 0, time.Hour, 0, false},
+		{"at its share, keeping up, window a tenth full", 100, 10 * time.Millisecond, 5 * time.Millisecond, 0, false},
+		{"past its share, keeping up, window below half", 499, 10 * time.Millisecond, 5 * time.Millisecond, 0, false},
+		{"keeping up, window half full", 500, 10 * time.Millisecond, 5 * time.Millisecond, 0, true},
+		{"keeping up, half the window's bytes", 200, 10 * time.Millisecond, 5 * time.Millisecond, 1 << 19, true},
+		{"no delivery for a while", 200, 10 * time.Millisecond, time.Second, 0, true},
+		{"oldest record waiting", 200, time.Second, 5 * time.Millisecond, 0, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fill(tc.n, now.Add(-tc.oldest))
+			if tc.winBytes > 0 {
+				s.win.bytes = tc.winBytes
+			}
+			hot.acked = now.Add(-tc.acked).UnixNano()
+			hot.stalled = false
+			if got := s.atShare(hot); got != tc.want {
+				t.Fatalf("atShare = %v with %d in flight; want %v", got, tc.n, tc.want)
+			}
+		})
+	}
+	t.Run("stalled", func(t *testing.T) {
+		fill(200, now.Add(-10*time.Millisecond))
+		hot.acked = now.Add(-5 * time.Millisecond).UnixNano()
+		hot.stalled = true
+		if !s.atShare(hot) {
+			t.Fatal("a stalled partition went past its share")
+		}
+	})
 }

@@ -165,7 +165,7 @@ func unitRank(u string) int {
 var titles = map[string]string{
 	"BenchmarkDurableAppend":      "Durable append (sender idle): kafkawal vs the raw disk and bbolt (OTel Collector queue)",
 	"BenchmarkEndToEnd":           "End to end, append → delivery report: kafkawal vs plain confluent-kafka-go",
-	"BenchmarkPartitions":         "Many partitions: end to end with the records spread over 4 or 1,000 partitions",
+	"BenchmarkPartitions":         "Many partitions: end to end with the records spread over 4 or 1,000 partitions (one with a hot key)",
 	"BenchmarkLatency":            "Latency at a fixed offered load (open loop), SyncAlways vs plain",
 	"BenchmarkReplay":             "Replay after a restart with a backlog vs a plain producer sending the same records",
 	"BenchmarkOutageMemory":       "Memory while a backlog builds behind a blackholed broker (one child process per side)",
