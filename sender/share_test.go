@@ -84,16 +84,21 @@ func TestAtShareHotPartition(t *testing.T) {
 	s.sizeWindow()
 	tr := s.rt.topic("a")
 	hot := tr.part(0)
-	s.active, s.recent = 10, 10 // a share of 100 records, 104,857 bytes
 	now := time.Now()
 	s.rt.now = now
-	fill := func(n int, oldest time.Time) {
+	fill := func(t *testing.T, n int, oldest time.Time) {
+		t.Helper()
 		hot.q.reset()
 		hot.bytes = 0
 		for i := range n {
 			s.pushFlight(hot, flight{seq: uint64(i + 1), at: oldest.UnixNano(), size: 10})
 		}
 		s.win.produced, s.win.bytes = n, int64(10*n)
+		// pushFlight counted hot as active again; the other 9 have records too.
+		s.active, s.recent = 10, 10
+		if sn, sb := s.share(hot); sn != 100 || sb != (1<<20)/10 {
+			t.Fatalf("share %d records, %d bytes; want 100, %d", sn, sb, (1<<20)/10)
+		}
 	}
 	cases := []struct {
 		name     string
@@ -113,7 +118,7 @@ func TestAtShareHotPartition(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			fill(tc.n, now.Add(-tc.oldest))
+			fill(t, tc.n, now.Add(-tc.oldest))
 			if tc.winBytes > 0 {
 				s.win.bytes = tc.winBytes
 			}
@@ -125,7 +130,7 @@ func TestAtShareHotPartition(t *testing.T) {
 		})
 	}
 	t.Run("stalled", func(t *testing.T) {
-		fill(200, now.Add(-10*time.Millisecond))
+		fill(t, 200, now.Add(-10*time.Millisecond))
 		hot.acked = now.Add(-5 * time.Millisecond).UnixNano()
 		hot.stalled = true
 		if !s.atShare(hot) {
