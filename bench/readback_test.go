@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/kafkawal/kafkawal/internal/readloop"
 	"github.com/kafkawal/kafkawal/wal"
 )
 
@@ -46,20 +47,16 @@ func BenchmarkReadBack(b *testing.B) {
 			}
 			bufs := make([][]byte, 3)
 			ents := make([]wal.Entry, 0, 1024)
-			seq := uint64(1)
 			b.ResetTimer()
 			cpu := cpuTime()
-			for n, i := 0, 0; n < b.N; i++ {
-				var got []wal.Entry
-				got, bufs[i%3], err = l.ReadInto(seq, ents[:0], bufs[i%3], 1<<20)
-				if err != nil || len(got) == 0 {
-					b.Fatalf("read from %d: %d records, %v", seq, len(got), err)
+			readloop.Run(b, 1, readEnd, func(i int, seq uint64) (int, uint64, error) {
+				got, buf, err := l.ReadInto(seq, ents[:0], bufs[i%3], 1<<20)
+				bufs[i%3] = buf
+				if len(got) == 0 {
+					return 0, 0, err
 				}
-				n += len(got)
-				if seq = got[len(got)-1].Seq + 1; seq >= readEnd {
-					seq = 1
-				}
-			}
+				return len(got), got[len(got)-1].Seq, err
+			})
 			b.StopTimer()
 			reportCPU(b, cpuTime()-cpu, int64(b.N))
 			reportRate(b, int64(b.N), vs, b.Elapsed())

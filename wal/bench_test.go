@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/kafkawal/kafkawal/internal/readloop"
 )
 
 // Benchmarks for the figures issue 2 asks for. Run:
@@ -119,9 +121,8 @@ func BenchmarkReadSealed(b *testing.B) {
 				b.ReportAllocs()
 				bufs := make([][]byte, 3)
 				ents := make([]Entry, 0, 1024)
-				seq := uint64(1)
 				cpu := processCPU()
-				for n, i := 0, 0; n < b.N; i++ {
+				readloop.Run(b, 1, last+1, func(i int, seq uint64) (int, uint64, error) {
 					var got []Entry
 					var err error
 					if via == "tidwall" {
@@ -129,14 +130,11 @@ func BenchmarkReadSealed(b *testing.B) {
 					} else {
 						got, bufs[i%3], err = l.ReadInto(seq, ents[:0], bufs[i%3], 1<<20)
 					}
-					if err != nil || len(got) == 0 {
-						b.Fatalf("read %d: %d entries, %v", seq, len(got), err)
+					if len(got) == 0 {
+						return 0, 0, err
 					}
-					n += len(got)
-					if seq = got[len(got)-1].Seq + 1; seq > last {
-						seq = 1
-					}
-				}
+					return len(got), got[len(got)-1].Seq, err
+				})
 				b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/record")
 				secs := b.Elapsed().Seconds()
 				b.ReportMetric(float64(b.N)/secs, "records/s")
