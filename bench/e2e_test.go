@@ -93,7 +93,7 @@ func benchKafkawalE2E(b *testing.B, bootstrap, topic string, valueSize int, s sh
 		put = async.put
 	}
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cpuWithBroker(b)
 	err := drive(s, int64(b.N), rs, put)
 	if err == nil && async != nil {
 		err = async.wait()
@@ -105,7 +105,7 @@ func benchKafkawalE2E(b *testing.B, bootstrap, topic string, valueSize int, s sh
 	if err != nil {
 		b.Fatalf("append and deliver %d records: %v", b.N, err)
 	}
-	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
 	if st := p.Stats(); st.DeadLettered > 0 {
 		b.Fatalf("%d records dead-lettered", st.DeadLettered)
 	}
@@ -144,7 +144,7 @@ func benchPlainE2E(b *testing.B, bootstrap, topic string, valueSize int, s shape
 		vals[i] = v
 	}
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cpuWithBroker(b)
 	var seq atomic.Uint64
 	err := drive(s, int64(b.N), vals, func(vals [][]byte) error {
 		if variant == plainAcked {
@@ -168,6 +168,6 @@ func benchPlainE2E(b *testing.B, bootstrap, topic string, valueSize int, s shape
 	if err != nil {
 		b.Fatalf("produce and deliver %d records: %v", b.N, err)
 	}
-	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }

@@ -68,7 +68,7 @@ func benchKafkawalEOS(b *testing.B, cfg kafkawal.Config, topic string, valueSize
 		b.Fatalf("warm-up flush: %v", err)
 	}
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cpuWithBroker(b)
 	err := drive(s, int64(b.N), rs, func(rs []kafkawal.Record) error {
 		_, err := p.AppendBatch(ctx, rs)
 		return err
@@ -80,7 +80,7 @@ func benchKafkawalEOS(b *testing.B, cfg kafkawal.Config, topic string, valueSize
 	if err != nil {
 		b.Fatalf("append and deliver %d records: %v", b.N, err)
 	}
-	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
 	st := p.Stats()
 	if st.DeadLettered > 0 || st.Fenced {
 		b.Fatalf("stats: %+v", st)
@@ -140,7 +140,7 @@ func benchPlainTxn(b *testing.B, bootstrap, topic string, valueSize int, s shape
 		b.Fatal(err)
 	}
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cpuWithBroker(b)
 	go func() {
 		defer close(committed)
 		tick := time.NewTicker(sender.DefaultCommitInterval)
@@ -192,7 +192,7 @@ func benchPlainTxn(b *testing.B, bootstrap, topic string, valueSize int, s shape
 	if err != nil {
 		b.Fatalf("produce and commit %d records: %v", b.N, err)
 	}
-	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
 	slices.Sort(lat)
 	b.ReportMetric(float64(percentile(lat, 0.5))/1e6, "commit-p50-ms")
 	b.ReportMetric(float64(percentile(lat, 0.99))/1e6, "commit-p99-ms")

@@ -340,6 +340,22 @@ func cpuTime() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// cpuWithBroker is cpuTime plus the CPU of the broker's own processes,
+// for the benchmarks that produce to directBroker: nothing more for the
+// embedded broker, which runs in this process and is in cpuTime already,
+// and the JVM's time for a real one. Their cpu-us/record then counts a
+// record's whole cost on this machine with either broker, as the
+// end-to-end bound (bench/table.sh: the cores over the plain producer's
+// cpu-us/record plus the WAL's) assumes.
+func cpuWithBroker(b testing.TB) time.Duration {
+	b.Helper()
+	c, err := directBroker.get(b).CPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpuTime() + c
+}
+
 // reportCPU reports the CPU time used per record: unlike records/s it
 // hardly depends on what else the machine runs, and on a CPU-bound machine
 // the ratio of two sides' cpu-us/record is the ratio their throughput

@@ -123,7 +123,7 @@ func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, va
 	}
 	rs := make([]kafkawal.Record, 1000)
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cpuWithBroker(b)
 	var err error
 	for n := 0; n < b.N && err == nil; n += len(rs) {
 		k := min(len(rs), b.N-n)
@@ -141,7 +141,7 @@ func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, va
 	if err != nil {
 		b.Fatalf("append and deliver %d records: %v", b.N, err)
 	}
-	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }
 
@@ -165,7 +165,7 @@ func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, value
 		b.Fatalf("warm-up: %v", err)
 	}
 	b.ResetTimer()
-	cpu := cpuTime()
+	cpu := cpuWithBroker(b)
 	var err error
 	for j := 0; j < b.N && err == nil; j++ {
 		err = pl.produce(keyed(&topics[j%len(topics)], partitionKey(j, hot)))
@@ -177,6 +177,6 @@ func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, value
 	if err != nil {
 		b.Fatalf("produce and deliver %d records: %v", b.N, err)
 	}
-	reportCPU(b, cpuTime()-cpu, int64(b.N))
+	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }

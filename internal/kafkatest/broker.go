@@ -120,6 +120,11 @@ type Broker interface {
 	// Proxies are the fault proxies in front of each broker, in node
 	// order; nil without proxies.
 	Proxies() []*Proxy
+	// CPU is the CPU time (user and system) the brokers' own processes have
+	// used since they last started, for benchmarks that count what a record
+	// costs on both sides of the loopback: 0 for the embedded broker, whose
+	// CPU is the calling process's own.
+	CPU() (time.Duration, error)
 	// StallPartition makes a partition stop accepting records while the
 	// rest of the cluster goes on: the embedded broker answers its produce
 	// requests with NOT_ENOUGH_REPLICAS (retriable), after moving it to a

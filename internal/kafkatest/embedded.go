@@ -138,6 +138,10 @@ func (e *embedded) Bootstrap() string {
 
 func (e *embedded) Kind() string { return "embedded" }
 
+// CPU is 0: the embedded broker runs in the calling process, whose own CPU
+// time counts it.
+func (e *embedded) CPU() (time.Duration, error) { return 0, nil }
+
 // secure generates the cluster's TLS material and users, and the admin
 // options that reach it as a super user.
 func (e *embedded) secure() error {

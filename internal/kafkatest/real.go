@@ -205,6 +205,57 @@ func (r *realBroker) AdminOpts() []kgo.Opt {
 
 func (r *realBroker) Kind() string { return "real" }
 
+// CPU sums the user and system time of every node's JVM (its pid is in
+// broker.pid) from /proc/PID/stat, where Linux counts it in USER_HZ ticks,
+// 100 a second on every architecture this runs on.
+func (r *realBroker) CPU() (time.Duration, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.running {
+		return 0, errors.New("kafkatest: real broker CPU: the broker is not running")
+	}
+	var total time.Duration
+	for _, n := range r.nodes {
+		pid, err := os.ReadFile(filepath.Join(n.dir, "broker.pid"))
+		if err != nil {
+			return 0, fmt.Errorf("kafkatest: real broker CPU: %w", err)
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "stat"))
+		if err != nil {
+			return 0, fmt.Errorf("kafkatest: real broker CPU: %w", err)
+		}
+		ticks, err := statCPUTicks(string(stat))
+		if err != nil {
+			return 0, fmt.Errorf("kafkatest: real broker CPU: pid %s: %w", strings.TrimSpace(string(pid)), err)
+		}
+		total += time.Duration(ticks) * (time.Second / 100)
+	}
+	return total, nil
+}
+
+// statCPUTicks returns utime + stime, the 14th and 15th fields of a
+// /proc/PID/stat line. The 2nd field, the command in parentheses, may hold
+// spaces and parentheses, so the fields are counted after its last ')'.
+func statCPUTicks(stat string) (int64, error) {
+	i := strings.LastIndexByte(stat, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("malformed stat %q", stat)
+	}
+	f := strings.Fields(stat[i+1:]) // from the 3rd field, state
+	if len(f) < 13 {
+		return 0, fmt.Errorf("malformed stat %q", stat)
+	}
+	var sum int64
+	for _, v := range f[11:13] { // utime, stime
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed stat %q: %w", stat, err)
+		}
+		sum += n
+	}
+	return sum, nil
+}
+
 func (r *realBroker) Proxy() *Proxy {
 	if len(r.nodes) != 1 {
 		return nil

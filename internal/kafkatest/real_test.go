@@ -65,7 +65,14 @@ func TestRealKillRestartKeepsData(t *testing.T) {
 		t.Fatalf("CreateTopic: %v", err)
 	}
 
+	cpu0, err := b.CPU()
+	if err != nil || cpu0 <= 0 {
+		t.Fatalf("CPU() = %v, %v after start; want the JVM's start-up time, above 0", cpu0, err)
+	}
 	produced := produceNumbered(t, ctx, b.Bootstrap(), topic, partitions, n)
+	if cpu1, err := b.CPU(); err != nil || cpu1 < cpu0 {
+		t.Fatalf("CPU() = %v, %v after producing; want at least %v", cpu1, err, cpu0)
+	}
 
 	if err := b.Kill(); err != nil {
 		t.Fatalf("Kill: %v", err)
