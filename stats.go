@@ -47,6 +47,13 @@ type Stats struct {
 	// was unacknowledged (and by going back to Opaque). Zero unless
 	// librdkafka changes.
 	ReportAnomalies uint64 `json:"report_anomalies"`
+	// PartitionsDeferred counts the times a partition that did not keep up
+	// (its oldest record in flight waiting several times as long as records
+	// usually wait, and at least a second) was handed to a lane of its own,
+	// which reads its records back from the WAL while the others go on: a
+	// partial outage, a hot partition on a slow broker. Rising on a
+	// healthy cluster, it says the sender reads the WAL more than once.
+	PartitionsDeferred uint64 `json:"partitions_deferred"`
 
 	// BacklogRecords is LastSeq - Cursor: records not yet acknowledged.
 	BacklogRecords uint64 `json:"backlog_records"`
@@ -145,25 +152,26 @@ func (p *Producer) Stats() Stats {
 	ws := p.log.Stats()
 	ss := p.snd.Stats()
 	st := Stats{
-		Appended:         ws.Appended,
-		Delivered:        ss.Delivered,
-		DeadLettered:     ss.DeadLettered,
-		Resent:           ss.Resent,
-		Replayed:         p.opened.Replay,
-		Lost:             uint64(p.opened.Recovery.LostRecords) + p.lostLater.Load(),
-		Repairs:          uint64(p.opened.Recovery.TornTailRepairs),
-		ProducerRebuilds: ss.Rebuilds,
-		ReportAnomalies:  ss.ReportAnomalies,
-		DiskBytes:        ws.DiskBytes,
-		MaxDiskBytes:     ws.MaxDiskBytes,
-		FullErrors:       ws.FullAnswers,
-		Cursor:           ss.Acked,
-		PersistedCursor:  ws.Cursor,
-		LastSeq:          ws.LastSeq,
-		InFlight:         ss.InFlight,
-		BrokerReachable:  ss.BrokerReachable,
-		BrokerAuthFailed: ss.BrokerAuthFailed,
-		BrokerAuthError:  ss.BrokerAuthError,
+		Appended:           ws.Appended,
+		Delivered:          ss.Delivered,
+		DeadLettered:       ss.DeadLettered,
+		Resent:             ss.Resent,
+		Replayed:           p.opened.Replay,
+		Lost:               uint64(p.opened.Recovery.LostRecords) + p.lostLater.Load(),
+		Repairs:            uint64(p.opened.Recovery.TornTailRepairs),
+		ProducerRebuilds:   ss.Rebuilds,
+		ReportAnomalies:    ss.ReportAnomalies,
+		PartitionsDeferred: ss.PartitionsDeferred,
+		DiskBytes:          ws.DiskBytes,
+		MaxDiskBytes:       ws.MaxDiskBytes,
+		FullErrors:         ws.FullAnswers,
+		Cursor:             ss.Acked,
+		PersistedCursor:    ws.Cursor,
+		LastSeq:            ws.LastSeq,
+		InFlight:           ss.InFlight,
+		BrokerReachable:    ss.BrokerReachable,
+		BrokerAuthFailed:   ss.BrokerAuthFailed,
+		BrokerAuthError:    ss.BrokerAuthError,
 
 		StalledPartitions: ss.StalledPartitions,
 

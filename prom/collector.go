@@ -40,6 +40,8 @@ var scalars = []scalar{
 		func(s *kafkawal.Stats) float64 { return float64(s.ProducerRebuilds) }},
 	{"report_anomalies_total", "Delivery reports that broke per-partition report order, since Open; never expected.", prometheus.CounterValue,
 		func(s *kafkawal.Stats) float64 { return float64(s.ReportAnomalies) }},
+	{"partitions_deferred_total", "Times a partition that did not keep up was handed to a lane of its own (its records read back from the WAL), since Open.", prometheus.CounterValue,
+		func(s *kafkawal.Stats) float64 { return float64(s.PartitionsDeferred) }},
 
 	{"backlog_records", "Records appended and not yet acknowledged by Kafka.", prometheus.GaugeValue,
 		func(s *kafkawal.Stats) float64 { return float64(s.BacklogRecords) }},

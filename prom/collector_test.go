@@ -32,6 +32,7 @@ var exported = map[string]dto.MetricType{
 	"kafkawal_torn_tail_repairs_total":           dto.MetricType_COUNTER,
 	"kafkawal_producer_rebuilds_total":           dto.MetricType_COUNTER,
 	"kafkawal_report_anomalies_total":            dto.MetricType_COUNTER,
+	"kafkawal_partitions_deferred_total":         dto.MetricType_COUNTER,
 	"kafkawal_backlog_records":                   dto.MetricType_GAUGE,
 	"kafkawal_backlog_bytes":                     dto.MetricType_GAUGE,
 	"kafkawal_disk_bytes":                        dto.MetricType_GAUGE,

@@ -26,6 +26,7 @@
 //	kafkawal_torn_tail_repairs_total        torn tails repaired at Open
 //	kafkawal_producer_rebuilds_total        librdkafka producers replaced after a fatal error
 //	kafkawal_report_anomalies_total         delivery reports out of order; never expected
+//	kafkawal_partitions_deferred_total      partitions handed to a lane (partial outage, hot partition)
 //
 //	gauges
 //	kafkawal_backlog_records                appended, not yet acknowledged

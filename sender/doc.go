@@ -34,7 +34,9 @@
 //     full, if it keeps up (a delivery and its oldest flight within
 //     flowingFor): a hot key's partition takes more than an equal part of
 //     the records. A partition at its share whose oldest flight
-//     has waited less than deferAfter (1 s) is busy, not stuck: the main
+//     has waited less than lagAfter (lagFactor times the average wait of
+//     a record in flight, at least deferAfter, 1 s) is busy, not stuck:
+//     on a cluster slow for all partitions alike none stands out. The main
 //     stream waits for it as before, which costs less than reading its
 //     records back later. Past that, or when its flight at the window's low
 //     end holds a full ring, or when it is found stalled, the partition is

@@ -244,6 +244,9 @@ func (s *Sender) deferPart(p *part) *lane {
 		l = s.newLane(p.t, p)
 		p.lane = l
 	}
+	if !l.active {
+		s.stats.deferred.Add(1)
+	}
 	s.activate(l)
 	s.adoptSolo(p, l)
 	for i := 0; i < p.q.n; i++ {

@@ -37,6 +37,9 @@ func (s *Sender) attribute(m *kafka.Message) (seq uint64, p *part, owner *lane, 
 		s.anomaly("sender: a delivery report for a partition with no record in flight; ignored", m)
 		return 0, nil, nil, false, false
 	}
+	if f.lane == nil && !p.stalled {
+		s.noteWait(f.at)
+	}
 	return f.seq, p, f.lane, false, true
 }
 

@@ -101,6 +101,9 @@ type Sender struct {
 	// now (Unix nanos) is read once per round of delivery reports, for
 	// their latency (Config.ObserveDelivery).
 	now int64
+	// flightWait is the average wait of a record the main stream produced,
+	// from its produce to its report, in nanoseconds (noteWait, share.go).
+	flightWait int64
 
 	tx *txnState // exactly-once delivery (txn.go); nil for at-least-once
 	// flushTo is the highest sequence a Flush waits for, flushes wakes
@@ -136,6 +139,7 @@ type closeReq struct {
 type counters struct {
 	delivered, deadLettered, resent, holes, rebuilds atomic.Uint64
 	anomalies                                        atomic.Uint64
+	deferred                                         atomic.Uint64
 	acked                                            atomic.Uint64 // in-memory watermark
 	inFlight                                         atomic.Int64
 	oldest                                           atomic.Int64 // Unix nanos of the oldest unacknowledged record in flight
@@ -158,9 +162,12 @@ type Stats struct {
 	// of per-partition report order: each is logged, and answered by
 	// re-sending what was unacknowledged. Zero unless librdkafka changes.
 	ReportAnomalies uint64
-	Acked           uint64 // every sequence <= Acked is delivered or dead-lettered
-	InFlight        int
-	OldestUnacked   time.Time // zero when nothing is in flight
+	// PartitionsDeferred counts the times a partition that did not keep up
+	// was handed to a lane of its own (share.go, lane.go).
+	PartitionsDeferred uint64
+	Acked              uint64 // every sequence <= Acked is delivered or dead-lettered
+	InFlight           int
+	OldestUnacked      time.Time // zero when nothing is in flight
 	// OldestBacklog is OldestUnacked, or, with nothing in flight, the
 	// timestamp of the next record to produce once it has been read;
 	// zero when the backlog is empty.
@@ -388,16 +395,17 @@ func (s *Sender) nextWake() time.Time {
 // Stats returns the sender's counters.
 func (s *Sender) Stats() Stats {
 	st := Stats{
-		Delivered:        s.stats.delivered.Load(),
-		DeadLettered:     s.stats.deadLettered.Load(),
-		Resent:           s.stats.resent.Load(),
-		Holes:            s.stats.holes.Load(),
-		Rebuilds:         s.stats.rebuilds.Load(),
-		ReportAnomalies:  s.stats.anomalies.Load(),
-		Acked:            s.stats.acked.Load(),
-		InFlight:         int(s.stats.inFlight.Load()),
-		BrokerReachable:  !s.stats.unreachable.Load(),
-		BrokerAuthFailed: s.stats.authFailed.Load(),
+		Delivered:          s.stats.delivered.Load(),
+		DeadLettered:       s.stats.deadLettered.Load(),
+		Resent:             s.stats.resent.Load(),
+		Holes:              s.stats.holes.Load(),
+		Rebuilds:           s.stats.rebuilds.Load(),
+		ReportAnomalies:    s.stats.anomalies.Load(),
+		PartitionsDeferred: s.stats.deferred.Load(),
+		Acked:              s.stats.acked.Load(),
+		InFlight:           int(s.stats.inFlight.Load()),
+		BrokerReachable:    !s.stats.unreachable.Load(),
+		BrokerAuthFailed:   s.stats.authFailed.Load(),
 
 		StalledPartitions: s.stalledPartitions(),
 	}

@@ -2,13 +2,48 @@ package sender
 
 import "time"
 
-// deferAfter is how long a partition at its share of the window may hold
-// the main stream before its records are deferred to its lane: a partition
-// whose oldest record in flight is younger is only busy and will be
-// acknowledged soon (waiting for it costs the others less than reading its
-// records back from the WAL later); one that has waited longer is not
-// keeping up.
+// deferAfter is the least time a partition at its share of the window may
+// hold the main stream before its records are deferred to its lane: a
+// partition whose oldest record in flight is younger is only busy and will
+// be acknowledged soon (waiting for it costs the others less than reading
+// its records back from the WAL later); one that has waited longer than
+// lagAfter is not keeping up.
 const deferAfter = time.Second
+
+// lagFactor: a partition lags once its oldest record in flight has waited
+// lagFactor times as long as records in flight wait on average
+// (flightWait), and at least deferAfter. On a busy cluster with many
+// partitions every partition waits long: librdkafka puts one partition in
+// each produce request and keeps at most max.in.flight (5 with
+// idempotence) requests in flight per broker, so a partition's turn comes
+// round once in partitions/5 requests, more than a second for 1,000
+// partitions on Apache Kafka. Judged by deferAfter alone, every partition
+// then looked stuck and went to its lane, and each lane read the WAL back
+// for its own records: the throughput fell to a tenth (bench/HISTORY.md).
+// A partition that is really stuck waits on while the others' records
+// are acknowledged at their usual pace, so it still stands out.
+const lagFactor = 4
+
+// lagAfter is how long a partition's oldest record in flight may wait
+// before the partition counts as not keeping up (lagFactor).
+func (s *Sender) lagAfter() time.Duration {
+	return max(deferAfter, lagFactor*time.Duration(s.flightWait))
+}
+
+// flightWaitWeight: flightWait averages over about this many reports.
+const flightWaitWeight = 256
+
+// noteWait folds into flightWait the wait of a record the main stream
+// produced, from its produce to its report (at is when it was produced).
+// A sample counts for at most twice the average plus flowingFor: a
+// partition back from a stall, whose records all waited through it,
+// raises the average only by a factor of about e over flightWaitWeight of
+// its reports, and the partitions that keep up bring it back; a cluster
+// that really slows down raises it as fast within a few hundred reports.
+func (s *Sender) noteWait(at int64) {
+	w := min(max(s.now-at, 0), 2*s.flightWait+int64(flowingFor))
+	s.flightWait += (w - s.flightWait) / flightWaitWeight
+}
 
 // share returns the most records and bytes p may have in flight while the
 // window is shared: an equal part of the window (sizeWindow)
@@ -91,10 +126,11 @@ func (s *Sender) lagging(p *part) bool {
 	if s.mode != normal {
 		return false
 	}
-	if p.age(s.rt.now) >= deferAfter {
+	after := s.lagAfter()
+	if p.age(s.rt.now) >= after {
 		return true
 	}
-	s.wakeAt(time.Unix(0, p.oldestAt()).Add(deferAfter))
+	s.wakeAt(time.Unix(0, p.oldestAt()).Add(after))
 	return false
 }
 

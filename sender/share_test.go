@@ -138,3 +138,47 @@ func TestAtShareHotPartition(t *testing.T) {
 		}
 	})
 }
+
+// TestLagAfterFollowsTheClusterWait: a partition lags once its oldest
+// record in flight has waited lagFactor times the average wait, and at
+// least deferAfter; the average follows a cluster that slows down within a
+// few hundred reports, and a partition back from a stall, whose records
+// all waited through it, cannot raise it far.
+func TestLagAfterFollowsTheClusterWait(t *testing.T) {
+	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
+	s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing()), mode: normal}
+	p := s.rt.topic("a").part(0)
+	now := time.Now()
+	s.rt.now, s.now = now, now.UnixNano()
+	lagging := func(age time.Duration) bool {
+		p.q.reset()
+		s.pushFlight(p, flight{seq: 1, at: now.Add(-age).UnixNano(), size: 10})
+		return s.lagging(p)
+	}
+	// A fast cluster: deferAfter decides.
+	if lagging(900*time.Millisecond) || !lagging(1100*time.Millisecond) {
+		t.Fatalf("with no wait on record: lagging at 0.9 s %v, at 1.1 s %v; want false, true", lagging(900*time.Millisecond), lagging(1100*time.Millisecond))
+	}
+	// A cluster where records wait 1 s on average: a partition whose
+	// oldest has waited 1.5 s is as busy as the rest.
+	feed := func(wait time.Duration, n int) {
+		for range n {
+			s.noteWait(s.now - int64(wait))
+		}
+	}
+	feed(time.Second, 2000)
+	if w := time.Duration(s.flightWait); w < 900*time.Millisecond || w > time.Second {
+		t.Fatalf("average wait %v after 2,000 reports of 1 s; want about 1 s", w)
+	}
+	if lagging(1500*time.Millisecond) || lagging(3500*time.Millisecond) || !lagging(4500*time.Millisecond) {
+		t.Fatalf("with 1 s waits: lagging at 1.5 s %v, 3.5 s %v, 4.5 s %v; want false, false, true",
+			lagging(1500*time.Millisecond), lagging(3500*time.Millisecond), lagging(4500*time.Millisecond))
+	}
+	// Back to fast, then a partition back from a 30 s stall reports its
+	// 256 records at once: the average stays well below a second.
+	feed(10*time.Millisecond, 5000)
+	feed(30*time.Second, 256)
+	if w := time.Duration(s.flightWait); w > 600*time.Millisecond {
+		t.Fatalf("average wait %v after 256 reports of 30 s behind fast ones; want under 600 ms", w)
+	}
+}
