@@ -324,7 +324,7 @@ func renderBounds(w io.Writer, res *results, e2e *group) {
 	}
 	fmt.Fprintf(w, "#### End to end: the most `x_plain` this machine allows\n\n")
 	n := strconv.FormatFloat(cores, 'f', -1, 64)
-	fmt.Fprintf(w, "kafkawal does the plain producer's Kafka work plus its WAL's (DurableAppend, same run), so with all %s cores busy it cannot pass %s ÷ (plain + WAL `cpu-us/record`) records/s, nor the WAL's own records/s; both over plain's records/s (medians; with a real broker its own CPU is left out, which loosens the limit). That sum leaves out the sender's read-back of the records from the WAL, which every EndToEnd run pays (the appenders outrun Kafka): \"with read-back\" adds ReadBack's `cpu-us/record` (same run) to it.\n\n", n, n)
+	fmt.Fprintf(w, "kafkawal does the plain producer's Kafka work plus its WAL's (DurableAppend, same run), so with all %s cores busy it cannot pass %s ÷ (plain + WAL `cpu-us/record`) records/s, nor the WAL's own records/s; both over plain's records/s (medians; plain's figure holds the broker's CPU with either broker: the embedded one runs in the process, and a real one's JVM is added since `7de691c`; in runs saved before that, a real broker's CPU was left out, which loosened the limit). That sum leaves out the sender's read-back of the records from the WAL, which every EndToEnd run pays (the appenders outrun Kafka): \"with read-back\" adds ReadBack's `cpu-us/record` (same run) to it.\n\n", n, n)
 	fmt.Fprintln(w, "| |goal|plain records/s|plain cpu-us/record|plain cores busy|WAL cpu-us/record|WAL records/s|most x_plain|read-back cpu-us/record|most x_plain with read-back|x_plain|")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, l := range lines {
