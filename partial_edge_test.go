@@ -35,6 +35,20 @@ func TestStallThatNeverEnds(t *testing.T) {
 	cfg.FullPolicy = kafkawal.Reject
 	p := openT(t, cfg)
 	ctx := testCtx(t, 5*time.Minute)
+	// A producer id and metadata first: librdkafka asks any broker for its
+	// producer id, and one asked through the proxy about to be cut would
+	// hold every partition, the healthy ones too, until its request timed
+	// out. The stall under test is one that begins while records flow.
+	warm := make([]kafkawal.Record, 4)
+	for i := range warm {
+		warm[i] = idRecord(topic, int32(i), 1<<40+uint64(i), value(100, uint64(i)))
+	}
+	if _, err := p.AppendBatch(ctx, warm); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
 	stalled, heal, err := b.StallPartition(ctx, topic, 0)
 	if err != nil {
 		t.Fatal(err)

@@ -38,8 +38,9 @@ const flightWaitWeight = 256
 // A sample counts for at most twice the average plus flowingFor: a
 // partition back from a stall, whose records all waited through it,
 // raises the average only by a factor of about e over flightWaitWeight of
-// its reports, and the partitions that keep up bring it back; a cluster
-// that really slows down raises it as fast within a few hundred reports.
+// its reports, and the partitions that keep up bring it back; on a
+// cluster that really slows down it reaches the new wait within a few
+// hundred reports.
 func (s *Sender) noteWait(at int64) {
 	w := min(max(s.now-at, 0), 2*s.flightWait+int64(flowingFor))
 	s.flightWait += (w - s.flightWait) / flightWaitWeight
