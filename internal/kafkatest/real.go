@@ -216,17 +216,18 @@ func (r *realBroker) CPU() (time.Duration, error) {
 	}
 	var total time.Duration
 	for _, n := range r.nodes {
-		pid, err := os.ReadFile(filepath.Join(n.dir, "broker.pid"))
+		b, err := os.ReadFile(filepath.Join(n.dir, "broker.pid"))
 		if err != nil {
 			return 0, fmt.Errorf("kafkatest: real broker CPU: %w", err)
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", strings.TrimSpace(string(pid)), "stat"))
+		pid := strings.TrimSpace(string(b))
+		stat, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))
 		if err != nil {
 			return 0, fmt.Errorf("kafkatest: real broker CPU: %w", err)
 		}
 		ticks, err := statCPUTicks(string(stat))
 		if err != nil {
-			return 0, fmt.Errorf("kafkatest: real broker CPU: pid %s: %w", strings.TrimSpace(string(pid)), err)
+			return 0, fmt.Errorf("kafkatest: real broker CPU: pid %s: %w", pid, err)
 		}
 		total += time.Duration(ticks) * (time.Second / 100)
 	}
