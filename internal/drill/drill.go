@@ -183,6 +183,8 @@ type Config struct {
 
 	// onChildStart, if set, is called with each child's pid (tests).
 	onChildStart func(run, pid int)
+	// aim, if set, is the trigger kind of every power cut (tests).
+	aim string
 }
 
 func (c Config) withDefaults() Config {

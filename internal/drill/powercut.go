@@ -109,17 +109,44 @@ func pickTrigger(rng *mrand.Rand, repairDue bool) (string, *powercut.Trigger) {
 	panic("unreachable")
 }
 
+// aimAt makes a trigger of the named kind (nil for "time").
+func aimAt(rng *mrand.Rand, name string) (string, *powercut.Trigger) {
+	for _, k := range triggerKinds {
+		if k.name == name && k.make != nil {
+			t := k.make(rng)
+			t.Name = name
+			return name, &t
+		}
+	}
+	return name, nil
+}
+
 // killer SIGKILLs the running child when the power is cut: OnCut runs
 // under the filesystem's lock, so no operation of the child's after the cut
 // reaches the filesystem, and the child dies before it can acknowledge an
 // append the cut made fail.
 type killer struct {
-	mu  sync.Mutex
-	c   *child
-	cut bool
+	named chan struct{} // closed by set or abandon
+	mu    sync.Mutex
+	c     *child
+	cut   bool
 }
 
+func newKiller() *killer { return &killer{named: make(chan struct{})} }
+
+// onCut kills the child. The child can reach the mount before the drill
+// has named it: cmd.Start returns only after the exec, and on a loaded
+// machine the drill's goroutine may next run after the child's Open is
+// under way (CI saw a cut fire on Open's directory sync, and the child
+// exit on the EIO before anyone killed it). So the operation that cut the
+// power waits here, under the filesystem's lock, until the child is named;
+// the child never sees the cut's error. The bound only matters if the
+// drill never names a child (it failed to start one).
 func (k *killer) onCut() {
+	select {
+	case <-k.named:
+	case <-time.After(childExitTimeout):
+	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.cut = true
@@ -133,9 +160,17 @@ func (k *killer) set(c *child) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.c = c
+	close(k.named)
 	if k.cut {
 		_ = c.kill()
 	}
+}
+
+// abandon says no child will be named (starting it failed).
+func (k *killer) abandon() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	close(k.named)
 }
 
 // mount mounts the power-cut filesystem over the drill's directory for
@@ -177,17 +212,21 @@ func (d *drill) cutPhase(ctx context.Context, rng *mrand.Rand, delays []time.Dur
 	repairDue := false
 	for i, delay := range delays {
 		run := i + 1
-		k := &killer{}
+		k := newKiller()
 		f, err := d.mount(run, k)
 		if err != nil {
 			return err
 		}
 		kind, trig := pickTrigger(rng, repairDue)
+		if d.cfg.aim != "" {
+			kind, trig = aimAt(rng, d.cfg.aim)
+		}
 		if trig != nil {
 			f.Arm(*trig)
 		}
 		c, err := d.startChild(run, false)
 		if err != nil {
+			k.abandon()
 			return err
 		}
 		k.set(c)

@@ -360,7 +360,7 @@ func (d *drill) drainRun(ctx context.Context) error {
 	if d.cfg.PowerCuts > 0 {
 		// No cut ends this run: Unmount below shuts the filesystem down
 		// cleanly once the child is gone.
-		if _, err := d.mount(run, &killer{}); err != nil {
+		if _, err := d.mount(run, newKiller()); err != nil {
 			return err
 		}
 	}
