@@ -142,6 +142,9 @@ func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, va
 		b.Fatalf("append and deliver %d records: %v", b.N, err)
 	}
 	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
+	// Partitions handed to a lane read their records back from the WAL:
+	// a run that defers many says why it was slow.
+	b.ReportMetric(float64(p.Stats().PartitionsDeferred), "deferred")
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }
 
