@@ -36,10 +36,7 @@
 //     the records. A partition at its share whose oldest flight
 //     has waited less than lagAfter (lagFactor times the average wait of
 //     a record in flight, at least deferAfter, 1 s) is busy, not stuck:
-//     on a cluster slow for all partitions alike none stands out. Nor is
-//     one that is only waiting its turn (awaitsTurn): the others answered
-//     since its last turn, recently, with at most lagFactor rounds of
-//     turns, however long that took. The main
+//     on a cluster slow for all partitions alike none stands out. The main
 //     stream waits for it as before, which costs less than reading its
 //     records back later. Past that, or when its flight at the window's low
 //     end holds a full ring, or when it is found stalled, the partition is
@@ -67,8 +64,8 @@
 //     record still to read from the WAL (not those in a park log), minus
 //     one; whole segments below it are deleted as before.
 //   - Stalls (stall.go). A partition whose oldest record in flight has
-//     waited PartitionStallTimeout (default 10 s), that delivered nothing
-//     in that time and is not only waiting its turn, is stalled: one log line, Stats.StalledPartitions, no
+//     waited PartitionStallTimeout (default 10 s) and that delivered nothing
+//     in that time is stalled: one log line, Stats.StalledPartitions, no
 //     keyless records, and a lane at once. Its next delivery ends the
 //     stall: one more line.
 //   - Parking (park.go). A partition stalled for ParkAfter (default 30 s)
