@@ -142,7 +142,7 @@ type Config struct {
 	// PartitionStallTimeout: a partition whose oldest record in flight has
 	// waited this long, and that delivered none in that time, is stalled,
 	// unless it is only waiting its turn (the others are being answered and
-	// have had at most four rounds of turns since its last; a slow
+	// have had fewer than four rounds of turns since its last; a slow
 	// cluster with many partitions can take longer than this for a round):
 	// logged once, listed in Stats.StalledPartitions, and left out for
 	// keyless records. (Its

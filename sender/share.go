@@ -43,7 +43,7 @@ func (s *Sender) noteTurn(p *part) {
 
 // awaitsTurn reports whether p, whose records have waited, is only
 // waiting its turn: other partitions have had turns since p's last (so
-// the cluster answers), but at most lagFactor rounds of turns among the
+// the cluster answers), but fewer than lagFactor rounds of turns among the
 // partitions with records in flight. librdkafka serves a broker's
 // partitions in turn, one per produce request, and on a slow cluster a
 // round of 1,000 partitions can take longer than any fixed timeout, and

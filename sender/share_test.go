@@ -187,7 +187,7 @@ func TestLagAfterFollowsTheClusterWait(t *testing.T) {
 
 // TestAwaitingItsTurnIsNotLagging: on a cluster that serves its
 // partitions in turn, slowly, a partition whose oldest record has waited
-// past lagAfter and PartitionStallTimeout, while at most lagFactor
+// past lagAfter and PartitionStallTimeout, while fewer than lagFactor
 // rounds of the others' turns went by, is only waiting its turn: it
 // neither lags nor stalls. Passed over for more rounds than that, or with
 // no turn for anyone since its own (nothing answers) or for lagAfter (the
