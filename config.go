@@ -140,10 +140,7 @@ type Config struct {
 	AllowWeakerDelivery bool
 
 	// PartitionStallTimeout: a partition whose oldest record in flight has
-	// waited this long, and that delivered none in that time, is stalled,
-	// unless it is only waiting its turn (the others are being answered and
-	// have had fewer than four rounds of turns since its last; a slow
-	// cluster with many partitions can take longer than this for a round):
+	// waited this long, and that delivered none in that time, is stalled:
 	// logged once, listed in Stats.StalledPartitions, and left out for
 	// keyless records. (Its
 	// records stop holding the others back as soon as it holds its share

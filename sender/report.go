@@ -37,7 +37,6 @@ func (s *Sender) attribute(m *kafka.Message) (seq uint64, p *part, owner *lane, 
 		s.anomaly("sender: a delivery report for a partition with no record in flight; ignored", m)
 		return 0, nil, nil, false, false
 	}
-	s.noteTurn(p)
 	if f.lane == nil && !p.stalled {
 		s.noteWait(f.at)
 	}

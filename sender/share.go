@@ -30,35 +30,6 @@ func (s *Sender) lagAfter() time.Duration {
 	return max(deferAfter, lagFactor*time.Duration(s.flightWait))
 }
 
-// noteTurn counts p's report as a turn: the reports of one produce
-// request arrive together, in one round of the run loop, and count once.
-func (s *Sender) noteTurn(p *part) {
-	if p.turnAt != s.now {
-		p.turnAt = s.now
-		s.turns++
-		s.lastTurn = s.now
-	}
-	p.turnMark = s.turns
-}
-
-// awaitsTurn reports whether p, whose records have waited, is only
-// waiting its turn: other partitions have had turns since p's last (so
-// the cluster answers), but fewer than lagFactor rounds of turns among the
-// partitions with records in flight. librdkafka serves a broker's
-// partitions in turn, one per produce request, and on a slow cluster a
-// round of 1,000 partitions can take longer than any fixed timeout, and
-// some rounds far longer than the average (bench/HISTORY.md); a
-// partition that is stuck is passed over round after round while the
-// others are served. With no turn at all since p's, or none for
-// lagAfter (nothing answers now, or the main stream waits behind p and
-// the others have nothing left in flight), p does not merely await its
-// turn: the timeouts alone decide.
-func (s *Sender) awaitsTurn(p *part) bool {
-	since := s.turns - p.turnMark
-	return since > 0 && since <= uint64(lagFactor*max(s.active, 1)) &&
-		s.rt.now.UnixNano()-s.lastTurn < int64(s.lagAfter())
-}
-
 // flightWaitWeight: flightWait averages over about this many reports.
 const flightWaitWeight = 256
 
@@ -158,13 +129,7 @@ func (s *Sender) lagging(p *part) bool {
 	}
 	after := s.lagAfter()
 	if p.age(s.rt.now) >= after {
-		if !s.awaitsTurn(p) {
-			return true
-		}
-		// Waiting its turn: the others' reports bring the loop back and
-		// their count decides; if they stop coming, so does this.
-		s.wakeAt(time.Unix(0, s.lastTurn).Add(after))
-		return false
+		return true
 	}
 	s.wakeAt(time.Unix(0, p.oldestAt()).Add(after))
 	return false

@@ -3,8 +3,6 @@ package sender
 import (
 	"testing"
 	"time"
-
-	"github.com/rs/zerolog"
 )
 
 // TestWindowAdaptsToPartitions: left to its defaults, the window grows by
@@ -182,64 +180,5 @@ func TestLagAfterFollowsTheClusterWait(t *testing.T) {
 	feed(30*time.Second, 256)
 	if w := time.Duration(s.flightWait); w > 600*time.Millisecond {
 		t.Fatalf("average wait %v after 256 reports of 30 s behind fast ones; want under 600 ms", w)
-	}
-}
-
-// TestAwaitingItsTurnIsNotLagging: on a cluster that serves its
-// partitions in turn, slowly, a partition whose oldest record has waited
-// past lagAfter and PartitionStallTimeout, while fewer than lagFactor
-// rounds of the others' turns went by, is only waiting its turn: it
-// neither lags nor stalls. Passed over for more rounds than that, or with
-// no turn for anyone since its own (nothing answers) or for lagAfter (the
-// others have nothing left in flight), it does.
-func TestAwaitingItsTurnIsNotLagging(t *testing.T) {
-	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
-	lg := zerolog.Nop()
-	s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing()), mode: normal, lg: &lg}
-	tr := s.rt.topic("a")
-	const parts = 1000
-	now := time.Now()
-	s.rt.now, s.now = now, now.UnixNano()
-	p := tr.part(0)
-	// wait sets p waiting for age with `turns` turns of the others since,
-	// the last lastAgo ago, while every partition has records in flight.
-	wait := func(age time.Duration, turns int, lastAgo time.Duration) {
-		p.q.reset()
-		p.stalled = false
-		s.active = 0
-		s.pushFlight(p, flight{seq: 1, at: now.Add(-age).UnixNano(), size: 10})
-		for i := range turns {
-			s.now = now.Add(-lastAgo).UnixNano() - int64(turns-i) // a round each
-			s.noteTurn(tr.part(int32(1 + i%(parts-1))))
-		}
-		s.now = now.UnixNano()
-		s.active = parts
-	}
-	type verdict struct{ lagging, stalled bool }
-	judge := func() verdict {
-		l := s.lagging(p)
-		p.acked = now.Add(-time.Minute).UnixNano()
-		s.mode = draining // checkStalls then only marks p
-		s.checkStalls()
-		s.mode = normal
-		return verdict{l, p.stalled}
-	}
-	age := c.PartitionStallTimeout + time.Second
-	for _, tc := range []struct {
-		name    string
-		turns   int
-		lastAgo time.Duration
-		want    verdict
-	}{
-		{"no turn for anyone since its own", 0, 0, verdict{true, true}},
-		{"a round of others' turns, the last just now", parts, 0, verdict{false, false}},
-		{"lagFactor rounds", lagFactor * parts, 0, verdict{false, false}},
-		{"passed over for more than lagFactor rounds", lagFactor*parts + 1, 0, verdict{true, true}},
-		{"a round, but no turn for 2 s", parts, 2 * time.Second, verdict{true, true}},
-	} {
-		wait(age, tc.turns, tc.lastAgo)
-		if got := judge(); got != tc.want {
-			t.Errorf("%s: lagging %v, stalled %v; want %v, %v", tc.name, got.lagging, got.stalled, tc.want.lagging, tc.want.stalled)
-		}
 	}
 }
