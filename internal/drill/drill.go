@@ -185,6 +185,10 @@ type Config struct {
 	onChildStart func(run, pid int)
 	// aim, if set, is the trigger kind of every power cut (tests).
 	aim string
+	// beforeNaming, if set, runs after each power-cut run's child started
+	// and before the drill names it to the cut's killer; cutBegun closes
+	// when the cut starts (tests).
+	beforeNaming func(run int, cutBegun <-chan struct{})
 }
 
 func (c Config) withDefaults() Config {

@@ -37,11 +37,23 @@ func inSegments(p string) bool { return segmentPath.MatchString(p) }
 // trigger kinds: the operations a cut aims at. "time" is a cut at a random
 // instant; every other kind falls back to one when its operation does not
 // come before the run's time is up.
-var triggerKinds = []struct {
+type triggerKind struct {
 	name   string
 	weight int
 	make   func(rng *mrand.Rand) powercut.Trigger
-}{
+}
+
+// trigger draws k's trigger; nil for "time".
+func (k triggerKind) trigger(rng *mrand.Rand) (string, *powercut.Trigger) {
+	if k.make == nil {
+		return k.name, nil
+	}
+	t := k.make(rng)
+	t.Name = k.name
+	return k.name, &t
+}
+
+var triggerKinds = []triggerKind{
 	{"time", 6, nil},
 	{"append", 2, func(rng *mrand.Rand) powercut.Trigger {
 		return powercut.Trigger{Skip: rng.IntN(200), After: rng.IntN(2) == 1,
@@ -97,12 +109,7 @@ func pickTrigger(rng *mrand.Rand, repairDue bool) (string, *powercut.Trigger) {
 			continue
 		}
 		if n < k.weight {
-			if k.make == nil {
-				return k.name, nil
-			}
-			t := k.make(rng)
-			t.Name = k.name
-			return k.name, &t
+			return k.trigger(rng)
 		}
 		n -= k.weight
 	}
@@ -112,13 +119,11 @@ func pickTrigger(rng *mrand.Rand, repairDue bool) (string, *powercut.Trigger) {
 // aimAt makes a trigger of the named kind (nil for "time").
 func aimAt(rng *mrand.Rand, name string) (string, *powercut.Trigger) {
 	for _, k := range triggerKinds {
-		if k.name == name && k.make != nil {
-			t := k.make(rng)
-			t.Name = name
-			return name, &t
+		if k.name == name {
+			return k.trigger(rng)
 		}
 	}
-	return name, nil
+	panic("drill: no trigger kind " + name)
 }
 
 // killer SIGKILLs the running child when the power is cut: OnCut runs
@@ -126,13 +131,16 @@ func aimAt(rng *mrand.Rand, name string) (string, *powercut.Trigger) {
 // reaches the filesystem, and the child dies before it can acknowledge an
 // append the cut made fail.
 type killer struct {
+	begun chan struct{} // closed when onCut starts
 	named chan struct{} // closed by set or abandon
 	mu    sync.Mutex
 	c     *child
 	cut   bool
 }
 
-func newKiller() *killer { return &killer{named: make(chan struct{})} }
+func newKiller() *killer {
+	return &killer{begun: make(chan struct{}), named: make(chan struct{})}
+}
 
 // onCut kills the child. The child can reach the mount before the drill
 // has named it: cmd.Start returns only after the exec, and on a loaded
@@ -143,6 +151,7 @@ func newKiller() *killer { return &killer{named: make(chan struct{})} }
 // the child never sees the cut's error. The bound only matters if the
 // drill never names a child (it failed to start one).
 func (k *killer) onCut() {
+	close(k.begun) // the filesystem cuts once
 	select {
 	case <-k.named:
 	case <-time.After(childExitTimeout):
@@ -228,6 +237,9 @@ func (d *drill) cutPhase(ctx context.Context, rng *mrand.Rand, delays []time.Dur
 		if err != nil {
 			k.abandon()
 			return err
+		}
+		if d.cfg.beforeNaming != nil {
+			d.cfg.beforeNaming(run, k.begun)
 		}
 		k.set(c)
 		timer.Reset(delay)

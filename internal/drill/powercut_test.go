@@ -3,6 +3,7 @@ package drill
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -38,24 +39,10 @@ func TestDrillPowerCuts(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
 			defer cancel()
 			var pids pidRecorder
-			cfg := Config{
-				Broker:          kafkatest.Kind(),
-				Partitions:      2,
-				Rate:            500,
-				Durability:      tc.durability,
-				PowerCuts:       tc.cuts,
-				DeadLetterEvery: 100,
-				Metadata:        tc.metadata,
-				KillAfterMin:    50 * time.Millisecond,
-				KillAfterMax:    600 * time.Millisecond,
-				Seed:            7,
-				DrainRecords:    50,
-				DrainTimeout:    time.Minute,
-				VerifyTimeout:   time.Minute,
-				Command:         testCommand,
-				Log:             logWriter{t},
-				onChildStart:    pids.add,
-			}
+			cfg := powerCutConfig(t, &pids, tc.durability, tc.metadata, tc.cuts)
+			cfg.DeadLetterEvery = 100
+			cfg.KillAfterMin, cfg.KillAfterMax = 50*time.Millisecond, 600*time.Millisecond
+			cfg.Seed, cfg.DrainRecords = 7, 50
 			start := time.Now()
 			rep, err := Run(ctx, cfg)
 			pids.checkDead(t)
@@ -179,9 +166,27 @@ func dropID(ids []uint64, id uint64) []uint64 {
 	return out
 }
 
+// powerCutConfig is the power-cut drill of these tests, on the test
+// broker, with every child's pid recorded in pids.
+func powerCutConfig(t *testing.T, pids *pidRecorder, durability, metadata string, cuts int) Config {
+	return Config{
+		Broker:        kafkatest.Kind(),
+		Partitions:    2,
+		Rate:          500,
+		Durability:    durability,
+		PowerCuts:     cuts,
+		Metadata:      metadata,
+		DrainTimeout:  time.Minute,
+		VerifyTimeout: time.Minute,
+		Command:       testCommand,
+		Log:           logWriter{t},
+		onChildStart:  pids.add,
+	}
+}
+
 // TestPowerCutBeforeTheChildIsNamed cuts the power on each child's first
-// segment creation or directory sync (in its Open) while the drill is kept
-// from naming the child for a while, as a loaded machine can: the child
+// segment creation or directory sync (in its Open) before the drill has
+// named the child to the cut's killer, as a loaded machine can: the child
 // must still die of the cut, never see its EIO and exit on its own (CI
 // failed so once, when the cut's callback found no child to kill).
 func TestPowerCutBeforeTheChildIsNamed(t *testing.T) {
@@ -189,39 +194,30 @@ func TestPowerCutBeforeTheChildIsNamed(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
 	var pids pidRecorder
-	cfg := Config{
-		Broker:       kafkatest.Kind(),
-		Partitions:   2,
-		Rate:         500,
-		Durability:   "always",
-		PowerCuts:    4,
-		Metadata:     "strict",
-		KillAfterMin: 2 * time.Second,
-		KillAfterMax: 3 * time.Second,
-		Seed:         11,
-		DrainRecords: 20,
-		DrainTimeout: time.Minute,
-		Command:      testCommand,
-		Log:          logWriter{t},
-		aim:          "rotation",
-		onChildStart: func(run, pid int) {
-			pids.add(run, pid)
-			// Long enough for the child to exec and reach its Open's first
-			// segment operation; the cut must wait for the drill.
-			time.Sleep(500 * time.Millisecond)
-		},
+	cfg := powerCutConfig(t, &pids, "always", "strict", 4)
+	cfg.KillAfterMin, cfg.KillAfterMax = 2*time.Second, 3*time.Second
+	cfg.Seed, cfg.DrainRecords = 11, 20
+	cfg.aim = "rotation"
+	var early atomic.Int32 // runs whose cut began before the child was named
+	cfg.beforeNaming = func(run int, cutBegun <-chan struct{}) {
+		select {
+		case <-cutBegun:
+			early.Add(1)
+		case <-time.After(time.Minute):
+			t.Errorf("run %d: no cut within a minute of the child's start; its Open creates a segment or syncs the directory", run)
+		}
 	}
 	rep, err := Run(ctx, cfg)
 	pids.checkDead(t)
 	if err != nil {
 		t.Fatalf("Run: %v", err)
 	}
+	if n := early.Load(); n != int32(cfg.PowerCuts) {
+		t.Fatalf("%d of %d cuts began before the child was named; want all", n, cfg.PowerCuts)
+	}
 	pc := rep.PowerCut
 	if !rep.OK || pc == nil || len(pc.Cuts) != cfg.PowerCuts {
 		t.Fatalf("ok %v, cuts %v: %v", rep.OK, pc != nil && len(pc.Cuts) == cfg.PowerCuts, rep.Failures)
-	}
-	if n := pc.TriggersFired["rotation"]; n != cfg.PowerCuts {
-		t.Fatalf("%d of %d cuts fired by the rotation trigger; want all (the test must cut during Open)", n, cfg.PowerCuts)
 	}
 	for _, r := range rep.Runs[:cfg.PowerCuts] {
 		if !r.Killed {
