@@ -397,6 +397,16 @@ func (s *Sender) fillLane(l *lane) {
 	if !l.active && l.freeN == 0 {
 		return
 	}
+	if l.p != nil && l.t.count <= 0 {
+		// Its keyed records are told from the others by the topic's
+		// partition count. Read without it, the lane would match none,
+		// take itself for caught up and rejoin the main stream with its
+		// records never produced: under ExactlyOnce the next checkpoint
+		// would cover them (a lane resumed at Open, before any metadata).
+		// setMeta makes it seek again once the count is known.
+		s.askMeta(l.t)
+		return
+	}
 	for s.hasBudget() && !s.globalSolo {
 		p := l.p
 		if p != nil && p.q.n > 0 && s.atShare(p) {

@@ -67,6 +67,9 @@ func (s *Sender) fillMain() {
 		}
 		global := e.Seq < s.isolateUntil // isolated with no known partition
 		d := s.dest(e, global)
+		if d.wait {
+			return // setMeta's answer wakes the loop
+		}
 		if d.lane != nil {
 			s.handOver(d.lane, e)
 			continue
@@ -230,6 +233,9 @@ type dest struct {
 	// partitions are not known yet.
 	opaque bool
 	lane   *lane // the active lane that carries its partition's records
+	// wait: the record waits for its topic's partition count. Its topic
+	// has lanes, and only the count tells whether one of them owns it.
+	wait bool
 }
 
 // dest returns where the record at the main stream's next goes. Keyless
@@ -248,19 +254,17 @@ func (s *Sender) dest(e *wal.Entry, isolated bool) dest {
 		}
 		return dest{p: p, opaque: isolated}
 	}
-	// No metadata request while every broker is down: it could not be
-	// answered, and it would make librdkafka try to connect at once
-	// (metabackoff.go).
-	if !t.fetching && !s.rt.now.Before(t.fetchAt) && !s.stats.unreachable.Load() {
-		if s.meta.ask(r.Topic) {
-			t.fetching = true
-		} else {
-			t.fetchAt = s.rt.now.Add(metaRetry)
-		}
-	}
+	s.askMeta(t)
 	if !s.rt.kind.keyless(r.Key) {
 		q, ok := s.rt.partition(t, r.Key)
 		if !ok {
+			if t.lanes > 0 {
+				// Lanes made before the count was known (resumed from a
+				// checkpoint, or from park logs, at Open): the record
+				// may be one of theirs, and sent now it would overtake
+				// their older ones.
+				return dest{wait: true}
+			}
 			return dest{opaque: true}
 		}
 		p := t.part(q)
@@ -289,4 +293,23 @@ func (s *Sender) dest(e *wal.Entry, isolated bool) dest {
 func (s *Sender) retryLater() {
 	s.retryAt = time.Now().Add(s.backoff)
 	s.backoff = min(2*s.backoff, maxBackoff)
+}
+
+// askMeta asks for t's partitions when it is time: not while a request is
+// out or before its retry time (then the loop comes back at that time),
+// and not while every broker is down: it could not be answered, and it
+// would make librdkafka try to connect at once (metabackoff.go).
+func (s *Sender) askMeta(t *topicRoute) {
+	switch {
+	case t.fetching || s.stats.unreachable.Load():
+	case s.rt.now.Before(t.fetchAt):
+		if t.count <= 0 {
+			s.wakeAt(t.fetchAt)
+		}
+	case s.meta.ask(t.name):
+		t.fetching = true
+	default:
+		t.fetchAt = s.rt.now.Add(metaRetry)
+		s.wakeAt(t.fetchAt)
+	}
 }

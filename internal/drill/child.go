@@ -199,7 +199,7 @@ func RunChild(ctx context.Context, c ChildConfig, ledger, logw io.Writer) error 
 		return err
 	}
 	lw := &ledgerWriter{w: ledger}
-	lg := zerolog.New(logw).Level(zerolog.WarnLevel).With().Timestamp().Uint32("run", c.Run).Logger()
+	lg := zerolog.New(logw).Level(childLogLevel()).With().Timestamp().Uint32("run", c.Run).Logger()
 	var first sync.Once
 	cfg := kafkawal.Config{
 		Dir: c.Dir,
@@ -455,3 +455,13 @@ func recordNonce(r *kgo.Record) string {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// childLogLevel is the children's log level: warnings, or what
+// KAFKAWAL_DRILL_CHILD_LOG names (debug, info) when a failure needs the
+// children's story (with the drill's -v).
+func childLogLevel() zerolog.Level {
+	if l, err := zerolog.ParseLevel(os.Getenv("KAFKAWAL_DRILL_CHILD_LOG")); err == nil && l != zerolog.NoLevel {
+		return l
+	}
+	return zerolog.WarnLevel
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -19,6 +20,8 @@ type Report struct {
 	OK bool `json:"ok"`
 	// Failures says why not, one line each.
 	Failures []string `json:"failures,omitempty"`
+
+	lost map[uint64]bool // under ExactlyOnce, the lost ids, for LostWhere
 
 	Broker     string   `json:"broker"`
 	Bootstrap  string   `json:"bootstrap"`
@@ -63,6 +66,14 @@ type Report struct {
 	// (a killed child's open one, an outage). Not a failure; it shows
 	// the read_committed read was the one that mattered.
 	UncommittedCopies int `json:"uncommitted_copies,omitempty"`
+	// LostUncommitted, under ExactlyOnce, counts the lost records that a
+	// read_uncommitted consumer does see: they reached Kafka, in a
+	// transaction that was aborted or never ended. LostWhere says, for
+	// each partition they are in, where, and how far read_committed
+	// consumers can read it (an end offset held back by a transaction
+	// left open shows there).
+	LostUncommitted int      `json:"lost_uncommitted,omitempty"`
+	LostWhere       []string `json:"lost_where,omitempty"`
 	// OrderViolations counts first occurrences out of id order within a
 	// partition; Violations describes the first.
 	OrderViolations int      `json:"order_violations"`
@@ -227,6 +238,17 @@ func (r *Report) verify(acked []uint64, recs []*kgo.Record) {
 	r.Lost, r.LostIDs, r.Duplicates = v.Lost, v.LostIDs, v.Duplicates
 	r.OrderViolations, r.Violations, r.Unidentified = v.OrderViolations, v.Violations, v.Unidentified
 	r.UnackedDelivered = v.Unique - (v.Acked - v.Lost)
+	if v.Lost > 0 {
+		r.lost = make(map[uint64]bool, v.Lost)
+		for _, id := range acked {
+			r.lost[id] = true
+		}
+		for _, rec := range mine {
+			if id, ok := recordID(rec); ok {
+				delete(r.lost, id)
+			}
+		}
+	}
 }
 
 // verifyUncommitted counts the extra copies among this drill's records
@@ -240,7 +262,42 @@ func (r *Report) verifyUncommitted(recs []*kgo.Record) {
 	}
 	v := kafkatest.Verify(nil, mine, recordID, nil)
 	r.UncommittedCopies = v.Duplicates
+	if len(r.lost) == 0 {
+		return
+	}
+	type span struct {
+		n        int
+		from, to int64
+	}
+	where := map[string]*span{}
+	var keys []string
+	for _, rec := range mine {
+		id, ok := recordID(rec)
+		if !ok || !r.lost[id] {
+			continue
+		}
+		delete(r.lost, id) // count each lost id once
+		r.LostUncommitted++
+		k := fmt.Sprintf("%s/%d", rec.Topic, rec.Partition)
+		sp := where[k]
+		if sp == nil {
+			sp = &span{from: rec.Offset, to: rec.Offset}
+			where[k] = sp
+			keys = append(keys, k)
+		}
+		sp.n++
+		sp.from, sp.to = min(sp.from, rec.Offset), max(sp.to, rec.Offset)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		sp := where[k]
+		r.LostWhere = append(r.LostWhere, fmt.Sprintf("%s: %d at offsets %d..%d", k, sp.n, sp.from, sp.to))
+	}
 }
+
+// noteEnds adds to LostWhere each partition's end offsets, committed
+// (what read_committed consumers can read up to) and not.
+func (r *Report) noteEnds(ends []string) { r.LostWhere = append(r.LostWhere, ends...) }
 
 // judge decides OK from everything gathered.
 func (r *Report) judge() {
@@ -338,6 +395,12 @@ func (r *Report) WriteText(w io.Writer) error {
 	row("duplicates", "%d", r.Duplicates)
 	if r.ExactlyOnce {
 		row("aborted copies (read_uncommitted)", "%d", r.UncommittedCopies)
+		if r.Lost > 0 {
+			row("lost but read_uncommitted", "%d", r.LostUncommitted)
+			for _, w := range r.LostWhere {
+				row("  where", "%s", w)
+			}
+		}
 	}
 	row("order violations", "%d", r.OrderViolations)
 	if r.MaxRestartToFirstDeliveryRun > 0 {

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -451,8 +452,39 @@ func (d *drill) verify(ctx context.Context) error {
 			d.rep.fail("read back (read_uncommitted): %v", err)
 		}
 		d.rep.verifyUncommitted(all)
+		if d.rep.Lost > 0 {
+			d.rep.noteEnds(endOffsets(vctx, admin, d.cfg.Topics))
+		}
 	}
 	return nil
+}
+
+// endOffsets describes each partition's end offsets, for a report of
+// lost records: the committed one (the last stable offset, what
+// read_committed consumers read up to) below the other means a
+// transaction is still open there.
+func endOffsets(ctx context.Context, opts []kgo.Opt, topics []string) []string {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return []string{fmt.Sprintf("end offsets: %v", err)}
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	hw, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return []string{fmt.Sprintf("end offsets: %v", err)}
+	}
+	lso, err := adm.ListCommittedOffsets(ctx, topics...)
+	if err != nil {
+		return []string{fmt.Sprintf("committed end offsets: %v", err)}
+	}
+	var out []string
+	hw.Each(func(o kadm.ListedOffset) {
+		c, _ := lso.Lookup(o.Topic, o.Partition)
+		out = append(out, fmt.Sprintf("%s/%d: end offset %d, committed end offset %d", o.Topic, o.Partition, o.Offset, c.Offset))
+	})
+	slices.Sort(out)
+	return out
 }
 
 // deadLetterTopic is the topic that refuses the dead-letter records.
