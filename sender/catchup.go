@@ -35,6 +35,14 @@ func (f laneFilter) match(r *wal.Record) bool {
 	return p == f.part
 }
 
+// knows reports whether match can tell r: not a keyed PartitionAny record
+// of a partition lane's topic while the partition count is unknown (a lane
+// resumed at Open from an exactly-once checkpoint, before any metadata).
+func (f laneFilter) knows(r *wal.Record) bool {
+	return r.Topic != f.topic || r.Partition != wal.PartitionAny || f.kind.keyless(r.Key) ||
+		f.part == wal.PartitionAny || f.count > 0
+}
+
 func (s *Sender) filterOf(l *lane) laneFilter {
 	return laneFilter{topic: l.t.name, part: l.partition(), kind: s.rt.kind, count: l.t.count}
 }
@@ -195,6 +203,7 @@ func (r *laneReader) run() {
 				break
 			}
 			kept := ents[:0]
+			var unknown uint64 // the first record it cannot tell, 0 if none
 			for _, e := range ents {
 				for len(again) > 0 && again[0] < e.Seq {
 					again = again[1:]
@@ -202,12 +211,31 @@ func (r *laneReader) run() {
 				if e.Hole {
 					continue
 				}
-				if (len(again) > 0 && again[0] == e.Seq) || (e.Seq >= q.readPos && q.filter.match(&e.Record)) {
+				if len(again) > 0 && again[0] == e.Seq {
+					kept = append(kept, e)
+					continue
+				}
+				if e.Seq < q.readPos {
+					continue
+				}
+				if !q.filter.knows(&e.Record) {
+					unknown = e.Seq
+					break
+				}
+				if q.filter.match(&e.Record) {
 					kept = append(kept, e)
 				}
 			}
-			pos = ents[len(ents)-1].Seq + 1
 			c.ents = kept
+			if unknown > 0 {
+				// Passed over, the record would be taken for another
+				// partition's: read no further until a seek with the
+				// count.
+				r.send(readBatch{gen: q.gen, chunk: c, end: unknown, needCount: true})
+				pos = 0
+				break
+			}
+			pos = ents[len(ents)-1].Seq + 1
 			if len(kept) > 0 || i == laneIdleReads {
 				r.send(readBatch{gen: q.gen, chunk: c, end: pos})
 				break
@@ -285,7 +313,7 @@ func (s *Sender) seekLane(l *lane) {
 	l.rd.seekTo(q)
 	l.rd.recycle(l.cur)
 	l.cur, l.pending = chunk{}, nil
-	l.scanned, l.atEnd = 0, false
+	l.scanned, l.atEnd, l.needCount = 0, false, false
 	if q.park == nil {
 		l.scanned = from
 	}
@@ -333,7 +361,7 @@ func (s *Sender) takeLane(l *lane, b readBatch) {
 			l.seekParkTo = 0
 		}
 	}
-	l.atEnd = b.atEnd
+	l.atEnd, l.needCount = b.atEnd, b.needCount
 }
 
 // wants reports whether l still has e to produce: a record of its own at
@@ -397,16 +425,6 @@ func (s *Sender) fillLane(l *lane) {
 	if !l.active && l.freeN == 0 {
 		return
 	}
-	if l.p != nil && l.t.count <= 0 {
-		// Its keyed records are told from the others by the topic's
-		// partition count. Read without it, the lane would match none,
-		// take itself for caught up and rejoin the main stream with its
-		// records never produced: under ExactlyOnce the next checkpoint
-		// would cover them (a lane resumed at Open, before any metadata).
-		// setMeta makes it seek again once the count is known.
-		s.askMeta(l.t)
-		return
-	}
 	for s.hasBudget() && !s.globalSolo {
 		p := l.p
 		if p != nil && p.q.n > 0 && s.atShare(p) {
@@ -416,6 +434,8 @@ func (s *Sender) fillLane(l *lane) {
 		if e == nil {
 			if s.caughtUp(l) && l.scanned >= s.win.next {
 				s.rejoin(l)
+			} else if l.needCount {
+				s.askMeta(l.t, true) // setMeta makes it read on
 			}
 			return
 		}

@@ -56,7 +56,10 @@ type lane struct {
 	pending []wal.Entry
 	scanned uint64 // the reader has read every record below it
 	atEnd   bool   // and stopped there, at the end of the log
-	reseek  bool   // the reader must seek again before its batches count
+	// needCount: the reader stopped at scanned, at a record it cannot
+	// tell without the topic's partition count (setMeta seeks again).
+	needCount bool
+	reseek    bool // the reader must seek again before its batches count
 	// seekParkTo is the park log's end (park.to) when the reader was last
 	// sent to read it first, 0 otherwise: once the reader is past the
 	// park log, every record of the lane below it was produced.

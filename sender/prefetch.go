@@ -30,9 +30,12 @@ type readBatch struct {
 	chunk
 	err error
 	// end: a lane's reader read every record below it (the chunk holds
-	// those it wants); atEnd: it reached the end of the log.
-	end   uint64
-	atEnd bool
+	// those it wants); atEnd: it reached the end of the log; needCount:
+	// it stopped at end, a record it cannot tell without its topic's
+	// partition count.
+	end       uint64
+	atEnd     bool
+	needCount bool
 }
 
 // chunk is one of the circulating buffers: entries, and the bytes the

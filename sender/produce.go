@@ -254,15 +254,16 @@ func (s *Sender) dest(e *wal.Entry, isolated bool) dest {
 		}
 		return dest{p: p, opaque: isolated}
 	}
-	s.askMeta(t)
+	s.askMeta(t, false)
 	if !s.rt.kind.keyless(r.Key) {
 		q, ok := s.rt.partition(t, r.Key)
 		if !ok {
 			if t.lanes > 0 {
-				// Lanes made before the count was known (resumed from a
-				// checkpoint, or from park logs, at Open): the record
-				// may be one of theirs, and sent now it would overtake
-				// their older ones.
+				// Lanes made before the count was known (resumed from an
+				// exactly-once checkpoint at Open): the record may be
+				// one of theirs, and sent now it would overtake their
+				// older ones.
+				s.askMeta(t, true)
 				return dest{wait: true}
 			}
 			return dest{opaque: true}
@@ -296,20 +297,25 @@ func (s *Sender) retryLater() {
 }
 
 // askMeta asks for t's partitions when it is time: not while a request is
-// out or before its retry time (then the loop comes back at that time),
-// and not while every broker is down: it could not be answered, and it
-// would make librdkafka try to connect at once (metabackoff.go).
-func (s *Sender) askMeta(t *topicRoute) {
+// out or before its retry time, and not while every broker is down: it
+// could not be answered, and it would make librdkafka try to connect at
+// once (metabackoff.go). needed: records wait for the answer, so nothing
+// else may be produced that would tell the sender the cluster is back;
+// then it asks even so (a failure then backs off to metaRefresh), and the
+// loop comes back at the retry time.
+func (s *Sender) askMeta(t *topicRoute, needed bool) {
 	switch {
-	case t.fetching || s.stats.unreachable.Load():
+	case t.fetching || (s.stats.unreachable.Load() && !needed):
 	case s.rt.now.Before(t.fetchAt):
-		if t.count <= 0 {
+		if needed {
 			s.wakeAt(t.fetchAt)
 		}
 	case s.meta.ask(t.name):
 		t.fetching = true
 	default:
 		t.fetchAt = s.rt.now.Add(metaRetry)
-		s.wakeAt(t.fetchAt)
+		if needed {
+			s.wakeAt(t.fetchAt)
+		}
 	}
 }
