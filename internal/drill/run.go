@@ -38,6 +38,7 @@ type drill struct {
 	ledgers   map[int]*runLedger
 
 	broker     kafkatest.Broker // nil for --bootstrap
+	txnID      string           // the children's TransactionalID if placed (txnplace.go)
 	kafkaFile  string           // the children's security settings (0600, removed by tearDown); "" for plaintext
 	faults     *faultRunner     // nil without faults
 	stopFaults context.CancelFunc
@@ -226,6 +227,9 @@ func (d *drill) setUpBroker(ctx context.Context) error {
 		if err := d.secure(ctx, b, l); err != nil {
 			return err
 		}
+	}
+	if err := d.placeTransactionalID(ctx, b); err != nil {
+		return err
 	}
 	if cfg.DeadLetterEvery > 0 {
 		err := b.CreateTopic(ctx, d.deadLetterTopic(), 1, map[string]string{"max.message.bytes": strconv.Itoa(deadLetterMaxBytes)})
@@ -495,6 +499,9 @@ func (d *drill) deadLetterTopic() string { return d.cfg.Topics[0] + deadLetterTo
 func (d *drill) transactionalID() string {
 	if !d.cfg.ExactlyOnce {
 		return ""
+	}
+	if d.txnID != "" {
+		return d.txnID
 	}
 	return "kafkawal-drill-" + d.rep.Nonce
 }
