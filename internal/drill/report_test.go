@@ -282,3 +282,34 @@ func TestFaultsOverlapRuns(t *testing.T) {
 			rep.MaxRestartToFirstDeliveryRun, rep.MaxRestartToFirstDeliveryCleanMS, rep.RunsWithoutDelivery)
 	}
 }
+
+// TestLostUncommitted: under exactly-once, of the records read_committed
+// did not return, the report counts those read_uncommitted does see (in
+// Kafka, in aborted transactions) and says where they are, so a drill's
+// failure tells records never produced from records never committed.
+func TestLostUncommitted(t *testing.T) {
+	r := &Report{Nonce: testNonce, ExactlyOnce: true}
+	acked := []uint64{id1, id1 + 1, id1 + 2, id1 + 3}
+	r.verify(acked, stream(testNonce, "t", 0, id1, id1+1))
+	if r.Lost != 2 {
+		t.Fatalf("lost %d, want 2", r.Lost)
+	}
+	// read_uncommitted: the committed two, an aborted copy of id1+2 at
+	// offsets 5 and 7 of partition 1, and another drill's record.
+	aborted := stream(testNonce, "t", 1, id1, id1+2, id1+2)
+	aborted[1].Offset, aborted[2].Offset = 5, 7
+	r.verifyUncommitted(slices.Concat(stream(testNonce, "t", 0, id1, id1+1), aborted, stream("other", "t", 1, id1+3)))
+	if r.LostUncommitted != 1 {
+		t.Fatalf("lost but read_uncommitted %d, want 1 (id1+2 once; id1+3 only as another drill's)", r.LostUncommitted)
+	}
+	if want := []string{"t/1: 1 at offsets 5..5"}; !slices.Equal(r.LostWhere, want) {
+		t.Fatalf("lost where %q, want %q", r.LostWhere, want)
+	}
+	var b strings.Builder
+	if err := r.WriteText(&b); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(b.String(), "lost but read_uncommitted        1") || !strings.Contains(b.String(), "t/1: 1 at offsets 5..5") {
+		t.Fatalf("report text lacks the lost-but-uncommitted rows:\n%s", b.String())
+	}
+}
