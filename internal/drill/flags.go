@@ -91,7 +91,7 @@ func flagSet() (*flag.FlagSet, *Config, *Output) {
 	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", DefaultDrainTimeout, "bound of the final child's Flush and Close")
 	fs.DurationVar(&cfg.VerifyTimeout, "verify-timeout", DefaultVerifyTimeout, "bound of reading the topics back")
 	fs.BoolVar(&out.JSON, "json", false, "print the report as JSON")
-	fs.BoolVar(&out.Verbose, "v", false, "copy the children's stderr (kafkawal warnings) to stderr")
+	fs.BoolVar(&out.Verbose, "v", false, "copy the children's stderr (kafkawal warnings, or the level KAFKAWAL_DRILL_CHILD_LOG names: info, debug) to stderr")
 	return fs, cfg, out
 }
 
