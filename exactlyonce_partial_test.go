@@ -265,3 +265,98 @@ func TestExactlyOnceDeferredPartitionWaitsForPartitionCount(t *testing.T) {
 	closeT(t, p, time.Minute)
 	verifyCommitted(t, b, []string{first, second}, ids)
 }
+
+// A topic deleted while its partitions were deferred: at the next Open
+// their lanes cannot tell their records apart without the partition
+// count, which no metadata gives any more. The records wait in the WAL,
+// none sent anywhere, and the sender says why; once the topic exists
+// again, they are delivered, once each.
+func TestExactlyOnceDeferredTopicDeletedWaitsAndSaysSo(t *testing.T) {
+	opts := kafkatest.Options{}
+	if kafkatest.Kind() == "real" {
+		opts = kafkatest.Options{Brokers: 2, Proxy: true}
+	}
+	b := kafkatest.StartT(t, opts)
+	const kept, gone, partitions = "eos-kept", "eos-gone", 4
+	createTopic(t, b, kept, partitions, nil)
+	createTopic(t, b, gone, partitions, nil)
+	cfg := eosConfig(t, b, txnIDAwayFrom(t, b, gone, 0))
+	cfg.PartitionStallTimeout = time.Second
+	ctx := testCtx(t, 5*time.Minute)
+	var keptIDs []uint64
+	id := uint64(0)
+	appendTo := func(p *kafkawal.Producer, topic string, n int) {
+		t.Helper()
+		for range n {
+			if _, err := p.Append(ctx, idRecord(topic, kafkawal.PartitionAny, id, value(100, id))); err != nil {
+				t.Fatalf("append %d: %v", id, err)
+			}
+			if topic == kept {
+				keptIDs = append(keptIDs, id)
+			}
+			id++
+		}
+	}
+
+	p := openT(t, cfg)
+	appendTo(p, kept, 50)
+	appendTo(p, gone, 50)
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("flush before the stall: %v", err)
+	}
+	_, heal, err := b.StallPartition(ctx, gone, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appendTo(p, gone, 200)
+	var waiting int
+	waitFor(t, 2*time.Minute, "the healthy partitions' records committed, the stalled ones' waiting", func() bool {
+		st := p.Stats()
+		waiting = 0
+		for _, ps := range st.StalledPartitions {
+			waiting += ps.Records
+		}
+		return len(st.StalledPartitions) > 0 && waiting > 0 && st.Delivered+uint64(waiting) == id
+	})
+	closeCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	err = p.Close(closeCtx)
+	cancel()
+	t.Logf("%d records of %s wait; close during the stall: %v", waiting, gone, err)
+	if err := heal(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.DeleteTopic(ctx, gone); err != nil {
+		t.Fatal(err)
+	}
+
+	logs := capture(&cfg)
+	cfg.PartitionStallTimeout = time.Minute
+	p = openT(t, cfg)
+	appendTo(p, kept, 50)
+	const line = "sender: records of the topic wait for its partition count"
+	waitFor(t, time.Minute, "the sender to say the records wait for the partition count", func() bool {
+		return logs.contains(line)
+	})
+	if st := p.Stats(); st.BacklogRecords < uint64(waiting) {
+		t.Fatalf("backlog %d records, want the %d of the deleted topic's deferred partition still waiting", st.BacklogRecords, waiting)
+	}
+	createTopic(t, b, gone, partitions, nil)
+	flushCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := p.Flush(flushCtx); err != nil {
+		t.Fatalf("flush after the topic is back: %v; stats %+v", err, p.Stats())
+	}
+	if !logs.contains("sender: the topic's partition count is known; its records go on") {
+		t.Fatalf("no line saying the records go on:\n%s", logs.String())
+	}
+	closeT(t, p, time.Minute)
+	verifyCommitted(t, b, []string{kept}, keptIDs)
+	recs, err := kafkatest.ReadCommitted(testCtx(t, time.Minute), b.Bootstrap(), []string{gone}, waiting)
+	if err != nil {
+		t.Fatalf("read back %s: %v", gone, err)
+	}
+	rep := kafkatest.Verify(nil, recs, recordID, nil)
+	if rep.Unique != waiting || rep.Duplicates != 0 || rep.OrderViolations != 0 {
+		t.Fatalf("recreated %s: %v; want the %d records that waited, once each, in order", gone, rep, waiting)
+	}
+}

@@ -36,6 +36,19 @@ func (l *logLines) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+// contains reports whether some line holds s.
+func (l *logLines) contains(s string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Contains(l.b.String(), s)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // perPartition counts the lines that carry message msg, by their
 // partition field.
 func (l *logLines) perPartition(msg string) map[int32]int {

@@ -323,6 +323,13 @@ func (s *Sender) setMeta(a metaAnswer) {
 	if !s.rt.setMeta(a.topic, a.md, a.err, s.stats.unreachable.Load()) {
 		return
 	}
+	if t := s.rt.topic(a.topic); t.count > 0 && !t.countWait.IsZero() {
+		if t.countWaitLogged {
+			s.lg.Info().Str("topic", t.name).Int32("partitions", t.count).
+				Msg("sender: the topic's partition count is known; its records go on")
+		}
+		t.countWait, t.countWaitLogged = time.Time{}, false
+	}
 	for _, l := range s.lanes {
 		if l.t.name == a.topic {
 			l.reseek = true

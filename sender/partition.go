@@ -175,6 +175,10 @@ const (
 	metaRefresh = 30 * time.Second
 	metaRetry   = time.Second
 	metaTimeout = 1500 * time.Millisecond
+	// countWaitLog is how long records may wait for their topic's
+	// partition count before the sender says so: longer than a metadata
+	// request and its first retries take.
+	countWaitLog = 10 * time.Second
 )
 
 // topicRoute is what the sender knows of one topic's partitions.
@@ -203,6 +207,10 @@ type topicRoute struct {
 	// known partition): such a record belongs to no lane, so no lane of
 	// the topic may park until the window has resolved it (parkLanes).
 	anyHigh uint64
+	// countWait is since when records of the topic wait for its count
+	// (askMeta), zero if none do; countWaitLogged: said so.
+	countWait       time.Time
+	countWaitLogged bool
 }
 
 // router partitions PartitionAny records and attributes reports. It is

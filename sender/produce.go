@@ -304,6 +304,9 @@ func (s *Sender) retryLater() {
 // then it asks even so (a failure then backs off to metaRefresh), and the
 // loop comes back at the retry time.
 func (s *Sender) askMeta(t *topicRoute, needed bool) {
+	if needed {
+		s.waitingForCount(t)
+	}
 	switch {
 	case t.fetching || (s.stats.unreachable.Load() && !needed):
 	case s.rt.now.Before(t.fetchAt):
@@ -318,4 +321,25 @@ func (s *Sender) askMeta(t *topicRoute, needed bool) {
 			s.wakeAt(t.fetchAt)
 		}
 	}
+}
+
+// waitingForCount notes that records of t wait for its partition count,
+// and says so once they have waited countWaitLog: a topic deleted while
+// its partitions were deferred, or one this producer may no longer
+// describe, would otherwise hold them without a word.
+func (s *Sender) waitingForCount(t *topicRoute) {
+	now := s.rt.now
+	if t.countWait.IsZero() {
+		t.countWait = now
+	}
+	if t.countWaitLogged {
+		return
+	}
+	if at := t.countWait.Add(countWaitLog); now.Before(at) {
+		s.wakeAt(at)
+		return
+	}
+	t.countWaitLogged = true
+	s.lg.Warn().Str("topic", t.name).Float64("waiting_seconds", now.Sub(t.countWait).Seconds()).
+		Msg("sender: records of the topic wait for its partition count, which partitions resumed at Open need to tell their records apart; is the topic deleted, or not described to this producer?")
 }
