@@ -2,62 +2,24 @@ package kafkawal_test
 
 import (
 	"context"
-	"fmt"
-	"hash/crc32"
 	"slices"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/kafkawal/kafkawal"
 	"github.com/kafkawal/kafkawal/internal/kafkatest"
 )
 
 // txnIDAwayFrom returns a TransactionalID whose transaction coordinator
-// and checkpoint partition are on another broker than the leader of
-// topic's partition: a transaction needs both, so a stall that takes them
-// stops every partition (README, Exactly-once). On the embedded broker a
-// stall fails produce requests only, so any id will do.
+// and checkpoint partition stay reachable while topic's partition is
+// stalled (kafkatest.TxnIDAwayFrom).
 func txnIDAwayFrom(t *testing.T, b kafkatest.Broker, topic string, partition int32) string {
 	t.Helper()
-	if b.Kind() != "real" {
-		return "eos-partial"
-	}
-	ctx := testCtx(t, time.Minute)
-	const ckpt, ckptPartitions = "kafkawal-checkpoints", 25 // sender's checkpointPartitions
-	if err := b.CreateTopic(ctx, ckpt, ckptPartitions, map[string]string{"cleanup.policy": "compact"}); err != nil {
-		t.Fatal(err)
-	}
-	cl, err := kgo.NewClient(b.AdminOpts()...)
+	id, err := kafkatest.TxnIDAwayFrom(testCtx(t, 2*time.Minute), b, "eos-partial", topic, partition)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
-	adm := kadm.NewClient(cl)
-	td, err := adm.ListTopics(ctx, topic, ckpt)
-	if err != nil {
-		t.Fatal(err)
-	}
-	stalled := td[topic].Partitions[partition].Leader
-	for i := range 200 {
-		id := fmt.Sprintf("eos-partial-%d", i)
-		var c kadm.FindCoordinatorResponse
-		// The transaction state topic is made on first use: not
-		// available for a moment.
-		waitFor(t, time.Minute, "the transaction coordinator of "+id, func() bool {
-			c = adm.FindTxnCoordinators(ctx, id)[id]
-			return c.Err == nil
-		})
-		// The checkpoint's partition, as the sender picks it (CRC-32).
-		cp := int32(crc32.ChecksumIEEE([]byte(id)) % ckptPartitions)
-		if c.NodeID != stalled && td[ckpt].Partitions[cp].Leader != stalled {
-			return id
-		}
-	}
-	t.Fatalf("no TransactionalID with its coordinator and checkpoint away from broker %d", stalled)
-	return ""
+	return id
 }
 
 // Partial outages under ExactlyOnce: one partition stops taking records
@@ -161,6 +123,28 @@ func TestExactlyOncePartialOutage(t *testing.T) {
 	}
 }
 
+// closeDeferred waits until every record of the healthy partitions is
+// committed and those of at least stalls stalled partitions wait (of
+// appended in all, since p opened): the last checkpoint defers the stalled
+// partitions. Then it closes p, which cannot deliver them: Close gives up
+// at its deadline and keeps them in the WAL. It returns how many wait.
+func closeDeferred(t *testing.T, p *kafkawal.Producer, appended uint64, stalls int) int {
+	t.Helper()
+	var waiting int
+	waitFor(t, 2*time.Minute, "the healthy partitions' records committed, the stalled ones' waiting", func() bool {
+		st := p.Stats()
+		waiting = 0
+		for _, ps := range st.StalledPartitions {
+			waiting += ps.Records
+		}
+		return len(st.StalledPartitions) >= stalls && waiting > 0 && st.Delivered+uint64(waiting) == appended
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	t.Logf("close during the stall: %v", p.Close(ctx))
+	return waiting
+}
+
 // A checkpoint committed while partitions were stalled defers them: the
 // next Open resumes each one's lane from its first uncommitted record. A
 // lane tells its records from the others by its topic's partition count
@@ -220,24 +204,8 @@ func TestExactlyOnceDeferredPartitionWaitsForPartitionCount(t *testing.T) {
 	}
 	appendN(p, 50, first) // the oldest deferred records: first's
 	appendN(p, 400, first, second)
-	// Every record of the healthy partitions committed, the stalled ones'
-	// waiting: the last checkpoint defers the stalled partitions.
-	waitFor(t, 2*time.Minute, "the healthy partitions' records committed, the stalled ones' waiting", func() bool {
-		st := p.Stats()
-		waiting := 0
-		for _, ps := range st.StalledPartitions {
-			waiting += ps.Records
-		}
-		return len(st.StalledPartitions) > 1 && waiting > 0 && st.Delivered+uint64(waiting) == uint64(len(ids))
-	})
-	st := p.Stats()
-	t.Logf("stalled %v of %s: %d delivered, stalled partitions %+v", stalled, second, st.Delivered, st.StalledPartitions)
-	// Close cannot deliver the stalled partitions' records: it gives up
-	// at its deadline and keeps them in the WAL.
-	closeCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	err = p.Close(closeCtx)
-	cancel()
-	t.Logf("close during the stall: %v", err)
+	waiting := closeDeferred(t, p, uint64(len(ids)), 2)
+	t.Logf("stalled %v of %s: %d records wait", stalled, second, waiting)
 	for _, heal := range heals {
 		if err := heal(); err != nil {
 			t.Fatal(err)
@@ -260,8 +228,7 @@ func TestExactlyOnceDeferredPartitionWaitsForPartitionCount(t *testing.T) {
 	for _, px := range b.Proxies() {
 		px.Delay(0)
 	}
-	st = p.Stats()
-	t.Logf("after the stall: stats %+v", st)
+	t.Logf("after the stall: stats %+v", p.Stats())
 	closeT(t, p, time.Minute)
 	verifyCommitted(t, b, []string{first, second}, ids)
 }
@@ -309,19 +276,8 @@ func TestExactlyOnceDeferredTopicDeletedWaitsAndSaysSo(t *testing.T) {
 		t.Fatal(err)
 	}
 	appendTo(p, gone, 200)
-	var waiting int
-	waitFor(t, 2*time.Minute, "the healthy partitions' records committed, the stalled ones' waiting", func() bool {
-		st := p.Stats()
-		waiting = 0
-		for _, ps := range st.StalledPartitions {
-			waiting += ps.Records
-		}
-		return len(st.StalledPartitions) > 0 && waiting > 0 && st.Delivered+uint64(waiting) == id
-	})
-	closeCtx, cancel := context.WithTimeout(ctx, 3*time.Second)
-	err = p.Close(closeCtx)
-	cancel()
-	t.Logf("%d records of %s wait; close during the stall: %v", waiting, gone, err)
+	waiting := closeDeferred(t, p, id, 1)
+	t.Logf("%d records of %s wait", waiting, gone)
 	if err := heal(); err != nil {
 		t.Fatal(err)
 	}

@@ -238,7 +238,7 @@ func (r *Report) verify(acked []uint64, recs []*kgo.Record) {
 	r.Lost, r.LostIDs, r.Duplicates = v.Lost, v.LostIDs, v.Duplicates
 	r.OrderViolations, r.Violations, r.Unidentified = v.OrderViolations, v.Violations, v.Unidentified
 	r.UnackedDelivered = v.Unique - (v.Acked - v.Lost)
-	if v.Lost > 0 {
+	if v.Lost > 0 && r.ExactlyOnce {
 		r.lost = make(map[uint64]bool, v.Lost)
 		for _, id := range acked {
 			r.lost[id] = true
