@@ -57,10 +57,11 @@ func (s *Sender) noteTurn(p *part) {
 // for more rounds than this is not merely waiting its turn (awaitsTurn).
 // librdkafka's rotation over a broker's partitions is uneven: while
 // max.in.flight requests are out it skips partitions, and its starting
-// point moves one partition per wake-up, so on a slow cluster with 1,000
-// partitions some waited 30 s for their first turn while the others had
-// four rounds (bench/HISTORY.md). With lagFactor rounds, 70-140 of 1,000
-// partitions still went to lanes; with this many, 4-6.
+// point moves one partition per wake-up, so on a slow cluster with many
+// partitions some wait several rounds of the others' turns for their
+// first. A lane does not get such a partition served sooner (its records
+// go to the same librdkafka queue); it only reads them back from the WAL.
+// lagFactor rounds still sent many partitions to lanes (bench/HISTORY.md).
 const passedOverRounds = 16
 
 // awaitsTurn reports whether p, whose records have waited, is only

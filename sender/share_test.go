@@ -188,10 +188,11 @@ func TestLagAfterFollowsTheClusterWait(t *testing.T) {
 // TestAwaitingItsTurnIsNotLagging: on a cluster that serves its
 // partitions in turn, slowly and unevenly, a partition whose oldest record
 // has waited past lagAfter and PartitionStallTimeout while the others had
-// at most passedOverRounds rounds of turns is only waiting its turn: it neither
-// lags nor stalls. Passed over for more rounds, or with no turn for anyone
-// since its own (nothing answers) or for lagAfter (the others have nothing
-// left in flight), it does. The reports of one turn count once.
+// at most passedOverRounds rounds of turns is only waiting its turn: it
+// neither lags nor stalls. Passed over for more rounds, or with no turn
+// for anyone since its own (nothing answers) or for lagAfter (the others
+// have nothing left in flight), it does. The reports of one turn count
+// once.
 func TestAwaitingItsTurnIsNotLagging(t *testing.T) {
 	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
 	lg := zerolog.Nop()
