@@ -104,11 +104,6 @@ type Sender struct {
 	// flightWait is the average wait of a record the main stream produced,
 	// from its produce to its report, in nanoseconds (noteWait, share.go).
 	flightWait int64
-	// turns counts the partitions' turns, successful produce requests
-	// seen from their reports; lastTurn is when (now) the latest success
-	// was reported (noteTurn, share.go).
-	turns    uint64
-	lastTurn int64
 
 	tx *txnState // exactly-once delivery (txn.go); nil for at-least-once
 	// flushTo is the highest sequence a Flush waits for, flushes wakes
