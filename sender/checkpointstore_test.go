@@ -249,3 +249,19 @@ func TestCheckpointStoreRefusesAnUnreadableValue(t *testing.T) {
 		t.Fatalf("error %q does not say the version and the topic", msg)
 	}
 }
+
+// TestCheckpointPlacementAgreesWithKafkatest: the tests that place a
+// TransactionalID's checkpoint away from a stalled broker
+// (kafkatest.TxnIDAwayFrom) reckon with the sender's checkpoint topic,
+// partition count and partition choice; they cannot import them.
+func TestCheckpointPlacementAgreesWithKafkatest(t *testing.T) {
+	if kafkatest.CheckpointTopic != DefaultCheckpointTopic || kafkatest.CheckpointPartitions != checkpointPartitions {
+		t.Fatalf("kafkatest: %s of %d partitions; the sender: %s of %d", kafkatest.CheckpointTopic, kafkatest.CheckpointPartitions, DefaultCheckpointTopic, checkpointPartitions)
+	}
+	for i := range 1000 {
+		id := fmt.Sprintf("txn-%d", i)
+		if got, want := kafkatest.CheckpointPartition(id), checkpointPartition([]byte(id), checkpointPartitions); got != want {
+			t.Fatalf("%s: kafkatest places its checkpoint in partition %d, the sender in %d", id, got, want)
+		}
+	}
+}

@@ -10,12 +10,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// kafkawal's default CheckpointTopic, and the partition count kafkawal
-// creates it with (sender.checkpointPartitions).
+// CheckpointTopic is kafkawal's default CheckpointTopic, CheckpointPartitions
+// the partition count kafkawal creates it with, and CheckpointPartition
+// the partition a TransactionalID's checkpoint goes to. They are the
+// sender's (which this package cannot import: the sender's own tests
+// import it); sender's TestCheckpointPlacementAgreesWithKafkatest keeps
+// them in step.
 const (
-	checkpointTopic      = "kafkawal-checkpoints"
-	checkpointPartitions = 25
+	CheckpointTopic      = "kafkawal-checkpoints"
+	CheckpointPartitions = 25
 )
+
+// CheckpointPartition returns the partition of the checkpoint topic (of
+// CheckpointPartitions) that id's checkpoint goes to.
+func CheckpointPartition(id string) int32 {
+	return int32(crc32.ChecksumIEEE([]byte(id)) % CheckpointPartitions)
+}
 
 // TxnIDAwayFrom returns a TransactionalID, prefix-N, whose transaction
 // coordinator and checkpoint partition (in kafkawal's default checkpoint
@@ -29,7 +39,7 @@ func TxnIDAwayFrom(ctx context.Context, b Broker, prefix, topic string, partitio
 	if b.Kind() != "real" {
 		return prefix, nil
 	}
-	if err := b.CreateTopic(ctx, checkpointTopic, checkpointPartitions, map[string]string{"cleanup.policy": "compact"}); err != nil {
+	if err := b.CreateTopic(ctx, CheckpointTopic, CheckpointPartitions, map[string]string{"cleanup.policy": "compact"}); err != nil {
 		return "", err
 	}
 	cl, err := kgo.NewClient(b.AdminOpts()...)
@@ -38,31 +48,32 @@ func TxnIDAwayFrom(ctx context.Context, b Broker, prefix, topic string, partitio
 	}
 	defer cl.Close()
 	adm := kadm.NewClient(cl)
-	td, err := adm.ListTopics(ctx, topic, checkpointTopic)
+	td, err := adm.ListTopics(ctx, topic, CheckpointTopic)
 	if err != nil {
 		return "", fmt.Errorf("kafkatest: list topics: %w", err)
 	}
-	stalled := td[topic].Partitions[partition].Leader
-	ckpt := td[checkpointTopic].Partitions
-	deadline := time.Now().Add(time.Minute)
-	for i := 0; i < 200; {
+	tp, ok := td[topic].Partitions[partition]
+	if !ok {
+		return "", fmt.Errorf("kafkatest: %s/%d is not in the cluster's metadata", topic, partition)
+	}
+	ckpt := td[CheckpointTopic].Partitions
+	for i := range 200 {
 		id := fmt.Sprintf("%s-%d", prefix, i)
-		c := adm.FindTxnCoordinators(ctx, id)[id]
-		if c.Err != nil {
-			// The transaction state topic is made on first use: not
-			// available for a moment.
-			if time.Now().After(deadline) || ctx.Err() != nil {
-				return "", fmt.Errorf("kafkatest: the transaction coordinator of %s: %v", id, c.Err)
-			}
-			time.Sleep(100 * time.Millisecond)
-			continue
+		var c kadm.FindCoordinatorResponse
+		// The transaction state topic is made on first use: not
+		// available for a moment.
+		wait, cancel := context.WithTimeout(ctx, time.Minute)
+		err := poll(wait, func() (bool, error) {
+			c = adm.FindTxnCoordinators(wait, id)[id]
+			return c.Err == nil, c.Err
+		})
+		cancel()
+		if err != nil {
+			return "", fmt.Errorf("kafkatest: the transaction coordinator of %s: %w", id, err)
 		}
-		// The checkpoint's partition, as kafkawal picks it (CRC-32).
-		p, ok := ckpt[int32(crc32.ChecksumIEEE([]byte(id))%checkpointPartitions)]
-		if ok && c.NodeID != stalled && p.Leader != stalled {
+		if cp, ok := ckpt[CheckpointPartition(id)]; ok && c.NodeID != tp.Leader && cp.Leader != tp.Leader {
 			return id, nil
 		}
-		i++
 	}
-	return "", fmt.Errorf("kafkatest: no TransactionalID with its coordinator and checkpoint away from broker %d", stalled)
+	return "", fmt.Errorf("kafkatest: no TransactionalID with its coordinator and checkpoint away from broker %d", tp.Leader)
 }
