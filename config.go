@@ -140,12 +140,14 @@ type Config struct {
 	AllowWeakerDelivery bool
 
 	// PartitionStallTimeout: a partition whose oldest record in flight has
-	// waited this long, and that delivered none in that time, is stalled:
-	// logged once, listed in Stats.StalledPartitions, and left out for
-	// keyless records. (Its
-	// records stop holding the others back as soon as it holds its share
-	// of the in-flight window, or holds up the window, for a second.)
-	// Default 10s.
+	// waited this long, and that delivered none in that time, is stalled,
+	// unless it is only waiting its turn (the others are being served and
+	// have had at most 16 rounds of turns since its last: a slow cluster
+	// with many partitions can take longer than this for a round): logged
+	// once, listed in Stats.StalledPartitions, and left out for keyless
+	// records. (Its records stop holding the others back as soon as it
+	// holds its share of the in-flight window, or holds up the window, for
+	// a second.) Default 10s.
 	PartitionStallTimeout time.Duration
 	// ParkAfter: once a partition has been stalled this long, its
 	// unacknowledged records are copied into a park log in Dir/park/, so

@@ -71,6 +71,11 @@ type part struct {
 	stalled bool
 	since   time.Time
 	acked   int64
+	// Turns (noteTurn, share.go): turnMark is Sender.turns at p's last
+	// turn, or when its queue last went from empty to not, whichever came
+	// last; turnAt is when its last turn began (Sender.now).
+	turnMark uint64
+	turnAt   int64
 	// Isolation (isolate.go): its records below isolateUntil are produced
 	// alone; soloSeq is one produced alone whose report is not in yet
 	// (soloOut), and nothing else of the partition is produced meanwhile.
@@ -108,6 +113,7 @@ func (p *part) age(now time.Time) time.Duration {
 func (s *Sender) pushFlight(p *part, f flight) {
 	if p.q.n == 0 {
 		s.active++
+		p.turnMark = s.turns
 	}
 	p.q.push(f)
 	p.bytes += int64(f.size)

@@ -96,6 +96,7 @@ func (s *Sender) delivered(seq uint64, owner *lane, p *part, m *kafka.Message) {
 		s.reachable()
 		if p != nil {
 			p.acked = s.now
+			s.noteTurn(p)
 			if p.stalled {
 				s.recovered(p)
 			}

@@ -44,6 +44,9 @@ type Sender struct {
 	// active counts the partitions with records in flight, recent those
 	// with records in flight or produced to lately (share.go).
 	active, recent int
+	// served counts the partitions with records in flight and a success
+	// within lagAfter, on the cursor tick: a round of turns (awaitsTurn).
+	served int
 	// maxN and maxB are the window's size now: the records and bytes it
 	// may hold, main stream and lanes together (share.go).
 	maxN int
@@ -104,6 +107,11 @@ type Sender struct {
 	// flightWait is the average wait of a record the main stream produced,
 	// from its produce to its report, in nanoseconds (noteWait, share.go).
 	flightWait int64
+	// turns counts the partitions' turns, successful produce requests
+	// seen from their reports; lastTurn is when (now) the latest success
+	// was reported (noteTurn, share.go).
+	turns    uint64
+	lastTurn int64
 
 	tx *txnState // exactly-once delivery (txn.go); nil for at-least-once
 	// flushTo is the highest sequence a Flush waits for, flushes wakes

@@ -30,6 +30,59 @@ func (s *Sender) lagAfter() time.Duration {
 	return max(deferAfter, lagFactor*time.Duration(s.flightWait))
 }
 
+// turnGap: success reports of a partition within turnGap of the first of
+// its turn belong to that turn. librdkafka serves a broker's partitions
+// in turn, one partition per produce request; the reports of one request
+// reach the run loop together, but over as many of its rounds as the
+// poller and the loop take turns (each may be hundreds of records). A
+// partition served without pause counts a turn each turnGap, so one that
+// is stuck among a few that are served is passed over (awaitsTurn) well
+// inside lagAfter.
+const turnGap = 10 * time.Millisecond
+
+// noteTurn counts p's success report as a turn, unless it belongs to the
+// turn before (turnGap). Failed reports do not count: a partition whose
+// requests fail and are retried is not being served.
+func (s *Sender) noteTurn(p *part) {
+	s.lastTurn = s.now
+	if s.now-p.turnAt < int64(turnGap) {
+		return
+	}
+	p.turnAt = s.now
+	s.turns++
+	p.turnMark = s.turns
+}
+
+// passedOverRounds: a partition that the others' turns have passed over
+// for more rounds than this is not merely waiting its turn (awaitsTurn).
+// librdkafka's rotation over a broker's partitions is uneven: while
+// max.in.flight requests are out it skips partitions, and its starting
+// point moves one partition per wake-up, so on a slow cluster with many
+// partitions some wait several rounds of the others' turns for their
+// first. A lane does not get such a partition served sooner (its records
+// go to the same librdkafka queue); it only reads them back from the WAL.
+// lagFactor rounds still sent many partitions to lanes (bench/HISTORY.md).
+const passedOverRounds = 16
+
+// awaitsTurn reports whether p, whose records have waited, is only
+// waiting its turn: other partitions have had turns since p's last (the
+// cluster answers), but at most passedOverRounds rounds of them, and the
+// latest within lagAfter. A round is a turn for each partition being
+// served (served: records in flight and a success within lagAfter):
+// counting the stuck ones too would stretch the rounds that pass them
+// over, the more so the more partitions are stuck. On a slow cluster a
+// round of 1,000 partitions can take longer than any fixed timeout. A
+// partition that is stuck is passed over round after round while the
+// others are served. With no turn since p's, or none for lagAfter
+// (nothing answers now, or the main stream waits behind p and the others
+// have nothing left in flight), p does not merely await its turn: the
+// timeouts alone decide.
+func (s *Sender) awaitsTurn(p *part, now time.Time) bool {
+	since := s.turns - p.turnMark
+	return since > 0 && since <= uint64(passedOverRounds*max(s.served, 1)) &&
+		now.UnixNano()-s.lastTurn < int64(s.lagAfter())
+}
+
 // flightWaitWeight: flightWait averages over about this many reports.
 const flightWaitWeight = 256
 
@@ -70,16 +123,20 @@ const activeFor = time.Second
 // countRecent counts the partitions with records in flight or produced to
 // within activeFor. It runs on the cursor tick.
 func (s *Sender) countRecent(now time.Time) {
-	n := 0
+	n, served := 0, 0
 	since := now.Add(-activeFor).UnixNano()
+	servedSince := now.Add(-s.lagAfter()).UnixNano()
 	for _, t := range s.rt.topics {
 		for _, p := range t.parts {
 			if p.q.n > 0 || p.lastAt > since {
 				n++
 			}
+			if p.q.n > 0 && p.acked > servedSince {
+				served++
+			}
 		}
 	}
-	s.recent = n
+	s.recent, s.served = n, served
 }
 
 // atShare reports whether p holds its share of the window, and may not
@@ -129,7 +186,13 @@ func (s *Sender) lagging(p *part) bool {
 	}
 	after := s.lagAfter()
 	if p.age(s.rt.now) >= after {
-		return true
+		if !s.awaitsTurn(p, s.rt.now) {
+			return true
+		}
+		// Waiting its turn: the others' reports bring the loop back and
+		// their turns decide; if they stop coming, so does this.
+		s.wakeAt(time.Unix(0, s.lastTurn).Add(after))
+		return false
 	}
 	s.wakeAt(time.Unix(0, p.oldestAt()).Add(after))
 	return false

@@ -3,6 +3,8 @@ package sender
 import (
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 // TestWindowAdaptsToPartitions: left to its defaults, the window grows by
@@ -180,5 +182,134 @@ func TestLagAfterFollowsTheClusterWait(t *testing.T) {
 	feed(30*time.Second, 256)
 	if w := time.Duration(s.flightWait); w > 600*time.Millisecond {
 		t.Fatalf("average wait %v after 256 reports of 30 s behind fast ones; want under 600 ms", w)
+	}
+}
+
+// TestAwaitingItsTurnIsNotLagging: on a cluster that serves its
+// partitions in turn, slowly and unevenly, a partition whose oldest record
+// has waited past lagAfter and PartitionStallTimeout while the others had
+// at most passedOverRounds rounds of turns is only waiting its turn: it
+// neither lags nor stalls. Passed over for more rounds, or with no turn
+// for anyone since its own (nothing answers) or for lagAfter (the others
+// have nothing left in flight), it does. The reports of one turn count
+// once.
+func TestAwaitingItsTurnIsNotLagging(t *testing.T) {
+	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
+	lg := zerolog.Nop()
+	const parts = 1000
+	now := time.Now()
+	age := c.PartitionStallTimeout + time.Second
+	for _, tc := range []struct {
+		name string
+		// rounds of turns of partitions 1..parts-1 after p's record, then
+		// extra turns of partition 1 alone (-extra: reports of partition
+		// 1 within turnGap); the last lastAgo ago.
+		rounds, extra int
+		lastAgo       time.Duration
+		want          [2]bool // lagging, stalled
+	}{
+		{"no turn for anyone since its own", 0, 0, 0, [2]bool{true, true}},
+		{"a round of the others' turns, the last just now", 1, 0, 0, [2]bool{false, false}},
+		{"passedOverRounds rounds", passedOverRounds, 0, 0, [2]bool{false, false}},
+		{"passedOverRounds+1 rounds: passed over", passedOverRounds + 1, 0, 0, [2]bool{true, true}},
+		// An uneven rotation: one partition served again and again.
+		{"one partition had 10 turns", 0, 10, 0, [2]bool{false, false}},
+		{"one partition had passedOverRounds+1 rounds of turns", 0, (passedOverRounds + 1) * parts, 0, [2]bool{true, true}},
+		// A request's reports, over many rounds of the run loop.
+		{"one partition reported 20,000 times within turnGap", 0, -20000, 0, [2]bool{false, false}},
+		{"a round, but no turn for 2 s", 1, 0, 2 * time.Second, [2]bool{true, true}},
+	} {
+		s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing()), mode: normal, lg: &lg}
+		tr := s.rt.topic("a")
+		// Every partition had turns before p's record: the mark counts
+		// from there.
+		round := time.Duration(0)
+		turn := func(q int32) {
+			round += turnGap
+			s.now = now.Add(-24*time.Hour + round).UnixNano()
+			s.noteTurn(tr.part(q))
+		}
+		for range 2 {
+			for q := range int32(parts) {
+				turn(q)
+			}
+		}
+		p := tr.part(0)
+		s.rt.now = now.Add(-age)
+		s.pushFlight(p, flight{seq: 1, at: now.Add(-age).UnixNano(), size: 10})
+		for range tc.rounds {
+			for q := int32(1); q < parts; q++ {
+				turn(q)
+			}
+		}
+		for range tc.extra {
+			turn(1)
+		}
+		for range -tc.extra {
+			round++
+			s.now = now.Add(-24*time.Hour + round).UnixNano()
+			s.noteTurn(tr.part(1))
+		}
+		s.lastTurn = now.Add(-tc.lastAgo).UnixNano()
+		s.rt.now, s.now = now, now.UnixNano()
+		s.active, s.served = parts, parts-1
+		lagging := s.lagging(p)
+		p.acked = now.Add(-time.Minute).UnixNano()
+		s.mode = draining // checkStalls then only marks p
+		s.checkStalls()
+		if got := [2]bool{lagging, p.stalled}; got != tc.want {
+			t.Errorf("%s: lagging, stalled %v; want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// TestStuckPartitionsDoNotStretchTheRounds: a round of turns counts the
+// partitions being served, not those stuck beside p. With 8 partitions in
+// flight and 4 of them stuck (one broker cut off, as in the partition-stall
+// drill), p is passed over after passedOverRounds rounds of the 4 served
+// partitions' turns, not of 8: counting the stuck ones held off its stall
+// past the drill's children's lifetime.
+func TestStuckPartitionsDoNotStretchTheRounds(t *testing.T) {
+	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
+	lg := zerolog.Nop()
+	now := time.Now()
+	age := c.PartitionStallTimeout + time.Second
+	const inFlight, stuck = 8, 4
+	for _, tc := range []struct {
+		turns int
+		want  bool // lagging and stalled
+	}{
+		{passedOverRounds * (inFlight - stuck), false},
+		{passedOverRounds*(inFlight-stuck) + 1, true},
+	} {
+		s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing()), mode: normal, lg: &lg}
+		tr := s.rt.topic("a")
+		s.rt.now = now.Add(-age)
+		for q := range int32(inFlight) {
+			tr.part(q).acked = now.Add(-time.Minute).UnixNano()
+			s.pushFlight(tr.part(q), flight{seq: uint64(q) + 1, at: now.Add(-age).UnixNano(), size: 10})
+		}
+		// The served partitions' turns, each turnGap after the last, the
+		// latest a turnGap ago.
+		start := now.Add(-time.Duration(tc.turns) * turnGap)
+		for i := range tc.turns {
+			p := tr.part(int32(stuck + i%(inFlight-stuck)))
+			s.now = start.Add(time.Duration(i) * turnGap).UnixNano()
+			p.acked = s.now
+			s.noteTurn(p)
+		}
+		s.rt.now, s.now = now, now.UnixNano()
+		s.countRecent(now)
+		if s.served != inFlight-stuck {
+			t.Fatalf("%d turns: served %d; want %d", tc.turns, s.served, inFlight-stuck)
+		}
+		p := tr.part(0)
+		lagging := s.lagging(p)
+		s.mode = draining // checkStalls then only marks p
+		s.checkStalls()
+		if lagging != tc.want || p.stalled != tc.want {
+			t.Errorf("%d turns of %d served partitions, %d stuck: lagging %v, stalled %v; want %v",
+				tc.turns, inFlight-stuck, stuck, lagging, p.stalled, tc.want)
+		}
 	}
 }

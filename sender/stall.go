@@ -15,8 +15,8 @@ func (s *Sender) checkStalls() {
 	for _, t := range s.rt.topics {
 		for _, p := range t.parts {
 			if p.stalled || p.oldestAt() == 0 || p.age(now) < s.cfg.PartitionStallTimeout ||
-				now.Sub(time.Unix(0, p.acked)) < s.cfg.PartitionStallTimeout {
-				continue // not stalled, or already; or slow but delivering
+				now.Sub(time.Unix(0, p.acked)) < s.cfg.PartitionStallTimeout || s.awaitsTurn(p, now) {
+				continue // not stalled, or already; or slow but delivering, or waiting its turn
 			}
 			p.stalled = true
 			p.since = time.Unix(0, p.oldestAt())

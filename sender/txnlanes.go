@@ -148,6 +148,7 @@ func (s *Sender) txnSent(owner *lane, seq uint64, p *part, m *kafka.Message) {
 	s.reachable()
 	if p != nil {
 		p.acked = s.now
+		s.noteTurn(p)
 		if p.stalled {
 			s.recovered(p)
 		}
