@@ -55,11 +55,11 @@ func (s *Sender) noteTurn(p *part) {
 
 // passedOverRounds: a partition that the others' turns have passed over
 // for more rounds than this is not merely waiting its turn (awaitsTurn).
-// librdkafka's rotation over a broker's partitions is uneven: while
-// max.in.flight requests are out it skips partitions, and its starting
-// point moves one partition per wake-up, so on a slow cluster with many
-// partitions some wait several rounds of the others' turns for their
-// first. A lane does not get such a partition served sooner (its records
+// librdkafka's rotation over a broker's partitions is uneven: on a slow
+// cluster with many partitions some wait several rounds of the others'
+// turns for their first (measured; the likely reason, read in librdkafka's
+// source, is that partitions walked past while max.in.flight requests are
+// out wait for a later pass, bench/HISTORY.md). A lane does not get such a partition served sooner (its records
 // go to the same librdkafka queue); it only reads them back from the WAL.
 // lagFactor rounds still sent many partitions to lanes (bench/HISTORY.md).
 const passedOverRounds = 16
