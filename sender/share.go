@@ -59,9 +59,10 @@ func (s *Sender) noteTurn(p *part) {
 // cluster with many partitions some wait several rounds of the others'
 // turns for their first (measured; the likely reason, read in librdkafka's
 // source, is that partitions walked past while max.in.flight requests are
-// out wait for a later pass, bench/HISTORY.md). A lane does not get such a partition served sooner (its records
-// go to the same librdkafka queue); it only reads them back from the WAL.
-// lagFactor rounds still sent many partitions to lanes (bench/HISTORY.md).
+// out wait for a later pass, bench/HISTORY.md). A lane does not get such
+// a partition served sooner (its records go to the same librdkafka
+// queue); it only reads them back from the WAL. lagFactor rounds still
+// sent many partitions to lanes (bench/HISTORY.md).
 const passedOverRounds = 16
 
 // awaitsTurn reports whether p, whose records have waited, is only
