@@ -356,6 +356,26 @@ func cpuWithBroker(b testing.TB) time.Duration {
 	return cpuTime() + c
 }
 
+// brokerCPU is the broker's share of cpuWithBroker: the JVM's CPU time on
+// Apache Kafka, 0 on the embedded broker (its CPU is the process's).
+func brokerCPU(b testing.TB) time.Duration {
+	b.Helper()
+	c, err := directBroker.get(b).CPU()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
+}
+
+// reportBrokerCPU reports the broker's part of cpu-us/record, where the
+// broker runs apart: what a change in the requests (their number, their
+// batches) costs Kafka, beside what it costs the producer.
+func reportBrokerCPU(b *testing.B, cpu time.Duration, records int64) {
+	if records > 0 && cpu > 0 {
+		b.ReportMetric(float64(cpu.Microseconds())/float64(records), "broker-cpu-us/record")
+	}
+}
+
 // reportCPU reports the CPU time used per record: unlike records/s it
 // hardly depends on what else the machine runs, and on a CPU-bound machine
 // the ratio of two sides' cpu-us/record is the ratio their throughput

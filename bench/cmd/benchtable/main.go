@@ -142,7 +142,7 @@ func parse(r io.Reader) (*results, error) {
 
 // unitOrder puts the figures first, then the comparisons.
 var unitOrder = []string{
-	"records/s", "MB/s", "cpu-us/record", "records/write",
+	"records/s", "MB/s", "cpu-us/record", "broker-cpu-us/record", "records/write",
 	"p50-append-us", "p99-append-us", "p99.9-append-us",
 	"p50-delivered-ms", "p99-delivered-ms", "p99.9-delivered-ms",
 	"p50-after-ms", "p99-after-ms", "p99-fsync-ms",
