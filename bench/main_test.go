@@ -349,11 +349,7 @@ func cpuTime() time.Duration {
 // cpu-us/record plus the WAL's) assumes.
 func cpuWithBroker(b testing.TB) time.Duration {
 	b.Helper()
-	c, err := directBroker.get(b).CPU()
-	if err != nil {
-		b.Fatal(err)
-	}
-	return cpuTime() + c
+	return cpuTime() + brokerCPU(b)
 }
 
 // brokerCPU is the broker's share of cpuWithBroker: the JVM's CPU time on
