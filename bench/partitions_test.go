@@ -123,7 +123,7 @@ func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, va
 	}
 	rs := make([]kafkawal.Record, 1000)
 	b.ResetTimer()
-	cpu, brk := cpuWithBroker(b), brokerCPU(b)
+	cpu := cpuSplitNow(b)
 	var err error
 	for n := 0; n < b.N && err == nil; n += len(rs) {
 		k := min(len(rs), b.N-n)
@@ -141,8 +141,7 @@ func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, va
 	if err != nil {
 		b.Fatalf("append and deliver %d records: %v", b.N, err)
 	}
-	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
-	reportBrokerCPU(b, brokerCPU(b)-brk, int64(b.N))
+	reportCPUSplit(b, cpu, int64(b.N))
 	// Partitions handed to a lane read their records back from the WAL:
 	// a run that defers many says why it was slow.
 	b.ReportMetric(float64(p.Stats().PartitionsDeferred), "deferred")
@@ -169,7 +168,7 @@ func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, value
 		b.Fatalf("warm-up: %v", err)
 	}
 	b.ResetTimer()
-	cpu, brk := cpuWithBroker(b), brokerCPU(b)
+	cpu := cpuSplitNow(b)
 	var err error
 	for j := 0; j < b.N && err == nil; j++ {
 		err = pl.produce(keyed(&topics[j%len(topics)], partitionKey(j, hot)))
@@ -181,7 +180,6 @@ func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, value
 	if err != nil {
 		b.Fatalf("produce and deliver %d records: %v", b.N, err)
 	}
-	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
-	reportBrokerCPU(b, brokerCPU(b)-brk, int64(b.N))
+	reportCPUSplit(b, cpu, int64(b.N))
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }
