@@ -1,6 +1,7 @@
 package kafkawal_test
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"sync/atomic"
@@ -19,6 +20,29 @@ func partialBroker(t *testing.T) kafkatest.Broker {
 	return kafkatest.StartT(t, opts)
 }
 
+// warmUp appends a record to each of topic's first partitions and waits
+// until they are delivered, so that p has its producer id and metadata
+// before a test cuts a broker off. librdkafka asks any broker for both,
+// and one asked through the proxy about to be cut holds every partition,
+// the healthy ones too, until its request times out (socket.timeout.ms);
+// the stalls under test are ones that begin while records flow. The
+// records carry no id (verify counts them as unidentified, outside the
+// order and loss checks); it returns how many it appended.
+func warmUp(ctx context.Context, t *testing.T, p *kafkawal.Producer, topic string, partitions int) int {
+	t.Helper()
+	warm := make([]kafkawal.Record, partitions)
+	for i := range warm {
+		warm[i] = kafkawal.Record{Topic: topic, Partition: int32(i), Value: []byte("warm-up")}
+	}
+	if _, err := p.AppendBatch(ctx, warm); err != nil {
+		t.Fatalf("warm-up: %v", err)
+	}
+	if err := p.Flush(ctx); err != nil {
+		t.Fatalf("warm-up: %v", err)
+	}
+	return len(warm)
+}
+
 // A stall that never ends: the stalled partition's backlog is parked and
 // the other partitions' records keep passing through the WAL, so ErrFull
 // comes only when that backlog itself fills the disk, and Stats says
@@ -35,20 +59,7 @@ func TestStallThatNeverEnds(t *testing.T) {
 	cfg.FullPolicy = kafkawal.Reject
 	p := openT(t, cfg)
 	ctx := testCtx(t, 5*time.Minute)
-	// A producer id and metadata first: librdkafka asks any broker for its
-	// producer id, and one asked through the proxy about to be cut would
-	// hold every partition, the healthy ones too, until its request timed
-	// out. The stall under test is one that begins while records flow.
-	warm := make([]kafkawal.Record, 4)
-	for i := range warm {
-		warm[i] = idRecord(topic, int32(i), 1<<40+uint64(i), value(100, uint64(i)))
-	}
-	if _, err := p.AppendBatch(ctx, warm); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
+	warmUp(ctx, t, p, topic, 4)
 	stalled, heal, err := b.StallPartition(ctx, topic, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -142,11 +153,12 @@ func TestStalledTopicDeleted(t *testing.T) {
 	cfg.OnDeadLetter = func(kafkawal.DeadLetter) { dead.Add(1) }
 	p := openT(t, cfg)
 	ctx := testCtx(t, 5*time.Minute)
+	warm := uint64(warmUp(ctx, t, p, "kept", 2))
+	var kept []uint64
 	stalled, heal, err := b.StallPartition(ctx, "doomed", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var kept []uint64
 	doomed := 0
 	for id := uint64(1); id <= 400; id++ {
 		r := idRecord("kept", int32(id%2), id, value(100, id))
@@ -175,7 +187,7 @@ func TestStalledTopicDeleted(t *testing.T) {
 	}
 	// The deleted topic's records were delivered before its deletion or
 	// dead-lettered, none lost, none waiting.
-	if st.BacklogRecords != 0 || st.DeadLettered == 0 || st.DeadLettered+st.Delivered != 400 || dead.Load() != int64(st.DeadLettered) {
+	if st.BacklogRecords != 0 || st.DeadLettered == 0 || st.DeadLettered+st.Delivered != warm+400 || dead.Load() != int64(st.DeadLettered) {
 		t.Fatalf("stats %+v, %d dead letters told: want every record of the deleted topic delivered or dead-lettered", st, dead.Load())
 	}
 	closeT(t, p, time.Minute)

@@ -519,6 +519,7 @@ func TestKeylessAvoidStalledPartitions(t *testing.T) {
 	cfg.OnDelivered = func(seq uint64, _ string, _ int32, _ int64) { delivered.Store(seq, time.Now()) }
 	p := openT(t, cfg)
 	ctx := testCtx(t, 5*time.Minute)
+	warm := warmUp(ctx, t, p, topic, 4)
 	stalled, heal, err := b.StallPartition(ctx, topic, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -541,7 +542,8 @@ func TestKeylessAvoidStalledPartitions(t *testing.T) {
 	}
 	// Every record appended after the stall was found is delivered while
 	// the partition is still stalled. (Delivery reports come by sequence;
-	// ids are appended in sequence order, so the n-th id is sequence n.)
+	// ids are appended in sequence order after the warm-up's records, so
+	// id n is sequence n plus their count.)
 	var after []uint64
 	for _, id := range ids {
 		if at[id].After(found) {
@@ -553,7 +555,7 @@ func TestKeylessAvoidStalledPartitions(t *testing.T) {
 	}
 	waitFor(t, time.Minute, "the keyless records appended after the stall was found, while it lasts", func() bool {
 		for _, id := range after {
-			if _, ok := delivered.Load(id); !ok {
+			if _, ok := delivered.Load(id + uint64(warm)); !ok {
 				return false
 			}
 		}
