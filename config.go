@@ -109,7 +109,7 @@ type Config struct {
 	// MaxInFlight bounds records handed to librdkafka and not yet
 	// reported: memory is bounded by this window, not by the backlog.
 	// Default: a window that adapts to the partitions of the topics
-	// produced to since Open, 256 records for each, at least 32768 and at most 262144
+	// produced to since Open, 512 records for each, at least 32768 and at most 524288
 	// (reached at 1,024 partitions), each at most
 	// Kafka[queue.buffering.max.messages] when that is set. librdkafka
 	// batches per partition, and a window spread thin over many

@@ -24,7 +24,7 @@ import (
 //   - MaxDiskBytes, given SegmentBytes or MaxRecordBytes: 1 GiB, or 4 x
 //     the larger of them if that is more.
 //   - MaxInFlight: a window that adapts to the partitions of the
-//     topics produced to since Open: 256 records for each, at least 32768, at most 262144
+//     topics produced to since Open: 512 records for each, at least 32768, at most 524288
 //     (reached at 1,024 partitions); both at most
 //     Kafka[queue.buffering.max.messages] when that is set (librdkafka
 //     refuses records beyond it). librdkafka batches per partition: 32768

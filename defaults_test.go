@@ -62,7 +62,7 @@ func TestDefaultsAdapt(t *testing.T) {
 		{name: "a cursor interval set is kept", cfg: Config{Durability: SyncPeriodic, SyncInterval: time.Second, CursorSyncInterval: 50 * time.Millisecond},
 			want: effective{cursorEvery: 50 * time.Millisecond}},
 		{name: "defaults", cfg: Config{},
-			want: effective{maxDisk: 1 << 30, maxRecord: 1000000, inFlight: 262144, minInFlight: 32768,
+			want: effective{maxDisk: 1 << 30, maxRecord: 1000000, inFlight: 524288, minInFlight: 32768,
 				inFlightBytes: 128 * MiB, minInFlightBytes: 32 * MiB}}, // SegmentBytes: wal's default
 		{name: "a window set does not adapt", cfg: Config{MaxInFlight: 5000, MaxInFlightBytes: 8 * MiB},
 			want: effective{inFlight: 5000, inFlightBytes: 8 * MiB}},

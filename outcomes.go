@@ -7,16 +7,23 @@ import (
 )
 
 // outcomes remembers what became of recent records and hands outcomes to
-// the callers of WaitDelivered. Memory is fixed: a ring with one slot per
-// record the in-flight window can hold (MaxInFlight), indexed by sequence,
-// plus one entry per caller waiting. No slot of the ring is reused while
-// its record is unresolved: the sender produces seq+MaxInFlight only once
-// the watermark has passed seq.
+// the callers of WaitDelivered. Memory is bounded: a ring indexed by
+// sequence, as long as the sender's window ring up to MaxInFlight
+// (sender.Config.OnRing: it grows with the partitions produced to, so that
+// a producer to a few partitions does not pay for the maximum), plus one
+// entry per caller waiting. A caller waiting gets its record's outcome
+// directly; a look-up after the fact finds it while no later record has
+// taken its slot (one the window held at the same time, or one a ring's
+// length later), else only that the record was resolved.
 //
-// The sender goroutine writes slots; callers read them without a lock,
-// each slot guarded like a seqlock by its seq (0 while being written).
+// The sender goroutine writes slots and grows the ring; callers read them
+// without a lock, each slot guarded like a seqlock by its seq (0 while
+// being written). A grown ring is published whole, after the slots it
+// keeps are copied in; a reader still on the old one sees outcomes
+// recorded before the growth, and a waiter is woken by record whichever
+// ring it looked in.
 type outcomes struct {
-	slots []outcomeSlot
+	ring atomic.Pointer[[]outcomeSlot]
 
 	// Owned by the sender goroutine: topic names interned, so that a slot
 	// holds a pointer without an allocation per record.
@@ -72,11 +79,40 @@ type waitEvent struct {
 }
 
 func newOutcomes(n int) *outcomes {
-	return &outcomes{
-		slots:  make([]outcomeSlot, max(n, 1)),
+	o := &outcomes{
 		topics: map[string]*outcomeInfo{},
 		bySeq:  map[uint64][]*waiter{},
 	}
+	ring := make([]outcomeSlot, max(n, 1))
+	o.ring.Store(&ring)
+	return o
+}
+
+// grow makes the ring n slots long, keeping the outcomes it holds (where
+// two fall on one slot of the new ring, the later); it never shrinks.
+// Sender goroutine only.
+func (o *outcomes) grow(n int) {
+	old := *o.ring.Load()
+	if n <= len(old) {
+		return
+	}
+	ring := make([]outcomeSlot, n)
+	for i := range old {
+		from := &old[i]
+		seq := from.seq.Load()
+		if seq == 0 {
+			continue
+		}
+		to := &ring[seq%uint64(n)]
+		if to.seq.Load() > seq {
+			continue
+		}
+		to.meta.Store(from.meta.Load())
+		to.offset.Store(from.offset.Load())
+		to.info.Store(from.info.Load())
+		to.seq.Store(seq)
+	}
+	o.ring.Store(&ring)
 }
 
 // intern returns a shared outcomeInfo for topic. Sender goroutine only.
@@ -105,7 +141,8 @@ func (o *outcomes) record(seq uint64, state uint32, topic string, partition int3
 	if dl != nil {
 		info = &outcomeInfo{topic: topic, dl: dl}
 	}
-	sl := &o.slots[seq%uint64(len(o.slots))]
+	ring := *o.ring.Load()
+	sl := &ring[seq%uint64(len(ring))]
 	sl.seq.Store(0)
 	sl.meta.Store(uint64(state)<<32 | uint64(uint32(partition)))
 	sl.offset.Store(offset)
@@ -129,7 +166,8 @@ func (o *outcomes) record(seq uint64, state uint32, topic string, partition int3
 
 // lookup returns seq's outcome if the ring still holds it.
 func (o *outcomes) lookup(seq uint64) (DeliveryResult, bool) {
-	sl := &o.slots[seq%uint64(len(o.slots))]
+	ring := *o.ring.Load()
+	sl := &ring[seq%uint64(len(ring))]
 	if sl.seq.Load() != seq {
 		return DeliveryResult{}, false
 	}

@@ -40,6 +40,75 @@ func TestOutcomeRing(t *testing.T) {
 	}
 }
 
+// A ring that grows keeps every outcome it held (where two fall on one
+// slot of the new ring, the later), never shrinks, and lookups from other
+// goroutines see either ring whole while it grows (run with -race).
+func TestOutcomeRingGrows(t *testing.T) {
+	o := newOutcomes(4)
+	for seq := uint64(1); seq <= 4; seq++ {
+		o.record(seq, outcomeDelivered, "orders", 0, int64(seq*10), nil)
+	}
+	o.grow(2) // never shrinks
+	if n := len(*o.ring.Load()); n != 4 {
+		t.Fatalf("ring of %d slots after grow(2); want 4", n)
+	}
+	o.grow(8)
+	if n := len(*o.ring.Load()); n != 8 {
+		t.Fatalf("ring of %d slots after grow(8); want 8", n)
+	}
+	for seq := uint64(1); seq <= 4; seq++ {
+		if r, ok := o.lookup(seq); !ok || r.Offset != int64(seq*10) {
+			t.Fatalf("seq %d after growing: %+v %v", seq, r, ok)
+		}
+	}
+	// Seqs 5..8 now have slots of their own: seq 1 stays.
+	for seq := uint64(5); seq <= 8; seq++ {
+		o.record(seq, outcomeDelivered, "orders", 0, int64(seq*10), nil)
+	}
+	if r, ok := o.lookup(1); !ok || r.Offset != 10 {
+		t.Fatalf("seq 1 lost to seq 5 in a ring of 8: %+v %v", r, ok)
+	}
+	// 9 and 3, in two slots of a ring of 4, fall on one slot of a ring of
+	// 6: the later stays.
+	p := newOutcomes(4)
+	p.record(9, outcomeDelivered, "orders", 0, 90, nil)
+	p.record(3, outcomeDelivered, "orders", 0, 30, nil)
+	p.grow(6)
+	if r, ok := p.lookup(9); !ok || r.Offset != 90 {
+		t.Fatalf("seq 9 lost when the ring grew: %+v %v", r, ok)
+	}
+	if _, ok := p.lookup(3); ok {
+		t.Fatal("seq 3 found in the slot seq 9 took")
+	}
+
+	q := newOutcomes(16)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for seq := uint64(1); seq <= 20000; seq++ {
+			q.record(seq, outcomeDelivered, "orders", 0, int64(seq), nil)
+			if seq%1000 == 0 {
+				q.grow(int(seq / 10))
+			}
+		}
+	}()
+	for {
+		select {
+		case <-done:
+			if r, ok := q.lookup(20000); !ok || r.Offset != 20000 {
+				t.Fatalf("seq 20000 after growing: %+v %v", r, ok)
+			}
+			return
+		default:
+		}
+		for seq := uint64(1); seq <= 20000; seq += 997 {
+			if r, ok := q.lookup(seq); ok && r.Offset != int64(seq) {
+				t.Fatalf("lookup(%d) returned another record's outcome: %+v", seq, r)
+			}
+		}
+	}
+}
+
 // Waiters cost memory only while they wait: an outcome, the watermark or
 // a cancellation takes each one out again.
 func TestOutcomeWaiters(t *testing.T) {

@@ -129,7 +129,7 @@ func Open(cfg Config) (*Producer, error) {
 	}
 	p.lostAtOpen = lostAtOpen(p.opened.Recovery)
 	scfg := cfg.senderConfig()
-	p.out = newOutcomes(scfg.MaxInFlightOrDefault())
+	p.out = newOutcomes(min(scfg.InitialRing(), scfg.MaxInFlightOrDefault()))
 	p.hookOutcomes(&scfg)
 	scfg.ObserveDelivery = p.lat.delivery.observe
 	scfg.ObserveCommit = p.lat.commit.observe

@@ -19,8 +19,8 @@ type DeliveryResult struct {
 	Seq uint64
 	// Topic, Partition and Offset say where the record is in Kafka.
 	// Topic is "" and Partition and Offset are -1 when they are not known:
-	// the record was delivered before this Open, or its outcome is older
-	// than the last MaxInFlight outcomes (see WaitDelivered). For a dead
+	// the record was delivered before this Open, or its outcome has left
+	// the ring of recent outcomes (see WaitDelivered). For a dead
 	// letter, Partition is the one Kafka refused it in (-1: none yet) and
 	// Offset is -1.
 	Topic     string
@@ -83,7 +83,8 @@ func result(seq uint64, state uint32, topic string, partition int32, offset int6
 // error wrapping ctx's error or ErrClosed (the record then stays in the
 // WAL, and the next Open delivers it).
 //
-// Outcomes are remembered in a ring of the last MaxInFlight records, so a
+// Outcomes are remembered in a ring as long as the in-flight window's
+// (which grows with the partitions produced to, up to MaxInFlight), so a
 // call made long after the record was resolved may find only that it was:
 // a record delivered before this Open, or whose outcome has left the ring,
 // comes back with Partition and Offset -1 and a nil error; a dead letter
@@ -245,6 +246,12 @@ func (p *Producer) hookOutcomes(sc *sender.Config) {
 			cfg.OnDeliveryResult(result(dl.Seq, outcomeDeadLettered, dl.Record.Topic, dl.SentToPartition, -1, &dl))
 		}
 	}
+	// The outcomes ring follows the window's, up to MaxInFlight: past
+	// that, two records the window holds at once may share a slot, and a
+	// look-up after the fact for the one whose outcome was overwritten
+	// finds only that it was resolved (WaitDelivered).
+	maxRing := sc.MaxInFlightOrDefault()
+	sc.OnRing = func(n int) { p.out.grow(min(n, maxRing)) }
 	sc.OnHole = func(seq uint64) {
 		p.out.record(seq, outcomeLost, "", -1, -1, nil)
 		if p.lostAtOpen == nil || !p.lostAtOpen(seq) {

@@ -17,13 +17,13 @@ import (
 // partitions wait behind them. The network then comes back slow: the
 // topic's metadata arrives while those records are still in flight, so the
 // ring grows under them, and the backlog for the 600 partitions then fills
-// the larger window. More than the minimum in flight at once proves the
-// window grew: the ring at Open could not hold them. Every record is
-// delivered, in order, and no report is misattributed.
+// the larger window. More in flight at once than the window's ring at
+// Open holds (twice the minimum) proves that the window and its ring grew.
+// Every record is delivered, in order, and no report is misattributed.
 func TestWindowGrowsWithRecordsInFlight(t *testing.T) {
 	b := kafkatest.StartT(t, kafkatest.Options{Proxy: true})
 	createTopic(t, b, "few", 4, nil)
-	createTopic(t, b, "many", 600, nil) // 604 partitions x 256 records: the window more than doubles
+	createTopic(t, b, "many", 600, nil) // 604 partitions x 512 records: the window grows ninefold
 	p := openT(t, baseConfig(t, b))
 	ctx := testCtx(t, 5*time.Minute)
 	var acked []uint64
@@ -59,10 +59,11 @@ func TestWindowGrowsWithRecordsInFlight(t *testing.T) {
 	// Back, but slow: a 32 KiB chunk every 5 ms each way.
 	b.Proxy().Heal()
 	b.Proxy().Delay(5 * time.Millisecond)
+	ring := sender.Config{}.InitialRing()
 	most := 0
-	waitFor(t, 2*time.Minute, "more records in flight than the window's minimum", func() bool {
+	waitFor(t, 2*time.Minute, fmt.Sprintf("more records in flight than the ring at Open holds (%d)", ring), func() bool {
 		most = max(most, p.Stats().InFlight)
-		return most > least
+		return most > ring
 	})
 	b.Proxy().Delay(0)
 	if err := p.Flush(ctx); err != nil {
@@ -72,7 +73,7 @@ func TestWindowGrowsWithRecordsInFlight(t *testing.T) {
 	if total := uint64(len(acked)); st.Delivered < total || st.ReportAnomalies != 0 || st.InFlight != 0 {
 		t.Fatalf("after Flush: delivered %d of %d, report anomalies %d, in flight %d", st.Delivered, total, st.ReportAnomalies, st.InFlight)
 	}
-	t.Logf("in flight: more than %d at once (the window's minimum: %d); delivered %d, resent %d", most, least, st.Delivered, st.Resent)
+	t.Logf("in flight: more than %d at once (the window's minimum: %d, its ring at Open: %d); delivered %d, resent %d", most, least, ring, st.Delivered, st.Resent)
 	closeT(t, p, 30*time.Second)
 	verify(t, b, []string{"few", "many"}, acked)
 }

@@ -23,14 +23,16 @@ const (
 	// the floor spread over 1,000 partitions, each would hold about 33
 	// records, and its broker thread would wake for every few of them
 	// (bench/HISTORY.md, "Many partitions"). The records' bound per
-	// partition is twice the bytes' (256 records, 128 KiB) so that small
-	// records, bound by the count, get the deeper queues that many
-	// partitions need, while the bytes librdkafka holds stay as they were.
+	// partition is four times the bytes' (512 records, 128 KiB: records
+	// of 256 bytes) so that small records, bound by the count, get the
+	// deeper queues that many partitions need (on Apache Kafka a partition
+	// waits its turn for a request, and its batch is what it has queued
+	// then), while the bytes librdkafka holds stay as they were.
 	DefaultMinInFlight        = 32768
-	DefaultMaxInFlight        = 262144
+	DefaultMaxInFlight        = 524288
 	DefaultMinInFlightBytes   = 32 << 20
 	DefaultMaxInFlightBytes   = 128 << 20
-	InFlightPerPartition      = 256
+	InFlightPerPartition      = 512
 	InFlightBytesPerPartition = 128 << 10
 	DefaultCursorSyncInterval = 100 * time.Millisecond
 	// DefaultMessageTimeoutMs is librdkafka's message.timeout.ms unless the
@@ -105,6 +107,14 @@ type Config struct {
 	// OnHole, if set, is called for each hole the sender skips (a record
 	// recovery could not read; never sent), on the sender goroutine.
 	OnHole func(seq uint64)
+	// OnRing, if set, is called on the sender goroutine with the size of
+	// the window's ring whenever it grows (from InitialRing: it grows
+	// with the partitions produced to, up to twice MaxInFlight). The window
+	// produces a record only once the one a ring's length before it has
+	// left the window (reported, skipped, or handed to a lane), so a ring
+	// of outcomes indexed by sequence and this long keeps the outcomes of
+	// the last ring's length of records but for those of lanes.
+	OnRing func(n int)
 	// ObserveDelivery, if set, is called on the sender goroutine with the
 	// time from each delivered record's timestamp to its delivery report
 	// (records without a timestamp are not observed): it must be quick.
@@ -170,6 +180,14 @@ func (c Config) withDefaults() Config {
 	return c.txnWithDefaults()
 }
 
+// eventSlack is the room, beyond the window, in librdkafka's queue and in
+// the events channel: for the exactly-once checkpoint record and for the
+// events that are not delivery reports (errors, statistics).
+const eventSlack = 1024
+
+// InitialRing is the size of the window's ring at Open (see OnRing).
+func (c Config) InitialRing() int { return c.withDefaults().initialRing() }
+
 // MaxInFlightOrDefault is MaxInFlight, or its default when unset.
 func (c Config) MaxInFlightOrDefault() int { return c.withDefaults().MaxInFlight }
 
@@ -217,8 +235,10 @@ func (c Config) KafkaConfig() (kafka.ConfigMap, error) {
 		"linger.ms":          5,
 		"message.timeout.ms": DefaultMessageTimeoutMs,
 		// Enough room in librdkafka's own queue for our window, so that
-		// Produce never sees ErrQueueFull in normal operation.
-		"queue.buffering.max.messages": max(2*c.MaxInFlight, 100000),
+		// Produce never sees ErrQueueFull in normal operation: the window
+		// and the lanes never hold more than MaxInFlight records, and
+		// librdkafka counts a record only until its report is polled.
+		"queue.buffering.max.messages": max(c.MaxInFlight+eventSlack, 100000),
 	}
 	for k, v := range defaults {
 		if _, ok := m[k]; !ok {
@@ -248,9 +268,13 @@ func (c Config) KafkaConfig() (kafka.ConfigMap, error) {
 	// partition and offset (and the Opaque where it set one, see
 	// partition.go); the channel holds every
 	// possible report of the window, so librdkafka's poller never blocks.
+	// One report per record handed over, and never more than MaxInFlight
+	// records unreported on a producer (a rewind waits for every report;
+	// a rebuild drops the producer and its channel), so MaxInFlight slots
+	// and eventSlack for the rest.
 	m["go.delivery.reports"] = true
 	m["go.delivery.report.fields"] = "none"
-	m["go.events.channel.size"] = 2*c.MaxInFlight + 1000
+	m["go.events.channel.size"] = c.MaxInFlight + eventSlack
 	m["go.logs.channel.enable"] = true
 	return m, nil
 }

@@ -32,15 +32,23 @@
 //     MaxInFlightBytes divided among the partitions with records in flight
 //     (never more than half); past it, while the window is less than half
 //     full, if it keeps up (a delivery and its oldest flight within
-//     flowingFor): a hot key's partition takes more than an equal part of
-//     the records. A partition at its share whose oldest flight
-//     has waited less than lagAfter (lagFactor times the average wait of
+//     flowingFor, or its oldest flight younger than half of lagAfter): a
+//     hot key's partition takes more than an equal part of the records.
+//     A partition that only awaits its turn (awaitsTurn: librdkafka serves
+//     a broker's partitions one a request, and the others' turns have not
+//     yet passed it over) is never held at its share: the main stream
+//     produces in WAL order, and holding it would stop every record behind
+//     it until its turn. A stuck partition may so take more of the window
+//     for a while, until the others' turns pass it over (passedOverRounds)
+//     or, with the window full of its records, no turn comes for lagAfter;
+//     it is then held and deferred as below. A partition at its share
+//     whose oldest flight has waited less than lagAfter (lagFactor times the average wait of
 //     a record in flight, at least deferAfter, 1 s) is busy, not stuck:
 //     on a cluster slow for all partitions alike none stands out. The main
 //     stream waits for it as before, which costs less than reading its
 //     records back later. Past that, or when its flight at the window's low
-//     end holds a full ring, or when it is found stalled, the partition is
-//     deferred to a lane.
+//     end holds a full ring (which spans twice the window, ringSpan), or
+//     when it is found stalled, the partition is deferred to a lane.
 //   - Lanes (lane.go, catchup.go). A lane takes over the partition's
 //     flights (from the window, and from other lanes) and the main stream
 //     hands it every record of the partition it meets (done in the window)

@@ -141,13 +141,25 @@ func (s *Sender) countRecent(now time.Time) {
 }
 
 // atShare reports whether p holds its share of the window, and may not
-// go past it. A partition that keeps up (flowing) may go past its share
-// while the window is less than half full: with a hot key, one partition
-// takes a large part of the records, and a share of the window per round
-// trip would cap the whole stream at a few times that. The isolation
-// holds: what partitions hold past their shares was produced while the
-// window was less than half full, so it is at most half the window, and
-// partitions that stall (no longer flowing) get only their shares.
+// go past it.
+//
+// A partition that only awaits its turn (awaitsTurn: the others' turns
+// have not yet passed it over) is never at its share. The main stream
+// produces in WAL order, so a partition held at its share stops every
+// record behind it. On a slow cluster with many partitions a turn comes
+// round once in many seconds, and the others then drain to a few records
+// each: librdkafka sends them in requests of a few records, and the
+// broker, whose requests a second are what they are, carries a fraction
+// of what the same partitions would carry with full queues (bench/HISTORY.md,
+// "where the time goes"). A partition that is stuck is passed over after
+// passedOverRounds rounds of the others' turns, and from then on is held
+// to its share and goes to its lane as before.
+//
+// A partition that keeps up (keepsUp) may go past its share while the
+// window is less than half full: with a hot key, one partition takes a large part
+// of the records, and a share of the window per round trip would cap the
+// whole stream at a few times that. What partitions hold past their
+// shares this way is at most half the window.
 func (s *Sender) atShare(p *part) bool {
 	if p.q.n == 0 {
 		return false
@@ -156,9 +168,31 @@ func (s *Sender) atShare(p *part) bool {
 	if p.q.n < n && p.bytes < b {
 		return false
 	}
+	if !p.stalled && s.awaitsTurn(p, s.rt.now) {
+		return false
+	}
 	inN, inB := s.inFlight()
-	return inN >= s.maxN/2 || inB >= s.maxB/2 || !s.flowing(p)
+	return inN >= s.maxN/2 || inB >= s.maxB/2 || !s.keepsUp(p)
 }
+
+// keepsUp reports whether p may go past its share while the window is
+// less than half full: it is not stalled, and it is flowing or its oldest
+// record in flight has waited less than lagAfter/keepsUpMargin, inside the
+// cluster's own pace (on a cluster where every partition waits its turn
+// for a while, none is flowing by flowingFor's measure).
+func (s *Sender) keepsUp(p *part) bool {
+	return !p.stalled && (s.flowing(p) || p.age(s.rt.now) < s.lagAfter()/keepsUpMargin)
+}
+
+// keepsUpMargin keeps a partition that goes past its share clear of
+// lagging. A hot key's partition, served at every turn, holds a queue that
+// drains from its front: the more it holds, the older its oldest record.
+// Were it allowed to grow until that record reached lagAfter, it would
+// reach it at its very next record and go to its lane, which reads the
+// WAL back for its records only to hand them to the same librdkafka queue
+// (a hot key's run fell to a tenth, bench/HISTORY.md). Stopping at a
+// fraction of lagAfter leaves its turns time to bring it back.
+const keepsUpMargin = 2
 
 // flowingFor: a partition that delivered a record within flowingFor and
 // whose oldest record in flight is younger keeps up.
@@ -219,10 +253,10 @@ func (s *Sender) open(t *topicRoute, q int32) bool {
 // MinInFlightBytes), InFlightPerPartition records and
 // InFlightBytesPerPartition bytes for each partition of the topics produced
 // to since Open, between the minimum and MaxInFlight (MaxInFlightBytes). It runs
-// at Open and on the cursor tick. The window's ring grows with it (at
-// least doubling, so that a window that creeps up does not copy the ring
-// at every tick); the outcomes ring and the events channel are sized for
-// the maximum at Open.
+// at Open and on the cursor tick. The window's ring grows with it, to
+// ringSpan times the window (at least doubling, so that a window that
+// creeps up does not copy the ring at every tick), and OnRing tells the
+// outcomes ring; the events channel is sized for the maximum at Open.
 func (s *Sender) sizeWindow() {
 	// A topic's partitions are its count once metadata gave it (a topic
 	// with PartitionAny records), else those produced to. Counting only
@@ -240,16 +274,27 @@ func (s *Sender) sizeWindow() {
 	if m := s.cfg.MinInFlightBytes; m > 0 {
 		s.maxB = min(s.maxB, max(m, int64(parts)*InFlightBytesPerPartition))
 	}
-	if n := len(s.win.slots); s.maxN > n {
-		s.win.reserve(min(s.cfg.MaxInFlight, max(s.maxN, 2*n)))
+	if n := len(s.win.slots); ringSpan*s.maxN > n {
+		s.win.reserve(min(ringSpan*s.cfg.MaxInFlight, max(ringSpan*s.maxN, 2*n)))
+		if s.cfg.OnRing != nil {
+			s.cfg.OnRing(len(s.win.slots))
+		}
 	}
 }
 
-// initialRing is the window ring's size at Open: the window's minimum
-// when it adapts, else its size.
+// ringSpan: the window's ring holds ringSpan times the records the window
+// may have in flight. The ring spans sequences from the oldest record not
+// yet acknowledged, and with many partitions that one may wait seconds for
+// its partition's turn while records behind it, of other partitions, are
+// acknowledged: a ring only as long as the window would then fill with
+// them and stop the main stream (bench/HISTORY.md, "where the time goes").
+const ringSpan = 2
+
+// initialRing is the window ring's size at Open: ringSpan times the
+// window's minimum when it adapts, else its size.
 func (c Config) initialRing() int {
 	if c.MinInFlight > 0 {
-		return min(c.MinInFlight, c.MaxInFlight)
+		return ringSpan * min(c.MinInFlight, c.MaxInFlight)
 	}
-	return c.MaxInFlight
+	return ringSpan * c.MaxInFlight
 }

@@ -75,11 +75,13 @@ func TestWindowAdaptsToPartitions(t *testing.T) {
 }
 
 // TestAtShareHotPartition: a partition past its share of the window may
-// go on while it keeps up (a delivery and its oldest record in flight
-// within flowingFor) and the window is less than half full, so that a hot
-// key's partition is not held to an equal part; not once it stops
-// delivering, nor past half the window (records or bytes), so that
-// partitions that stall hold at most half the window beyond their shares.
+// go on while it keeps up (flowing, or its oldest record in flight younger
+// than the lag time over keepsUpMargin) and the window is less than half
+// full, so that a hot key's partition is not held to an equal part; not
+// once its oldest record has waited that long (it is then held, busy, well
+// before it lags and goes to a lane), nor once stalled, nor past half the window
+// (records or bytes), so that partitions that stall hold at most half the
+// window beyond their shares.
 func TestAtShareHotPartition(t *testing.T) {
 	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
 	s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing()), mode: normal}
@@ -115,8 +117,12 @@ func TestAtShareHotPartition(t *testing.T) {
 		{"past its share, keeping up, window below half", 499, 10 * time.Millisecond, 5 * time.Millisecond, 0, false},
 		{"keeping up, window half full", 500, 10 * time.Millisecond, 5 * time.Millisecond, 0, true},
 		{"keeping up, half the window's bytes", 200, 10 * time.Millisecond, 5 * time.Millisecond, 1 << 19, true},
-		{"no delivery for a while", 200, 10 * time.Millisecond, time.Second, 0, true},
-		{"oldest record waiting", 200, time.Second, 5 * time.Millisecond, 0, true},
+		{"no delivery for a while, its records fresh", 200, 10 * time.Millisecond, time.Second, 0, false},
+		{"no delivery for a while, its oldest record past the lag time", 200, 2 * deferAfter, time.Second, 0, true},
+		{"oldest record past the lag time", 200, 2 * deferAfter, 5 * time.Millisecond, 0, true},
+		// The lag time is deferAfter here (no waits seen yet).
+		{"no delivery for a while, its oldest record a quarter of the lag time", 200, deferAfter / 4, time.Second, 0, false},
+		{"no delivery for a while, its oldest record three quarters of the lag time", 200, deferAfter * 3 / 4, time.Second, 0, true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -128,6 +134,9 @@ func TestAtShareHotPartition(t *testing.T) {
 			hot.stalled = false
 			if got := s.atShare(hot); got != tc.want {
 				t.Fatalf("atShare = %v with %d in flight; want %v", got, tc.n, tc.want)
+			}
+			if tc.oldest < s.lagAfter() && s.lagging(hot) {
+				t.Fatalf("lagging with its oldest record %v old, inside the lag time %v", tc.oldest, s.lagAfter())
 			}
 		})
 	}
@@ -311,5 +320,64 @@ func TestStuckPartitionsDoNotStretchTheRounds(t *testing.T) {
 			t.Errorf("%d turns of %d served partitions, %d stuck: lagging %v, stalled %v; want %v",
 				tc.turns, inFlight-stuck, stuck, lagging, p.stalled, tc.want)
 		}
+	}
+}
+
+// TestAwaitingItsTurnIsNotAtShare: a partition at its share of the window
+// whose records only await their turn (the others' turns have not yet
+// passed it over) does not hold the main stream back, even with the
+// window more than half full; once passed over, stalled, or with no turn
+// from anyone for the lag time, it is held to its share as before.
+func TestAwaitingItsTurnIsNotAtShare(t *testing.T) {
+	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
+	now := time.Now()
+	const served = 4
+	setup := func(othersTurns int, lastTurnAgo time.Duration) (*Sender, *part) {
+		s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing()), mode: normal}
+		s.sizeWindow()
+		tr := s.rt.topic("a")
+		p := tr.part(0)
+		// p holds 600 records, past its share (100) and past half the
+		// window (500), its oldest waiting a second; nothing it sent
+		// was delivered lately, so it is not flowing either. Its turns
+		// count from its first record in flight: then the others' turns.
+		for i := range 600 {
+			s.pushFlight(p, flight{seq: uint64(i + 1), at: now.Add(-time.Second).UnixNano(), size: 10})
+		}
+		s.win.produced, s.win.bytes = 600, 6000
+		for i := range othersTurns {
+			q := tr.part(int32(1 + i%served))
+			s.now = now.Add(-lastTurnAgo - time.Duration(othersTurns-1-i)*turnGap).UnixNano()
+			s.noteTurn(q)
+		}
+		s.active, s.recent, s.served = 10, 10, served
+		s.rt.now, s.now = now, now.UnixNano()
+		return s, p
+	}
+	cases := []struct {
+		name        string
+		turns       int
+		lastTurnAgo time.Duration
+		stalled     bool
+		want        bool
+	}{
+		{"awaiting its turn: one round of the others'", served, 0, false, false},
+		{"awaiting its turn: passedOverRounds rounds", passedOverRounds * served, 0, false, false},
+		{"passed over", passedOverRounds*served + 1, 0, false, true},
+		{"awaiting its turn but stalled", served, 0, true, true},
+		{"no turn from anyone for the lag time", served, 2 * deferAfter, false, true},
+		{"no turn of the others since its records went out", 0, 0, false, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s, p := setup(tc.turns, tc.lastTurnAgo)
+			p.stalled = tc.stalled
+			if n, _ := s.share(p); p.q.n < n {
+				t.Fatalf("%d in flight is not past the share %d", p.q.n, n)
+			}
+			if got := s.atShare(p); got != tc.want {
+				t.Fatalf("atShare = %v after %d turns of the others; want %v", got, tc.turns, tc.want)
+			}
+		})
 	}
 }
