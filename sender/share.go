@@ -152,14 +152,15 @@ func (s *Sender) countRecent(now time.Time) {
 // broker, whose requests a second are what they are, carries a fraction
 // of what the same partitions would carry with full queues (bench/HISTORY.md,
 // "where the time goes"). A partition that is stuck is passed over after
-// passedOverRounds rounds of the others' turns, and from then on is held
-// to its share and goes to its lane as before.
+// passedOverRounds rounds of the others' turns (or, once nothing else is
+// in flight, gets no turn for lagAfter), and from then on is held to its
+// share and goes to its lane as before.
 //
 // A partition that keeps up (keepsUp) may go past its share while the
-// window is less than half full: with a hot key, one partition takes a large part
-// of the records, and a share of the window per round trip would cap the
-// whole stream at a few times that. What partitions hold past their
-// shares this way is at most half the window.
+// window is less than half full: with a hot key, one partition takes a
+// large part of the records, and a share of the window per round trip
+// would cap the whole stream at a few times that. What partitions hold
+// past their shares this way is at most half the window.
 func (s *Sender) atShare(p *part) bool {
 	if p.q.n == 0 {
 		return false
@@ -291,7 +292,7 @@ func (s *Sender) sizeWindow() {
 const ringSpan = 2
 
 // initialRing is the window ring's size at Open: ringSpan times the
-// window's minimum when it adapts, else its size.
+// window's minimum when it adapts, else ringSpan times its size.
 func (c Config) initialRing() int {
 	if c.MinInFlight > 0 {
 		return ringSpan * min(c.MinInFlight, c.MaxInFlight)
