@@ -42,27 +42,47 @@ func TestNoSuccessOvertakesAnEarlierReport(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			defer c.Close()
-			// The held request's sleep ends with the test, before the
-			// cluster closes: goleak checks for it after the package.
-			stop := make(chan struct{})
-			defer close(stop)
+			// The held request's sleep ends with the test, and the cluster
+			// closes only once the control function is past SleepControl:
+			// kfake's run loop deadlocks (a goroutine goleak reports) if
+			// Close ends a sleep that is being woken.
 			var mu sync.Mutex
 			requests := 0
+			held, closing := false, false // under mu
+			stop := make(chan struct{})
+			woke := make(chan struct{})
+			defer func() {
+				mu.Lock()
+				closing = true
+				wait := held
+				mu.Unlock()
+				close(stop)
+				if wait {
+					select {
+					case <-woke:
+					case <-time.After(30 * time.Second):
+						t.Error("the held request's control function did not wake")
+					}
+				}
+				c.Close()
+			}()
 			c.ControlKey(int16(kmsg.Produce), func(req kmsg.Request) (kmsg.Response, error, bool) {
 				c.KeepControl()
 				mu.Lock()
 				requests++
 				k := requests
+				hold := tc.stall && k == 20 && !closing
+				held = held || hold
 				mu.Unlock()
 				if tc.stall {
-					if k == 20 {
+					if hold {
 						c.SleepControl(func() {
 							select {
 							case <-time.After(4 * time.Second):
 							case <-stop:
 							}
 						})
+						close(woke)
 					}
 					return nil, nil, false
 				}
