@@ -108,12 +108,12 @@ type Config struct {
 	// recovery could not read; never sent), on the sender goroutine.
 	OnHole func(seq uint64)
 	// OnRing, if set, is called on the sender goroutine with the size of
-	// the window's ring whenever it grows (from InitialRing: it grows
-	// with the partitions produced to, up to twice MaxInFlight). The window
-	// produces a record only once the one a ring's length before it has
-	// left the window (reported, skipped, or handed to a lane), so a ring
-	// of outcomes indexed by sequence and this long keeps the outcomes of
-	// the last ring's length of records but for those of lanes.
+	// the window's ring whenever it grows (from InitialRing: it grows with
+	// the partitions produced to, up to ringSpan times MaxInFlight). The
+	// window produces a record only once the one a ring's length before it
+	// has left the window (reported, skipped, or handed to a lane), so a
+	// ring of outcomes indexed by sequence and this long keeps the
+	// outcomes of the last ring's length of records but for those of lanes.
 	OnRing func(n int)
 	// ObserveDelivery, if set, is called on the sender goroutine with the
 	// time from each delivered record's timestamp to its delivery report

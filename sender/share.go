@@ -191,7 +191,7 @@ func (s *Sender) keepsUp(p *part) bool {
 // Were it allowed to grow until that record reached lagAfter, it would
 // reach it at its very next record and go to its lane, which reads the
 // WAL back for its records only to hand them to the same librdkafka queue
-// (a hot key's run fell to a tenth, bench/HISTORY.md). Stopping at a
+// (bench/HISTORY.md, "head-of-line blocking removed"). Stopping at a
 // fraction of lagAfter leaves its turns time to bring it back.
 const keepsUpMargin = 2
 
