@@ -163,3 +163,46 @@ func TestWindowReserve(t *testing.T) {
 		t.Fatal("6 was delivered before the rewind: it must be skipped")
 	}
 }
+
+// TestLaneAcksOldestFirst: a lane acknowledged oldest first drops each
+// record from the front without moving the ones behind it (a copy per
+// acknowledgement made a busy lane's deliveries quadratic), keeps what it
+// owns in order and its counters right, and its array stays bounded by a
+// small multiple of what it owns however many records pass through.
+func TestLaneAcksOldestFirst(t *testing.T) {
+	const held = 1000
+	l := &lane{}
+	next := uint64(1)
+	for range held {
+		l.own(owned{seq: next, size: 10, state: inFlight})
+		next++
+	}
+	for seq := uint64(1); seq <= 50*held; seq++ {
+		second := &l.owned[1]
+		if _, ok := l.resolve(seq, true); !ok {
+			t.Fatalf("resolve %d: not owned in flight", seq)
+		}
+		if &l.owned[0] != second {
+			t.Fatalf("after acknowledging %d the records behind it moved", seq)
+		}
+		if l.owned[0].seq != seq+1 || l.need() != seq+1 {
+			t.Fatalf("after acknowledging %d: front %d, need %d", seq, l.owned[0].seq, l.need())
+		}
+		l.own(owned{seq: next, size: 10, state: inFlight})
+		next++
+		if len(l.owned) != held || l.flightN != held || l.flightB != 10*held {
+			t.Fatalf("after acknowledging %d: %d owned, %d (%d bytes) in flight; want %d", seq, len(l.owned), l.flightN, l.flightB, held)
+		}
+		if c := cap(l.owned); c > 4*held {
+			t.Fatalf("owned's array grew to %d for %d records", c, held)
+		}
+	}
+	// Out of order: the front stays until it is acknowledged.
+	front := l.owned[0].seq
+	if _, ok := l.resolve(front+1, true); !ok || l.owned[0].seq != front || l.need() != front {
+		t.Fatalf("acknowledging %d before %d dropped the front: need %d", front+1, front, l.need())
+	}
+	if _, ok := l.resolve(front, true); !ok || l.owned[0].seq != front+2 {
+		t.Fatalf("acknowledging %d then %d: front %d, want %d", front+1, front, l.owned[0].seq, front+2)
+	}
+}

@@ -164,15 +164,19 @@ func (l *lane) resolve(seq uint64, ok bool) (int32, bool) {
 	return o.size, true
 }
 
-// trim drops acknowledged records from the front.
+// trim drops acknowledged records from the front. It reslices rather
+// than moving the rest down: a lane of a busy partition owns as many
+// records as the window lets it have in flight, and its acknowledgements
+// come oldest first, so a copy per acknowledgement made a lane's
+// deliveries quadratic in its records in flight (bench/HISTORY.md, "A
+// lane's acknowledgements"). append reallocates once the slice reaches
+// the end of its array, copying only the records still owned.
 func (l *lane) trim() {
 	n := 0
 	for n < len(l.owned) && l.owned[n].state == done {
 		n++
 	}
-	if n > 0 {
-		l.owned = slices.Delete(l.owned, 0, n)
-	}
+	l.owned = l.owned[n:]
 }
 
 // need returns the lowest sequence of its own the lane has not seen
