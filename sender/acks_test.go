@@ -206,3 +206,63 @@ func TestLaneAcksOldestFirst(t *testing.T) {
 		t.Fatalf("acknowledging %d then %d: front %d, want %d", front+1, front, l.owned[0].seq, front+2)
 	}
 }
+
+// TestDeferPartTakesOverFlights: a partition handed to a lane brings the
+// lane every record of it in flight, from the window and from the
+// topic's keyless lane, in whatever order they were produced: the lane
+// owns them in sequence order with its counters right, the keyless lane
+// and the window give them up, and each flight names its new owner.
+func TestDeferPartTakesOverFlights(t *testing.T) {
+	const n = 3000
+	s := &Sender{rt: newRouter(consistent, 0), win: newWindow(1, 2*n), mode: normal, positional: true}
+	tr := s.rt.topic("t")
+	tr.count = 4
+	p := tr.part(0)
+	k := s.keylessLane(tr)
+	// Odd sequences are the keyless lane's (the window passes over them),
+	// even ones the window's; the window's are produced first, so the
+	// partition's flights are out of sequence order.
+	for seq := uint64(1); seq <= n; seq++ {
+		if seq%2 == 1 {
+			s.win.skip()
+			continue
+		}
+		s.win.addTo(seq, 10, int64(seq), p)
+		s.pushFlight(p, flight{seq: seq, size: 10})
+	}
+	for seq := uint64(1); seq <= n; seq += 2 {
+		k.own(owned{seq: seq, ts: int64(seq), size: 7, state: inFlight})
+		s.laneFlightN++
+		s.laneFlightB += 7
+		s.pushFlight(p, flight{seq: seq, size: 7, lane: k})
+	}
+	// One record of the keyless lane not in flight stays with it.
+	k.own(owned{seq: n + 1, size: 7, state: free})
+
+	l := s.deferPart(p)
+	if l == nil || l == k || p.lane != l {
+		t.Fatalf("deferPart returned %p (keyless %p, partition's %p)", l, k, p.lane)
+	}
+	if len(l.owned) != n || l.flightN != n || l.flightB != n/2*10+n/2*7 {
+		t.Fatalf("the lane owns %d records, %d (%d bytes) in flight; want %d, %d bytes", len(l.owned), l.flightN, l.flightB, n, n/2*10+n/2*7)
+	}
+	for i, o := range l.owned {
+		if o.seq != uint64(i+1) || o.state != inFlight || o.ts != int64(o.seq) {
+			t.Fatalf("owned[%d] = %+v; want seq %d in flight, ts %d", i, o, i+1, i+1)
+		}
+	}
+	if len(k.owned) != 1 || k.owned[0].seq != n+1 || k.owned[0].state != free || k.flightN != 0 || k.flightB != 0 {
+		t.Fatalf("keyless lane kept %+v, %d (%d bytes) in flight; want only record %d, free", k.owned, k.flightN, k.flightB, n+1)
+	}
+	if s.win.produced != 0 || s.win.bytes != 0 || s.win.low != n+1 {
+		t.Fatalf("window: %d produced (%d bytes), low %d; want none, low %d", s.win.produced, s.win.bytes, s.win.low, n+1)
+	}
+	if s.laneFlightN != n || s.laneFlightB != int64(n/2*10+n/2*7) {
+		t.Fatalf("lanes in flight %d (%d bytes); want %d", s.laneFlightN, s.laneFlightB, n)
+	}
+	for i := 0; i < p.q.n; i++ {
+		if f := p.q.at(i); f.lane != l {
+			t.Fatalf("flight %d (seq %d) owned by %p, want the partition's lane %p", i, f.seq, f.lane, l)
+		}
+	}
+}

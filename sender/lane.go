@@ -1,6 +1,7 @@
 package sender
 
 import (
+	"cmp"
 	"math"
 	"slices"
 	"time"
@@ -113,17 +114,37 @@ func (l *lane) own(o owned) {
 	}
 }
 
-// disown gives up seq, in flight, to another lane.
-func (l *lane) disown(seq uint64) (owned, bool) {
-	i := l.find(seq)
-	if i < 0 || l.owned[i].state != inFlight {
-		return owned{}, false
+// adopt takes records in flight from the window and other lanes
+// (deferPart), in any order: one merge into owned, where own would move
+// the records behind each one it inserts.
+func (l *lane) adopt(os []owned) {
+	if len(os) == 0 {
+		return
 	}
-	o := l.owned[i]
-	l.owned = slices.Delete(l.owned, i, i+1)
-	l.flightN--
-	l.flightB -= int64(o.size)
-	return o, true
+	slices.SortFunc(os, func(a, b owned) int { return cmp.Compare(a.seq, b.seq) })
+	merged := make([]owned, 0, len(l.owned)+len(os))
+	i, j := 0, 0
+	for i < len(l.owned) || j < len(os) {
+		if j == len(os) || (i < len(l.owned) && l.owned[i].seq < os[j].seq) {
+			merged = append(merged, l.owned[i])
+			i++
+			continue
+		}
+		merged = append(merged, os[j])
+		l.flightN++
+		l.flightB += int64(os[j].size)
+		j++
+	}
+	l.owned = merged
+}
+
+// moving marks, within deferPart only, a lane's record in flight that
+// another lane takes over; dropMoving then removes them all at once.
+const moving slotState = 255
+
+// dropMoving removes the records marked moving.
+func (l *lane) dropMoving() {
+	l.owned = slices.DeleteFunc(l.owned, func(o owned) bool { return o.state == moving })
 }
 
 // take is the main stream handing the lane a record of its own.
@@ -256,29 +277,46 @@ func (s *Sender) deferPart(p *part) *lane {
 	}
 	s.activate(l)
 	s.adoptSolo(p, l)
+	// The records move in one pass: taken one at a time out of another
+	// lane's owned, or inserted one at a time into l's, each would move
+	// the records behind it, and both lanes may hold as many records as
+	// the window.
+	var moved []owned
+	var from []*lane
 	for i := 0; i < p.q.n; i++ {
 		f := p.q.at(i)
 		if f.lane == l {
 			continue
 		}
-		var o owned
 		if f.lane == nil {
 			size, ts, ok := s.win.handOver(f.seq)
 			if !ok {
 				continue // not in the window: cannot be
 			}
-			o = owned{seq: f.seq, ts: ts, size: size, state: inFlight}
+			moved = append(moved, owned{seq: f.seq, ts: ts, size: size, state: inFlight})
 			s.laneFlightN++
 			s.laneFlightB += int64(size)
 		} else {
-			var ok bool
-			if o, ok = f.lane.disown(f.seq); !ok {
+			src := f.lane
+			j := src.find(f.seq)
+			if j < 0 || src.owned[j].state != inFlight {
 				continue
 			}
-			s.maybeDropLane(f.lane)
+			o := &src.owned[j]
+			moved = append(moved, *o)
+			o.state = moving
+			src.flightN--
+			src.flightB -= int64(o.size)
+			if !slices.Contains(from, src) {
+				from = append(from, src)
+			}
 		}
 		f.lane = l
-		l.own(o)
+	}
+	l.adopt(moved)
+	for _, src := range from {
+		src.dropMoving()
+		s.maybeDropLane(src)
 	}
 	if s.tx != nil {
 		s.txnHandOverSent(p, l)
