@@ -115,27 +115,15 @@ func (l *lane) own(o owned) {
 }
 
 // adopt takes records in flight from the window and other lanes
-// (deferPart), in any order: one merge into owned, where own would move
-// the records behind each one it inserts.
+// (deferPart), in any order, with one sort where own would move the
+// records behind each one it inserts.
 func (l *lane) adopt(os []owned) {
-	if len(os) == 0 {
-		return
-	}
-	slices.SortFunc(os, func(a, b owned) int { return cmp.Compare(a.seq, b.seq) })
-	merged := make([]owned, 0, len(l.owned)+len(os))
-	i, j := 0, 0
-	for i < len(l.owned) || j < len(os) {
-		if j == len(os) || (i < len(l.owned) && l.owned[i].seq < os[j].seq) {
-			merged = append(merged, l.owned[i])
-			i++
-			continue
-		}
-		merged = append(merged, os[j])
+	for _, o := range os {
 		l.flightN++
-		l.flightB += int64(os[j].size)
-		j++
+		l.flightB += int64(o.size)
 	}
-	l.owned = merged
+	l.owned = append(l.owned, os...)
+	slices.SortFunc(l.owned, func(a, b owned) int { return cmp.Compare(a.seq, b.seq) })
 }
 
 // moving marks, within deferPart only, a lane's record in flight that
