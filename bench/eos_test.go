@@ -95,109 +95,159 @@ func benchKafkawalEOS(b *testing.B, cfg kafkawal.Config, topic string, valueSize
 
 // benchPlainTxn produces b.N records with a transactional confluent-kafka-go
 // producer configured as kafkawal's sender would be (plainConfig plus a
-// transactional.id), one transaction per DefaultCommitInterval: the
-// appenders produce while a transaction is open; one goroutine commits it
-// when its interval is over, holding the appenders back meanwhile (nothing
-// can be produced during CommitTransaction), as kafkawal's sender does.
+// transactional.id), one transaction per DefaultCommitInterval (see
+// plainTxn), from the shape's appenders.
 func benchPlainTxn(b *testing.B, bootstrap, topic string, valueSize int, s shape) float64 {
-	cfg := plainConfig(b, bootstrap, kafka.ConfigMap{"transactional.id": fmt.Sprintf("bench-plain-%d-%d", time.Now().UnixNano(), topicSeq.Add(1))})
-	pl := newPlain(b, cfg, nil)
-	defer pl.close()
-	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
-	defer cancel()
-	if err := pl.p.InitTransactions(ctx); err != nil {
-		b.Fatalf("InitTransactions: %v", err)
-	}
+	pt := newPlainTxn(b, bootstrap)
+	defer pt.close()
 	v := value(valueSize)
-	commit := func() (time.Duration, error) {
-		t := time.Now()
-		err := pl.p.CommitTransaction(ctx)
-		return time.Since(t), err
-	}
 	// Warm up with one committed record.
-	if err := pl.p.BeginTransaction(); err != nil {
+	if err := pt.warm(message(&topic, v, nil)); err != nil {
 		b.Fatal(err)
-	}
-	if err := pl.produce(message(&topic, v, nil)); err != nil {
-		b.Fatalf("warm-up produce: %v", err)
-	}
-	if _, err := commit(); err != nil {
-		b.Fatalf("warm-up commit: %v", err)
 	}
 	vals := make([][]byte, s.batch)
 	for i := range vals {
 		vals[i] = v
 	}
-
-	// gate: appenders produce only while a transaction is open (read
-	// lock); the committer takes the write lock to commit and begin.
-	var gate sync.RWMutex
-	var lat []int64
-	var failed atomic.Value
-	stop := make(chan struct{})
-	committed := make(chan struct{})
-	if err := pl.p.BeginTransaction(); err != nil {
-		b.Fatal(err)
-	}
 	b.ResetTimer()
 	cpu := cpuWithBroker(b)
+	pt.start()
+	err := drive(s, int64(b.N), vals, func(vals [][]byte) error {
+		return pt.hold(func() error {
+			for _, v := range vals {
+				if err := pt.pl.produce(message(&topic, v, nil)); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	err = pt.finish(err)
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("produce and commit %d records: %v", b.N, err)
+	}
+	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
+	pt.report(b)
+	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
+}
+
+// plainTxn is a plain transactional producer and the goroutine that
+// commits its transaction every DefaultCommitInterval: the producers
+// produce while a transaction is open (hold); the committer holds them
+// back to commit and begin the next (nothing can be produced during
+// CommitTransaction), as kafkawal's sender does.
+type plainTxn struct {
+	pl  *plain
+	ctx context.Context
+	// gate: a read lock to produce, the write lock to commit and begin.
+	gate      sync.RWMutex
+	lat       []int64
+	failed    atomic.Value
+	stop      chan struct{}
+	committed chan struct{}
+	cancel    context.CancelFunc
+}
+
+func newPlainTxn(b *testing.B, bootstrap string) *plainTxn {
+	cfg := plainConfig(b, bootstrap, kafka.ConfigMap{"transactional.id": fmt.Sprintf("bench-plain-%d-%d", time.Now().UnixNano(), topicSeq.Add(1))})
+	pt := &plainTxn{pl: newPlain(b, cfg, nil), stop: make(chan struct{}), committed: make(chan struct{})}
+	pt.ctx, pt.cancel = context.WithTimeout(context.Background(), e2eTimeout)
+	if err := pt.pl.p.InitTransactions(pt.ctx); err != nil {
+		pt.close()
+		b.Fatalf("InitTransactions: %v", err)
+	}
+	return pt
+}
+
+func (pt *plainTxn) close() {
+	pt.cancel()
+	pt.pl.close()
+}
+
+func (pt *plainTxn) commit() (time.Duration, error) {
+	t := time.Now()
+	err := pt.pl.p.CommitTransaction(pt.ctx)
+	return time.Since(t), err
+}
+
+// warm commits a transaction of the given records, then begins the one
+// the run produces into.
+func (pt *plainTxn) warm(ms ...*kafka.Message) error {
+	if err := pt.pl.p.BeginTransaction(); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := pt.pl.produce(m); err != nil {
+			return fmt.Errorf("warm-up produce: %w", err)
+		}
+	}
+	if _, err := pt.commit(); err != nil {
+		return fmt.Errorf("warm-up commit: %w", err)
+	}
+	return pt.pl.p.BeginTransaction()
+}
+
+// start starts the committer.
+func (pt *plainTxn) start() {
 	go func() {
-		defer close(committed)
+		defer close(pt.committed)
 		tick := time.NewTicker(sender.DefaultCommitInterval)
 		defer tick.Stop()
 		for {
 			final := false
 			select {
 			case <-tick.C:
-			case <-stop:
+			case <-pt.stop:
 				final = true
 			}
-			gate.Lock()
-			d, err := commit()
+			pt.gate.Lock()
+			d, err := pt.commit()
 			if err == nil && !final {
-				err = pl.p.BeginTransaction()
+				err = pt.pl.p.BeginTransaction()
 			}
-			gate.Unlock()
+			pt.gate.Unlock()
 			if err != nil {
-				failed.Store(err)
+				pt.failed.Store(err)
 				return
 			}
-			lat = append(lat, d.Nanoseconds())
+			pt.lat = append(pt.lat, d.Nanoseconds())
 			if final {
 				return
 			}
 		}
 	}()
-	err := drive(s, int64(b.N), vals, func(vals [][]byte) error {
-		gate.RLock()
-		defer gate.RUnlock()
-		for _, v := range vals {
-			if err := pl.produce(message(&topic, v, nil)); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	close(stop)
-	<-committed
+}
+
+// hold runs produce while the transaction is open.
+func (pt *plainTxn) hold(produce func() error) error {
+	pt.gate.RLock()
+	defer pt.gate.RUnlock()
+	return produce()
+}
+
+// finish commits the last transaction and waits for every delivery
+// report; it returns err, or the first error of its own.
+func (pt *plainTxn) finish(err error) error {
+	close(pt.stop)
+	<-pt.committed
 	if err == nil {
-		if f := failed.Load(); f != nil {
+		if f := pt.failed.Load(); f != nil {
 			err = f.(error)
 		}
 	}
 	if err == nil {
-		err = pl.wait(ctx)
+		err = pt.pl.wait(pt.ctx)
 	}
-	b.StopTimer()
-	if err != nil {
-		b.Fatalf("produce and commit %d records: %v", b.N, err)
-	}
-	reportCPU(b, cpuWithBroker(b)-cpu, int64(b.N))
-	slices.Sort(lat)
-	b.ReportMetric(float64(percentile(lat, 0.5))/1e6, "commit-p50-ms")
-	b.ReportMetric(float64(percentile(lat, 0.99))/1e6, "commit-p99-ms")
-	b.ReportMetric(float64(len(lat)), "commits")
-	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
+	return err
+}
+
+// report reports the commits' latency and number (after finish).
+func (pt *plainTxn) report(b *testing.B) {
+	slices.Sort(pt.lat)
+	b.ReportMetric(float64(percentile(pt.lat, 0.5))/1e6, "commit-p50-ms")
+	b.ReportMetric(float64(percentile(pt.lat, 0.99))/1e6, "commit-p99-ms")
+	b.ReportMetric(float64(len(pt.lat)), "commits")
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -52,7 +52,7 @@ func BenchmarkPartitions(b *testing.B) {
 		})
 		b.Run(sh.name+"/kafkawal", func(b *testing.B) {
 			topics := newTopics(b, br, sh.topics, sh.partitions)
-			rps := benchKafkawalPartitions(b, br.Bootstrap(), topics, valueSize, sh.hot)
+			rps := benchKafkawalPartitions(b, partitionsConfig(b, br.Bootstrap()), topics, valueSize, sh.hot)
 			reportRatio(b, key+"/plain", rps, "x_plain")
 			peers.Lock()
 			plain, ok := peers.m[key+"/plain"]
@@ -105,8 +105,13 @@ func partitionKey(j, hot int) []byte {
 	return partitionKeys[j%len(partitionKeys)]
 }
 
-func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, valueSize, hot int) float64 {
-	p := openProducer(b, kafkawal.Config{Dir: b.TempDir(), Kafka: kafka.ConfigMap{"bootstrap.servers": bootstrap}})
+// partitionsConfig is kafkawal's default Config, as a new user tries it.
+func partitionsConfig(b *testing.B, bootstrap string) kafkawal.Config {
+	return kafkawal.Config{Dir: b.TempDir(), Kafka: kafka.ConfigMap{"bootstrap.servers": bootstrap}}
+}
+
+func benchKafkawalPartitions(b *testing.B, cfg kafkawal.Config, topics []string, valueSize, hot int) float64 {
+	p := openProducer(b, cfg)
 	defer closeProducer(p, time.Minute)
 	ctx, cancel := context.WithTimeout(context.Background(), e2eTimeout)
 	defer cancel()
@@ -144,7 +149,14 @@ func benchKafkawalPartitions(b *testing.B, bootstrap string, topics []string, va
 	reportCPUSplit(b, cpu, int64(b.N))
 	// Partitions handed to a lane read their records back from the WAL:
 	// a run that defers many says why it was slow.
-	b.ReportMetric(float64(p.Stats().PartitionsDeferred), "deferred")
+	st := p.Stats()
+	b.ReportMetric(float64(st.PartitionsDeferred), "deferred")
+	if cfg.Delivery == kafkawal.ExactlyOnce {
+		if st.DeadLettered > 0 || st.Fenced {
+			b.Fatalf("stats: %+v", st)
+		}
+		b.ReportMetric(float64(st.Transactions), "commits")
+	}
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }
 
@@ -181,5 +193,91 @@ func benchPlainPartitions(b *testing.B, bootstrap string, topics []string, value
 		b.Fatalf("produce and deliver %d records: %v", b.N, err)
 	}
 	reportCPUSplit(b, cpu, int64(b.N))
+	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
+}
+
+// BenchmarkPartitionsExactlyOnce: BenchmarkPartitions' shapes and records
+// under Delivery ExactlyOnce, beside kafkawal at-least-once (the same
+// side as BenchmarkPartitions' kafkawal) and a plain transactional
+// confluent-kafka-go producer committing every DefaultCommitInterval, as
+// BenchmarkExactlyOnce's plain-txn does. A transaction spans every
+// partition produced to in its interval, and its commit writes a marker
+// to each of them: the shapes measure what that costs both transactional
+// sides. x_alo and x_plain_txn are kafkawal exactly-once's records/s over
+// the other two sides'; x_plain_txn_of_4 is x_plain_txn over its value at
+// topics=1/partitions=4 in the same process.
+func BenchmarkPartitionsExactlyOnce(b *testing.B) {
+	br := directBroker.get(b)
+	const valueSize = 100
+	for _, sh := range partitionShapes {
+		key := "partitions-eos/" + sh.name
+		b.Run(sh.name+"/kafkawal-AtLeastOnce", func(b *testing.B) {
+			topics := newTopics(b, br, sh.topics, sh.partitions)
+			recordPeer(b, key+"/alo", benchKafkawalPartitions(b, partitionsConfig(b, br.Bootstrap()), topics, valueSize, sh.hot))
+		})
+		b.Run(sh.name+"/plain-txn", func(b *testing.B) {
+			topics := newTopics(b, br, sh.topics, sh.partitions)
+			recordPeer(b, key+"/plain-txn", benchPlainTxnPartitions(b, br.Bootstrap(), topics, valueSize, sh.hot))
+		})
+		b.Run(sh.name+"/kafkawal-ExactlyOnce", func(b *testing.B) {
+			topics := newTopics(b, br, sh.topics, sh.partitions)
+			cfg := partitionsConfig(b, br.Bootstrap())
+			cfg.Delivery = kafkawal.ExactlyOnce
+			cfg.TransactionalID = fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), topicSeq.Add(1))
+			rps := benchKafkawalPartitions(b, cfg, topics, valueSize, sh.hot)
+			reportRatio(b, key+"/alo", rps, "x_alo")
+			reportRatio(b, key+"/plain-txn", rps, "x_plain_txn")
+			peers.Lock()
+			plain, ok := peers.m[key+"/plain-txn"]
+			peers.Unlock()
+			if ok && plain.v > 0 {
+				x := rps / plain.v
+				recordPeer(b, key+"/x_plain_txn", x)
+				reportRatio(b, "partitions-eos/"+partitionShapes[0].name+"/x_plain_txn", x, "x_plain_txn_of_4")
+			}
+		})
+	}
+}
+
+// benchPlainTxnPartitions is benchPlainPartitions with a plainTxn: the
+// same records, from one goroutine, in transactions of
+// DefaultCommitInterval (held back a thousand records at a time).
+func benchPlainTxnPartitions(b *testing.B, bootstrap string, topics []string, valueSize, hot int) float64 {
+	pt := newPlainTxn(b, bootstrap)
+	defer pt.close()
+	v := value(valueSize)
+	keyed := func(topic *string, key []byte) *kafka.Message {
+		m := message(topic, v, nil)
+		m.Key = key
+		return m
+	}
+	warm := make([]*kafka.Message, len(topics))
+	for i := range topics {
+		warm[i] = keyed(&topics[i], partitionKeys[i])
+	}
+	if err := pt.warm(warm...); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	cpu := cpuSplitNow(b)
+	pt.start()
+	var err error
+	for n := 0; n < b.N && err == nil; n += 1000 {
+		err = pt.hold(func() error {
+			for j := n; j < min(n+1000, b.N); j++ {
+				if err := pt.pl.produce(keyed(&topics[j%len(topics)], partitionKey(j, hot))); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	err = pt.finish(err)
+	b.StopTimer()
+	if err != nil {
+		b.Fatalf("produce and commit %d records: %v", b.N, err)
+	}
+	reportCPUSplit(b, cpu, int64(b.N))
+	pt.report(b)
 	return reportRate(b, int64(b.N), valueSize, b.Elapsed())
 }

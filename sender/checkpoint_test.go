@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kafkawal/kafkawal/wal"
 )
 
 func sampleCheckpoint() Checkpoint {
@@ -144,4 +146,38 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 			t.Fatalf("decode then encode changed the bytes:\n%x\n%x", b, re)
 		}
 	})
+}
+
+// TestFingerprintOfARecordInHand: the commit's fingerprint of the record
+// the main stream passed last (or is at) comes from the read-ahead, not
+// from the WAL (this Sender has none: a read would panic), and equals the
+// fingerprint of the record itself; a hole's is 0.
+func TestFingerprintOfARecordInHand(t *testing.T) {
+	ts := time.Unix(1700000000, 0)
+	ents := []wal.Entry{
+		{Seq: 5, Record: wal.Record{Topic: "t", Partition: 1, Key: []byte("k5"), Value: []byte("v5"), Timestamp: ts}},
+		{Seq: 6, Record: wal.Record{Topic: "t", Partition: 2, Key: []byte("k6"), Value: []byte("v6"), Timestamp: ts}},
+		{Seq: 7, Hole: true},
+		{Seq: 8, Record: wal.Record{Topic: "u", Partition: 0, Value: []byte("v8"), Timestamp: ts}},
+	}
+	s := &Sender{win: newWindow(7, 16), pending: ents, pfNext: 9}
+	if e := s.peek(); e == nil || e.Seq != 7 {
+		t.Fatalf("peek = %+v; want the entry at 7", e)
+	}
+	if got, want := s.fingerprintAt(6), fingerprint(&ents[1].Record); got != want || got == 0 {
+		t.Fatalf("fingerprint of 6, passed last = %d; want %d", got, want)
+	}
+	if got := s.fingerprintAt(7); got != 0 {
+		t.Fatalf("fingerprint of the hole at 7 = %d; want 0", got)
+	}
+	s.win.skip()
+	if e := s.peek(); e == nil || e.Seq != 8 {
+		t.Fatalf("peek = %+v; want the entry at 8", e)
+	}
+	if got, want := s.fingerprintAt(8), fingerprint(&ents[3].Record); got != want || got == 0 {
+		t.Fatalf("fingerprint of 8, the one the stream is at = %d; want %d", got, want)
+	}
+	if s.inHand(6) != nil || s.inHand(5) != nil {
+		t.Fatal("records passed before the last are not in hand: their memory is not tracked")
+	}
 }

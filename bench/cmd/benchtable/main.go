@@ -163,20 +163,22 @@ func unitRank(u string) int {
 
 // titles say what each benchmark compares; README.md says more.
 var titles = map[string]string{
-	"BenchmarkDurableAppend":      "Durable append (sender idle): kafkawal vs the raw disk and bbolt (OTel Collector queue)",
-	"BenchmarkEndToEnd":           "End to end, append → delivery report: kafkawal vs plain confluent-kafka-go",
-	"BenchmarkPartitions":         "Many partitions: end to end with the records spread over 4 or 1,000 partitions (one with a hot key)",
-	"BenchmarkLatency":            "Latency at a fixed offered load (open loop), SyncAlways vs plain",
-	"BenchmarkReplay":             "Replay after a restart with a backlog vs a plain producer sending the same records",
-	"BenchmarkOutageMemory":       "Memory while a backlog builds behind a blackholed broker (one child process per side)",
-	"BenchmarkWriteAmplification": "Write amplification with delivery and truncation running",
+	"BenchmarkDurableAppend":         "Durable append (sender idle): kafkawal vs the raw disk and bbolt (OTel Collector queue)",
+	"BenchmarkEndToEnd":              "End to end, append → delivery report: kafkawal vs plain confluent-kafka-go",
+	"BenchmarkPartitions":            "Many partitions: end to end with the records spread over 4 or 1,000 partitions (one with a hot key)",
+	"BenchmarkPartitionsExactlyOnce": "Many partitions under exactly-once: the same records, kafkawal ExactlyOnce vs at-least-once and a plain transactional producer",
+	"BenchmarkExactlyOnce":           "Exactly-once, append → committed: kafkawal ExactlyOnce vs at-least-once and a plain transactional producer",
+	"BenchmarkLatency":               "Latency at a fixed offered load (open loop), SyncAlways vs plain",
+	"BenchmarkReplay":                "Replay after a restart with a backlog vs a plain producer sending the same records",
+	"BenchmarkOutageMemory":          "Memory while a backlog builds behind a blackholed broker (one child process per side)",
+	"BenchmarkWriteAmplification":    "Write amplification with delivery and truncation running",
 }
 
 // order is the order of the tables, whatever the order of the runs
 // (bench/table.sh runs EndToEnd last, in a go test of its own).
 var order = []string{
-	"BenchmarkDurableAppend", "BenchmarkEndToEnd", "BenchmarkPartitions", "BenchmarkLatency",
-	"BenchmarkOutageMemory", "BenchmarkReplay", "BenchmarkWriteAmplification",
+	"BenchmarkDurableAppend", "BenchmarkEndToEnd", "BenchmarkPartitions", "BenchmarkPartitionsExactlyOnce",
+	"BenchmarkExactlyOnce", "BenchmarkLatency", "BenchmarkOutageMemory", "BenchmarkReplay", "BenchmarkWriteAmplification",
 }
 
 func render(w io.Writer, res *results) {
