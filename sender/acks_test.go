@@ -3,6 +3,9 @@ package sender
 import (
 	"math/rand"
 	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestWindowWatermarkOutOfOrder(t *testing.T) {
@@ -264,5 +267,52 @@ func TestDeferPartTakesOverFlights(t *testing.T) {
 		if f := p.q.at(i); f.lane != l {
 			t.Fatalf("flight %d (seq %d) owned by %p, want the partition's lane %p", i, f.seq, f.lane, l)
 		}
+	}
+}
+
+// TestStalledCountFollowsTheMarks: the count that lets an exactly-once
+// commit skip its walk over every partition (txnStalledInFlight) rises
+// when checkStalls marks a partition and falls when it recovers, and the
+// walk still finds a stalled partition's records in flight.
+func TestStalledCountFollowsTheMarks(t *testing.T) {
+	c := Config{MaxInFlight: 1000, MaxInFlightBytes: 1 << 20}.withDefaults()
+	lg := zerolog.Nop()
+	s := &Sender{cfg: c, rt: newRouter(consistent, 0), win: newWindow(1, c.initialRing()), mode: normal, lg: &lg,
+		tx: &txnState{probes: map[*part]*probe{}}}
+	tr := s.rt.topic("t")
+	tr.count = 100
+	old := time.Now().Add(-c.PartitionStallTimeout - time.Second).UnixNano()
+	for q := range int32(100) {
+		p := tr.part(q)
+		at := time.Now().UnixNano()
+		if q == 42 {
+			at = old // waited past PartitionStallTimeout, nothing delivered since
+		}
+		seq := uint64(q) + 1
+		s.win.addTo(seq, 10, at, p)
+		s.pushFlight(p, flight{seq: seq, size: 10, at: at})
+		p.acked = at
+	}
+	if s.txnStalledInFlight(time.Now()) {
+		t.Fatal("before checkStalls: a stalled partition reported, none is marked")
+	}
+	s.checkStalls()
+	p := tr.part(42)
+	if !p.stalled || s.stalledN != 1 {
+		t.Fatalf("after checkStalls: partition 42 stalled %v, count %d; want true, 1", p.stalled, s.stalledN)
+	}
+	if !s.txnStalledInFlight(time.Now()) {
+		t.Fatal("a stalled partition with records in flight not found")
+	}
+	s.checkStalls()
+	if s.stalledN != 1 {
+		t.Fatalf("a second checkStalls: count %d; want 1 (already marked)", s.stalledN)
+	}
+	s.recovered(p)
+	if p.stalled || s.stalledN != 0 {
+		t.Fatalf("after recovered: stalled %v, count %d; want false, 0", p.stalled, s.stalledN)
+	}
+	if s.txnStalledInFlight(time.Now()) {
+		t.Fatal("after recovered: a stalled partition reported")
 	}
 }

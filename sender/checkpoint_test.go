@@ -180,4 +180,19 @@ func TestFingerprintOfARecordInHand(t *testing.T) {
 	if s.inHand(6) != nil || s.inHand(5) != nil {
 		t.Fatal("records passed before the last are not in hand: their memory is not tracked")
 	}
+	// The stream moves past 8 and on to the next chunk: the old one goes
+	// back to the prefetcher, 8's fingerprint stays.
+	s.tx = &txnState{}
+	s.win.addTo(8, 10, 0, nil)
+	next := []wal.Entry{{Seq: 9, Record: wal.Record{Topic: "u", Value: []byte("v9"), Timestamp: ts}}}
+	s.pending = s.pending[1:]
+	s.passed = &ents[3]
+	s.pfGen = 1
+	s.take(readBatch{gen: 1, chunk: chunk{ents: next}})
+	if s.passed != nil || s.inHand(8) != nil {
+		t.Fatal("a record of the recycled chunk is still in hand")
+	}
+	if got, want := s.fingerprintAt(8), fingerprint(&ents[3].Record); got != want {
+		t.Fatalf("fingerprint of 8, passed in the chunk before = %d; want %d", got, want)
+	}
 }

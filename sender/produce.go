@@ -153,6 +153,7 @@ func (s *Sender) peek() *wal.Entry {
 	next := s.win.next
 	for {
 		for len(s.pending) > 0 && s.pending[0].Seq < next {
+			s.passed = &s.pending[0]
 			s.pending = s.pending[1:]
 		}
 		if len(s.pending) > 0 {
@@ -192,6 +193,10 @@ func (s *Sender) take(b readBatch) {
 		s.retryLater()
 		return
 	}
+	if s.passed != nil && s.tx != nil {
+		s.passedFP.seq, s.passedFP.fp = s.passed.Seq, fingerprintOf(s.passed)
+	}
+	s.passed = nil
 	s.pf.recycle(s.cur)
 	s.cur, s.pending = b.chunk, b.ents
 	s.pfNext = b.ents[len(b.ents)-1].Seq + 1

@@ -41,12 +41,24 @@ type Sender struct {
 	hdrs    []kafka.Header // reused by message
 	rt      *router
 	meta    *metaFetcher // of the current producer
+	// passed is the last record peek moved past, in cur (nil once cur is
+	// recycled); passedFP, under exactly-once, the fingerprint of the one
+	// passed last in the chunk before cur (fingerprintAt).
+	passed   *wal.Entry
+	passedFP struct {
+		seq uint64
+		fp  uint32
+	}
 	// active counts the partitions with records in flight, recent those
 	// with records in flight or produced to lately (share.go).
 	active, recent int
 	// served counts the partitions with records in flight and a success
 	// within lagAfter, on the cursor tick: a round of turns (awaitsTurn).
 	served int
+	// stalledN counts the partitions marked stalled (stall.go), so that a
+	// check run on every turn of the loop need not walk every partition
+	// to find none (txnStalledInFlight).
+	stalledN int
 	// maxN and maxB are the window's size now: the records and bytes it
 	// may hold, main stream and lanes together (share.go).
 	maxN int

@@ -19,6 +19,7 @@ func (s *Sender) checkStalls() {
 				continue // not stalled, or already; or slow but delivering, or waiting its turn
 			}
 			p.stalled = true
+			s.stalledN++
 			p.since = time.Unix(0, p.oldestAt())
 			if s.mode == normal {
 				s.deferPart(p)
@@ -34,6 +35,7 @@ func (s *Sender) checkStalls() {
 // recovered is the first success of a stalled partition.
 func (s *Sender) recovered(p *part) {
 	p.stalled = false
+	s.stalledN--
 	n, b := p.lane.waitingOr(p)
 	s.lg.Info().Str("topic", p.t.name).Int32("partition", p.id).Dur("stalled_for", time.Since(p.since)).
 		Int("waiting_records", n).Int64("waiting_bytes", b).

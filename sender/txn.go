@@ -204,6 +204,11 @@ func (s *Sender) txnOnResult(r txnResult) {
 
 // txnMayProduce is called before each record is produced: it opens a
 // transaction if none is, and reports whether the record may go into it.
+// It reads the router's clock (time.Now per record showed in the sender's
+// profile), which fill reads at its start and the main stream every
+// clockEvery records: a transaction that falls due during a pass may take
+// up to clockEvery records more (a lane: up to its partition's share),
+// and txnTick commits it when the pass ends, as before.
 func (s *Sender) txnMayProduce() bool {
 	t := s.tx
 	switch t.phase {
@@ -218,7 +223,7 @@ func (s *Sender) txnMayProduce() bool {
 		t.phase, t.begun, t.records, t.bytes, t.doomed = txnOpen, time.Now(), 0, 0, nil
 		return true
 	case txnOpen:
-		return t.doomed == nil && !s.txnDue(time.Now())
+		return t.doomed == nil && !s.txnDue(s.rt.now)
 	}
 	return false
 }

@@ -90,8 +90,13 @@ func (s *Sender) txnProbesFailed() {
 
 // txnStalledInFlight reports whether a stalled partition has records in
 // flight (other than a probe within probeWait): the transaction cannot
-// commit until it recovers.
+// commit until it recovers. It runs on every turn of the loop while a
+// commit waits for its reports, so it walks the partitions only when
+// some are stalled.
 func (s *Sender) txnStalledInFlight(now time.Time) bool {
+	if s.stalledN == 0 {
+		return false
+	}
 	for _, t := range s.rt.topics {
 		for _, p := range t.parts {
 			if !p.stalled || p.q.n == 0 {

@@ -132,13 +132,44 @@ func (s *Sender) txnSameHistory(c Checkpoint) error {
 	return nil
 }
 
-// fingerprintAt reads the WAL's record at seq and returns its
-// fingerprint, 0 if it cannot be read (or is a hole).
+// fingerprintAt returns the fingerprint of the WAL's record at seq, 0 if
+// it cannot be read (or is a hole). A commit asks for the record the main
+// stream passed last, which the sender nearly always still holds, or
+// fingerprinted when it let go of the read-ahead that held it (take).
+// Read from the WAL instead, a record the sender reads far behind the
+// writer lies in a segment tidwall no longer keeps in memory, and reading
+// it loads (and keeps, in place of a newer one) the whole segment.
 func (s *Sender) fingerprintAt(seq uint64) uint32 {
+	if e := s.inHand(seq); e != nil {
+		return fingerprintOf(e)
+	}
+	if seq == s.passedFP.seq && seq > 0 {
+		return s.passedFP.fp
+	}
 	ents, err := s.wal.Read(seq, make([]wal.Entry, 0, 1), 1)
 	if err != nil || len(ents) != 1 || ents[0].Seq != seq || ents[0].Hole {
 		s.lg.Debug().Err(err).Uint64("seq", seq).Msg("sender: no fingerprint for the checkpoint")
 		return 0
 	}
-	return fingerprint(&ents[0].Record)
+	return fingerprintOf(&ents[0])
+}
+
+// fingerprintOf is e's record's fingerprint, 0 for a hole.
+func fingerprintOf(e *wal.Entry) uint32 {
+	if e.Hole {
+		return 0
+	}
+	return fingerprint(&e.Record)
+}
+
+// inHand returns the record at seq if the main stream still holds it in
+// its read-ahead: the one it passed last or the one it is at; nil if not.
+func (s *Sender) inHand(seq uint64) *wal.Entry {
+	if s.passed != nil && s.passed.Seq == seq {
+		return s.passed
+	}
+	if len(s.pending) > 0 && s.pending[0].Seq == seq {
+		return &s.pending[0]
+	}
+	return nil
 }
