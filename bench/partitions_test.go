@@ -53,16 +53,24 @@ func BenchmarkPartitions(b *testing.B) {
 		b.Run(sh.name+"/kafkawal", func(b *testing.B) {
 			topics := newTopics(b, br, sh.topics, sh.partitions)
 			rps := benchKafkawalPartitions(b, partitionsConfig(b, br.Bootstrap()), topics, valueSize, sh.hot)
-			reportRatio(b, key+"/plain", rps, "x_plain")
-			peers.Lock()
-			plain, ok := peers.m[key+"/plain"]
-			peers.Unlock()
-			if ok && plain.v > 0 {
-				x := rps / plain.v
-				recordPeer(b, key+"/x_plain", x)
-				reportRatio(b, "partitions/"+partitionShapes[0].name+"/x_plain", x, "x_plain_of_4")
-			}
+			reportOf4(b, "partitions", sh.name, "plain", "x_plain", rps)
 		})
+	}
+}
+
+// reportOf4 reports rps over the records/s of the peer side of the same
+// shape (recorded under prefix/shape/peer) as ratio, and that ratio over
+// the 4-partition shape's in the same process as ratio_of_4.
+func reportOf4(b *testing.B, prefix, shape, peer, ratio string, rps float64) {
+	key := prefix + "/" + shape
+	reportRatio(b, key+"/"+peer, rps, ratio)
+	peers.Lock()
+	p, ok := peers.m[key+"/"+peer]
+	peers.Unlock()
+	if ok && p.v > 0 {
+		x := rps / p.v
+		recordPeer(b, key+"/"+ratio, x)
+		reportRatio(b, prefix+"/"+partitionShapes[0].name+"/"+ratio, x, ratio+"_of_4")
 	}
 }
 
@@ -226,15 +234,7 @@ func BenchmarkPartitionsExactlyOnce(b *testing.B) {
 			cfg.TransactionalID = fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), topicSeq.Add(1))
 			rps := benchKafkawalPartitions(b, cfg, topics, valueSize, sh.hot)
 			reportRatio(b, key+"/alo", rps, "x_alo")
-			reportRatio(b, key+"/plain-txn", rps, "x_plain_txn")
-			peers.Lock()
-			plain, ok := peers.m[key+"/plain-txn"]
-			peers.Unlock()
-			if ok && plain.v > 0 {
-				x := rps / plain.v
-				recordPeer(b, key+"/x_plain_txn", x)
-				reportRatio(b, "partitions-eos/"+partitionShapes[0].name+"/x_plain_txn", x, "x_plain_txn_of_4")
-			}
+			reportOf4(b, "partitions-eos", sh.name, "plain-txn", "x_plain_txn", rps)
 		})
 	}
 }
