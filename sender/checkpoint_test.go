@@ -149,10 +149,17 @@ func FuzzDecodeCheckpoint(f *testing.F) {
 }
 
 // TestFingerprintOfARecordInHand: the commit's fingerprint of the record
-// the main stream passed last (or is at) comes from the read-ahead, not
-// from the WAL (this Sender has none: a read would panic), and equals the
-// fingerprint of the record itself; a hole's is 0.
+// the main stream passed last (or is at) comes from the read-ahead chunk
+// it reads from, not from the WAL (a read would fail: the log is closed),
+// and equals the fingerprint of the record itself; a hole's is 0. When
+// the chunk goes back to the prefetcher, the fingerprint of the record
+// passed last in it stays.
 func TestFingerprintOfARecordInHand(t *testing.T) {
+	l, _, err := wal.Open(t.TempDir(), wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
 	ts := time.Unix(1700000000, 0)
 	ents := []wal.Entry{
 		{Seq: 5, Record: wal.Record{Topic: "t", Partition: 1, Key: []byte("k5"), Value: []byte("v5"), Timestamp: ts}},
@@ -160,7 +167,9 @@ func TestFingerprintOfARecordInHand(t *testing.T) {
 		{Seq: 7, Hole: true},
 		{Seq: 8, Record: wal.Record{Topic: "u", Partition: 0, Value: []byte("v8"), Timestamp: ts}},
 	}
-	s := &Sender{win: newWindow(7, 16), pending: ents, pfNext: 9}
+	s := &Sender{wal: l, win: newWindow(7, 16), cur: chunk{ents: ents}, pending: ents, pfNext: 9, pf: newPrefetcher(l),
+		lg: Config{}.withDefaults().Logger}
+	<-s.pf.free // room for the chunk take hands back
 	if e := s.peek(); e == nil || e.Seq != 7 {
 		t.Fatalf("peek = %+v; want the entry at 7", e)
 	}
@@ -177,22 +186,24 @@ func TestFingerprintOfARecordInHand(t *testing.T) {
 	if got, want := s.fingerprintAt(8), fingerprint(&ents[3].Record); got != want || got == 0 {
 		t.Fatalf("fingerprint of 8, the one the stream is at = %d; want %d", got, want)
 	}
-	if s.inHand(6) != nil || s.inHand(5) != nil {
-		t.Fatal("records passed before the last are not in hand: their memory is not tracked")
+	if s.inHand(4) != nil || s.inHand(9) != nil {
+		t.Fatal("records outside the chunk reported in hand")
+	}
+	if got := s.fingerprintAt(9); got != 0 {
+		t.Fatalf("fingerprint of 9, neither in hand nor readable = %d; want 0", got)
 	}
 	// The stream moves past 8 and on to the next chunk: the old one goes
 	// back to the prefetcher, 8's fingerprint stays.
 	s.tx = &txnState{}
 	s.win.addTo(8, 10, 0, nil)
+	want := fingerprint(&ents[3].Record)
 	next := []wal.Entry{{Seq: 9, Record: wal.Record{Topic: "u", Value: []byte("v9"), Timestamp: ts}}}
-	s.pending = s.pending[1:]
-	s.passed = &ents[3]
 	s.pfGen = 1
 	s.take(readBatch{gen: 1, chunk: chunk{ents: next}})
-	if s.passed != nil || s.inHand(8) != nil {
+	if s.inHand(8) != nil {
 		t.Fatal("a record of the recycled chunk is still in hand")
 	}
-	if got, want := s.fingerprintAt(8), fingerprint(&ents[3].Record); got != want {
+	if got := s.fingerprintAt(8); got != want {
 		t.Fatalf("fingerprint of 8, passed in the chunk before = %d; want %d", got, want)
 	}
 }

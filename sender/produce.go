@@ -153,7 +153,6 @@ func (s *Sender) peek() *wal.Entry {
 	next := s.win.next
 	for {
 		for len(s.pending) > 0 && s.pending[0].Seq < next {
-			s.passed = &s.pending[0]
 			s.pending = s.pending[1:]
 		}
 		if len(s.pending) > 0 {
@@ -193,10 +192,11 @@ func (s *Sender) take(b readBatch) {
 		s.retryLater()
 		return
 	}
-	if s.passed != nil && s.tx != nil {
-		s.passedFP.seq, s.passedFP.fp = s.passed.Seq, fingerprintOf(s.passed)
+	if s.tx != nil {
+		if e := s.inHand(s.win.next - 1); e != nil {
+			s.passedFP.seq, s.passedFP.fp = e.Seq, fingerprintOf(e)
+		}
 	}
-	s.passed = nil
 	s.pf.recycle(s.cur)
 	s.cur, s.pending = b.chunk, b.ents
 	s.pfNext = b.ents[len(b.ents)-1].Seq + 1

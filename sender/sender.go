@@ -41,10 +41,8 @@ type Sender struct {
 	hdrs    []kafka.Header // reused by message
 	rt      *router
 	meta    *metaFetcher // of the current producer
-	// passed is the last record peek moved past, in cur (nil once cur is
-	// recycled); passedFP, under exactly-once, the fingerprint of the one
-	// passed last in the chunk before cur (fingerprintAt).
-	passed   *wal.Entry
+	// passedFP is, under exactly-once, the fingerprint of the record the
+	// main stream passed last in the chunk before cur (fingerprintAt).
 	passedFP struct {
 		seq uint64
 		fp  uint32

@@ -1,8 +1,10 @@
 package sender
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/kafkawal/kafkawal/wal"
@@ -162,14 +164,13 @@ func fingerprintOf(e *wal.Entry) uint32 {
 	return fingerprint(&e.Record)
 }
 
-// inHand returns the record at seq if the main stream still holds it in
-// its read-ahead: the one it passed last or the one it is at; nil if not.
+// inHand returns the record at seq if the main stream still holds it:
+// in cur, the chunk of read-ahead it reads from (recycled only by take);
+// nil if not.
 func (s *Sender) inHand(seq uint64) *wal.Entry {
-	if s.passed != nil && s.passed.Seq == seq {
-		return s.passed
+	i, ok := slices.BinarySearchFunc(s.cur.ents, seq, func(e wal.Entry, seq uint64) int { return cmp.Compare(e.Seq, seq) })
+	if !ok {
+		return nil
 	}
-	if len(s.pending) > 0 && s.pending[0].Seq == seq {
-		return &s.pending[0]
-	}
-	return nil
+	return &s.cur.ents[i]
 }
