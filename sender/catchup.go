@@ -290,8 +290,17 @@ func (s *Sender) seekLane(l *lane) {
 			again = append(again, o.seq)
 		}
 	}
-	// After the reader reached the end of the log, it goes on from there.
+	// After the reader reached the end of the log, it goes on from there;
+	// but records it read that the lane has not produced yet (pending: its
+	// partition had no room) are read again, from the read position.
+	// Started at scanned, the reader would never hand them back, and the
+	// lane's next record produced after them would move its read position,
+	// and with it the watermark and the WAL cursor, past records never
+	// delivered.
 	from := max(l.readPos, l.scanned)
+	if len(l.pending) > 0 {
+		from = l.readPos
+	}
 	q := laneSeek{readPos: l.readPos, again: again, filter: s.filterOf(l)}
 	if l.park != nil && (len(parkAgain) > 0 || l.readPos < l.park.to) {
 		q.park, q.parkAgain, q.parkFrom = l.park.log, parkAgain, l.readPos
