@@ -55,8 +55,10 @@ type lane struct {
 	gen     uint64
 	cur     chunk
 	pending []wal.Entry
-	scanned uint64 // the reader has read every record below it
-	atEnd   bool   // and stopped there, at the end of the log
+	// scanned: the reader has read every record below it; those of the
+	// lane's own among them are produced, or still in pending.
+	scanned uint64
+	atEnd   bool // and stopped there, at the end of the log
 	// needCount: the reader stopped at scanned, at a record it cannot
 	// tell without the topic's partition count (setMeta seeks again).
 	needCount bool
