@@ -299,6 +299,17 @@ func (r *Report) verifyUncommitted(recs []*kgo.Record) {
 // (what read_committed consumers can read up to) and not.
 func (r *Report) noteEnds(ends []string) { r.LostWhere = append(r.LostWhere, ends...) }
 
+// idNames names ids as the children made them (ChildConfig.id): the run
+// that appended each and its place in that run's records, from 1, which
+// say where in the drill's log to look.
+func idNames(ids []uint64) string {
+	names := make([]string, len(ids))
+	for i, id := range ids {
+		names[i] = fmt.Sprintf("run %d record %d", id>>32, id&(1<<32-1))
+	}
+	return strings.Join(names, ", ")
+}
+
 // judge decides OK from everything gathered.
 func (r *Report) judge() {
 	lost := r.Lost
@@ -313,7 +324,7 @@ func (r *Report) judge() {
 		if !r.Drained {
 			why = "; the drain failed, so they may still wait in the WAL"
 		}
-		r.fail("lost %d acknowledged records (first ids %v)%s", lost, r.LostIDs, why)
+		r.fail("lost %d acknowledged records (first ids %v: %s)%s", lost, r.LostIDs, idNames(r.LostIDs), why)
 	}
 	if r.OrderViolations > 0 {
 		r.fail("%d per-partition order violations: %s", r.OrderViolations, strings.Join(r.Violations, "; "))

@@ -147,7 +147,7 @@ func TestReportVerdict(t *testing.T) {
 		{
 			name: "one acknowledged record lost",
 			recs: all(p0(testNonce, id1, id1+2, id2), p1(testNonce, id1+1, id2+1)),
-			lost: []uint64{id1 + 3}, failWith: "lost 1 acknowledged records",
+			lost: []uint64{id1 + 3}, failWith: "lost 1 acknowledged records (first ids [4294967300]: run 1 record 4)",
 		},
 		{
 			name:  "a partition out of order",
