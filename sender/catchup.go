@@ -292,7 +292,8 @@ func (s *Sender) seekLane(l *lane) {
 	}
 	// After the reader reached the end of the log, it goes on from there;
 	// but records it read that the lane has not produced yet (pending: its
-	// partition had no room) are read again, from the read position.
+	// partition had no room, or the main stream had not reached them) are
+	// read again, from the read position.
 	// Started at scanned, the reader would never hand them back, and the
 	// lane's next record produced after them would move its read position,
 	// and with it the watermark and the WAL cursor, past records never
