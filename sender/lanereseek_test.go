@@ -24,6 +24,36 @@ func lanePeekWithin(s *Sender, l *lane) *wal.Entry {
 	return nil
 }
 
+// laneOverWAL returns a sender over a WAL of n records of topic t,
+// alternately of partitions 0 and 1, all handed over by its main stream,
+// and the active lane of partition 0 reading from the first; the WAL and
+// the lane's reader are closed when the test ends.
+func laneOverWAL(t *testing.T, n int) (*Sender, *lane, []wal.Record) {
+	t.Helper()
+	log, _, err := wal.Open(t.TempDir(), wal.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	recs := make([]wal.Record, n)
+	for i := range recs {
+		recs[i] = wal.Record{Topic: "t", Partition: int32(i % 2), Value: []byte("v")}
+	}
+	if _, err := log.Append(context.Background(), recs); err != nil {
+		t.Fatal(err)
+	}
+	s := &Sender{wal: log, rt: newRouter(consistent, 0), win: newWindow(uint64(n)+1, 256), mode: normal, positional: true,
+		laneReady: make(chan struct{}, 1), lg: Config{}.withDefaults().Logger}
+	tr := s.rt.topic("t")
+	tr.count = 2
+	p := tr.part(0)
+	l := s.newLane(tr, p)
+	p.lane = l
+	l.active, l.start, l.readPos = true, 1, 1
+	t.Cleanup(func() { s.stopReading(l) })
+	return s, l, recs
+}
+
 // TestLaneReseekKeepsItsUnproducedRecords: a lane that read records of
 // its own it could not produce yet (its partition's share was full) and
 // is then sent to read again (a park round ended, the topic's count
@@ -36,28 +66,8 @@ func lanePeekWithin(s *Sender, l *lane) *wal.Entry {
 // drill on two Apache Kafka brokers lost (its partition parked while the
 // cluster restarted).
 func TestLaneReseekKeepsItsUnproducedRecords(t *testing.T) {
-	log, _, err := wal.Open(t.TempDir(), wal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
 	const n = 200
-	recs := make([]wal.Record, n)
-	for i := range recs {
-		recs[i] = wal.Record{Topic: "t", Partition: int32(i % 2), Value: []byte("v")}
-	}
-	if _, err := log.Append(context.Background(), recs); err != nil {
-		t.Fatal(err)
-	}
-	s := &Sender{wal: log, rt: newRouter(consistent, 0), win: newWindow(n+1, 256), mode: normal, positional: true,
-		laneReady: make(chan struct{}, 1), lg: Config{}.withDefaults().Logger}
-	tr := s.rt.topic("t")
-	tr.count = 2
-	p := tr.part(0)
-	l := s.newLane(tr, p)
-	p.lane = l
-	l.active, l.start, l.readPos = true, 1, 1
-	defer s.stopReading(l)
+	s, l, _ := laneOverWAL(t, n)
 
 	if e := lanePeekWithin(s, l); e == nil || e.Seq != 1 {
 		t.Fatalf("the lane's first record is %+v; want 1", e)
@@ -87,28 +97,8 @@ func TestLaneReseekKeepsItsUnproducedRecords(t *testing.T) {
 // the rest from the WAL. Before, the records it held beyond the round's end
 // were never produced.
 func TestParkRoundWhileTheLaneReadAhead(t *testing.T) {
-	log, _, err := wal.Open(t.TempDir(), wal.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
 	const n, roundEnd = 200, 100
-	recs := make([]wal.Record, n)
-	for i := range recs {
-		recs[i] = wal.Record{Topic: "t", Partition: int32(i % 2), Value: []byte("v")}
-	}
-	if _, err := log.Append(context.Background(), recs); err != nil {
-		t.Fatal(err)
-	}
-	s := &Sender{wal: log, rt: newRouter(consistent, 0), win: newWindow(n+1, 256), mode: normal, positional: true,
-		laneReady: make(chan struct{}, 1), lg: Config{}.withDefaults().Logger}
-	tr := s.rt.topic("t")
-	tr.count = 2
-	p := tr.part(0)
-	l := s.newLane(tr, p)
-	p.lane = l
-	l.active, l.start, l.readPos = true, 1, 1
-	defer s.stopReading(l)
+	s, l, recs := laneOverWAL(t, n)
 
 	if e := lanePeekWithin(s, l); e == nil || e.Seq != 1 {
 		t.Fatalf("the lane's first record is %+v; want 1", e)
@@ -118,7 +108,7 @@ func TestParkRoundWhileTheLaneReadAhead(t *testing.T) {
 	}
 	// The round copied the lane's records below its end; its outcome
 	// comes in now.
-	pl, err := log.CreatePark(wal.ParkMeta{Topic: "t", Partition: 0, Count: 2, Partitioner: s.partitioner})
+	pl, err := s.wal.CreatePark(wal.ParkMeta{Topic: "t", Partition: 0, Count: 2, Partitioner: s.partitioner})
 	if err != nil {
 		t.Fatal(err)
 	}
