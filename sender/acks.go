@@ -139,6 +139,18 @@ func (w *window) inFlight(seq uint64) bool {
 	return seq >= w.low && seq < w.next && w.at(seq).state == inFlight
 }
 
+// heldParts returns the partitions the window holds unacknowledged
+// records of (in flight or to be produced again), where it knows them.
+func (w *window) heldParts() map[*part]bool {
+	held := make(map[*part]bool)
+	for seq := w.low; seq < w.next; seq++ {
+		if sl := w.at(seq); sl.p != nil && (sl.state == inFlight || sl.state == free) {
+			held[sl.p] = true
+		}
+	}
+	return held
+}
+
 // lowPart returns the partition of the record at low when it is in
 // flight there: the one holding the ring.
 func (w *window) lowPart() *part {

@@ -164,6 +164,7 @@ func (s *Sender) parkLanes(now time.Time) {
 	if s.cfg.ParkAfter < 0 || s.mode != normal {
 		return
 	}
+	var held map[*part]bool // the window's, once a lane is due
 	for _, l := range s.lanes {
 		if len(s.park.jobs) == cap(s.park.jobs) {
 			return
@@ -180,6 +181,19 @@ func (s *Sender) parkLanes(now time.Time) {
 			// two real brokers, where metadata came late after a restart
 			// and keyed records went out with PartitionAny.
 			continue
+		}
+		if l.p != nil {
+			if held == nil {
+				held = s.win.heldParts()
+			}
+			if held[l.p] {
+				// The same for a record of this partition the window
+				// produced before the lane took over and did not hand it
+				// (sent with Opaque, not in the partition's flights:
+				// global isolation): a round now would make the park log
+				// stand for it after a crash.
+				continue
+			}
 		}
 		var last, to uint64
 		if l.park != nil {
