@@ -164,7 +164,7 @@ func (s *Sender) parkLanes(now time.Time) {
 	if s.cfg.ParkAfter < 0 || s.mode != normal {
 		return
 	}
-	var held map[*part]bool // the window's, once a lane is due
+	var held map[*part]bool // the window's, once a lane has a round to start
 	for _, l := range s.lanes {
 		if len(s.park.jobs) == cap(s.park.jobs) {
 			return
@@ -182,19 +182,6 @@ func (s *Sender) parkLanes(now time.Time) {
 			// and keyed records went out with PartitionAny.
 			continue
 		}
-		if l.p != nil {
-			if held == nil {
-				held = s.win.heldParts()
-			}
-			if held[l.p] {
-				// The same for a record of this partition the window
-				// produced before the lane took over and did not hand it
-				// (sent with Opaque, not in the partition's flights:
-				// global isolation): a round now would make the park log
-				// stand for it after a crash.
-				continue
-			}
-		}
 		var last, to uint64
 		if l.park != nil {
 			last, to = l.park.last, l.park.to
@@ -210,6 +197,20 @@ func (s *Sender) parkLanes(now time.Time) {
 		}
 		if len(job.again) == 0 && job.from >= job.to {
 			continue
+		}
+		if l.p != nil {
+			if held == nil {
+				held = s.win.heldParts()
+			}
+			if held[l.p] {
+				// As for a record of the topic that librdkafka
+				// partitioned (above), so for one of this partition
+				// that the window produced before the lane took over
+				// and kept (sent with Opaque, so not among the
+				// partition's flights: global isolation): after a crash
+				// the park log would stand for it.
+				continue
+			}
 		}
 		if l.park == nil {
 			pl, err := s.wal.CreatePark(wal.ParkMeta{Topic: l.t.name, Partition: l.partition(), Count: l.t.count, Partitioner: s.partitioner})
