@@ -1,10 +1,14 @@
 package sender
 
 import (
+	"bytes"
+	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/rs/zerolog"
 )
 
 func TestLimiterLetsOnePerInterval(t *testing.T) {
@@ -129,5 +133,43 @@ func TestRebuildPacing(t *testing.T) {
 	s.rebuildPaced(s.builtAt.Add(2 * rebuildStable))
 	if s.rebuildPause != 0 {
 		t.Fatalf("pause %v after a producer that lived %v, want 0", s.rebuildPause, 2*rebuildStable)
+	}
+}
+
+// TestFatalReportAndEventLogOneRebuild: librdkafka fails the records it
+// holds with a bare ERR__FATAL ("Local: Fatal error") and raises an error
+// event with the cause. Whichever reaches the sender first, the rebuild
+// names the cause, and a second rebuild for the same cause is not logged
+// again (TestNoWriteAnywhere saw two lines when a report came first once
+// and the event the next time: two error codes, two causes to the
+// limiter).
+func TestFatalReportAndEventLogOneRebuild(t *testing.T) {
+	p, err := kafka.NewProducer(&kafka.ConfigMap{"bootstrap.servers": "127.0.0.1:1", "enable.idempotence": true, "log_level": 0})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	p.TestFatalError(kafka.ErrClusterAuthorizationFailed, "Failed to acquire idempotence PID: no")
+	event := p.GetFatalError()
+	report := kafka.NewError(kafka.ErrFatal, "Local: Fatal error", false)
+
+	var logged bytes.Buffer
+	lg := zerolog.New(&logged)
+	s := &Sender{p: p, lg: &lg, rebuildLog: newLimiters(repeatEvery), win: newWindow(1, 16), mode: normal}
+	var cause kafka.Error
+	if got := s.fatalCause(report); !errors.As(got, &cause) || cause.Code() != kafka.ErrClusterAuthorizationFailed || !cause.IsFatal() {
+		t.Fatalf("the cause of a report's %q is %q; want the producer's %q", report, got, event)
+	}
+	if other := kafka.NewError(kafka.ErrUnknownProducerID, "x", false); s.fatalCause(other) != error(other) {
+		t.Fatalf("an error other than ERR__FATAL was replaced: %v", s.fatalCause(other))
+	}
+	s.fatalError(report)
+	s.mode = normal // rebuilt
+	s.fatalError(event)
+	if n := strings.Count(logged.String(), "fatal producer error; rebuilding"); n != 1 {
+		t.Fatalf("the rebuild was logged %d times; want once:\n%s", n, logged.String())
+	}
+	if !strings.Contains(logged.String(), "Failed to acquire idempotence PID") {
+		t.Fatalf("the rebuild's line does not name the cause:\n%s", logged.String())
 	}
 }

@@ -107,6 +107,7 @@ func (s *Sender) checkRebuild() {
 // fatalError handles a fatal error of the producer: a rebuild, or under
 // exactly-once delivery, when it is a fencing, maybe the end (txn.go).
 func (s *Sender) fatalError(err error) {
+	err = s.fatalCause(err)
 	if s.tx != nil {
 		switch {
 		case s.tx.phase == txnStopped:
@@ -153,4 +154,21 @@ func (s *Sender) closeProducer() {
 			s.logLibrdkafka(lg)
 		}
 	}
+}
+
+// fatalCause returns the error that made the producer fatal when err is a
+// delivery report's bare "Local: Fatal error" (ERR__FATAL): librdkafka
+// keeps the cause, which the error event carries too. Resolved, a rebuild
+// reads the same whichever of the two came first: in its log line, in the
+// rebuild log's limiter (per error code, so a report's code and the
+// event's counted as two causes and logged twice), and for fencing.
+func (s *Sender) fatalCause(err error) error {
+	var kerr kafka.Error
+	if s.p == nil || !errors.As(err, &kerr) || kerr.Code() != kafka.ErrFatal {
+		return err
+	}
+	if cause := s.p.GetFatalError(); cause != nil {
+		return cause
+	}
+	return err
 }
