@@ -129,9 +129,9 @@
 // (the park log's torn tail is cut off at Open); a crash after it finds
 // them in the park log, and the main stream skips them (they are the
 // lane's below the park log's end; keyless ones it held are skipped by
-// sequence). So no round starts while the window holds a record of the
-// partition that the lane did not take over (sent with PartitionAny or
-// Opaque): the park log would stand for it. The park log's own cursor
+// sequence). That is why no round starts while the window holds a record
+// of the partition that the lane did not take over (sent with
+// PartitionAny or Opaque): the park log would stand for it. The park log's own cursor
 // follows the lane's oldest unacknowledged record. So a crash at any point
 // loses nothing and keeps each partition's order; records delivered since
 // the last persisted cursors are sent again.
